@@ -1,0 +1,163 @@
+"""Speed benchmark: native fit vs lme4's glmer on the same data, in one run.
+
+    python -m glmmbench.bench [--repeat 3] [--big]
+
+For each model the native ``fit()`` is timed in this process (formula and
+DataFrame to result) and glmer inside R (``system.time`` around the call) in
+a reference_r worker, alternating, ``repeat`` times; the best time of each is
+kept. Prints the ratios native / glmer, their geometric mean, and the
+log-likelihood difference at the two optima. ``--big`` also times (and reports
+the peak memory of) a random-intercept binomial model with n = 1,000,000.
+This is a benchmark, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["BENCH_MODELS", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchModel:
+    name: str
+    formula: str
+    family: str
+    make_data: Callable[[np.random.Generator], pd.DataFrame]
+
+
+def _factor(codes: np.ndarray, prefix: str, nlev: int) -> pd.Categorical:
+    width = len(str(nlev))
+    labels = [f"{prefix}{i + 1:0{width}d}" for i in range(nlev)]
+    return pd.Categorical.from_codes(codes, categories=labels)
+
+
+def verbagg(rng: np.random.Generator) -> pd.DataFrame:
+    from glmmbench import datasets
+
+    del rng
+    return datasets.load("VerbAgg")
+
+
+def binomial_slopes(rng: np.random.Generator, n: int = 30_000, ngroups: int = 600
+                    ) -> pd.DataFrame:
+    """Binary response, random intercept and slope (sd 0.8, 0.4, correlation 0.3)."""
+    g = rng.integers(0, ngroups, n)
+    x = rng.standard_normal(n)
+    cov = np.array([[0.64, 0.3 * 0.8 * 0.4], [0.3 * 0.8 * 0.4, 0.16]])
+    b = rng.multivariate_normal([0, 0], cov, ngroups)
+    eta = -0.5 + 0.7 * x + b[g, 0] + b[g, 1] * x
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "g": _factor(g, "g", ngroups)})
+
+
+def poisson_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb: int = 100
+                    ) -> pd.DataFrame:
+    """Counts with crossed random intercepts (sd 0.5 and 0.3)."""
+    a = rng.integers(0, na, n)
+    bb = rng.integers(0, nb, n)
+    x = rng.standard_normal(n)
+    eta = 0.3 + 0.4 * x + 0.5 * rng.standard_normal(na)[a] + 0.3 * rng.standard_normal(nb)[bb]
+    y = rng.poisson(np.exp(eta))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "a": _factor(a, "a", na),
+                         "b": _factor(bb, "b", nb)})
+
+
+def binomial_big(rng: np.random.Generator, n: int = 1_000_000, ngroups: int = 10_000
+                 ) -> pd.DataFrame:
+    g = rng.integers(0, ngroups, n)
+    x = rng.standard_normal(n)
+    eta = -0.3 + 0.5 * x + 0.7 * rng.standard_normal(ngroups)[g]
+    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "g": _factor(g, "g", ngroups)})
+
+
+BENCH_MODELS = (
+    BenchModel("VerbAgg crossed",
+               "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial",
+               verbagg),
+    BenchModel("binomial slopes n=30000, 600 groups", "y ~ x + (1 + x | g)", "binomial",
+               binomial_slopes),
+    BenchModel("Poisson crossed n=20000, 500 x 100", "y ~ x + (1 | a) + (1 | b)", "poisson",
+               poisson_crossed),
+)
+
+
+def _time_native(model: BenchModel, data: pd.DataFrame):
+    from glmmbench import fit
+
+    t0 = time.perf_counter()
+    res = fit(model.formula, data, family=model.family)
+    return time.perf_counter() - t0, res
+
+
+def run_benchmark(repeat: int = 3, seed: int = 20261125, big: bool = False) -> dict:
+    """Time every model natively and with glmer; return a dict of the results."""
+    from reference_r import fit_reference
+
+    rows = []
+    for model in BENCH_MODELS:
+        data = model.make_data(np.random.default_rng(seed))
+        t_nat, t_r = [], []
+        res = rec = None
+        for _ in range(repeat):
+            t, res = _time_native(model, data)
+            t_nat.append(t)
+            rec = fit_reference("lme4", model.formula, data, family=model.family, timeout=600)
+            t_r.append(rec["time_s"])
+        rows.append({
+            "model": model.name, "n": len(data), "native_s": min(t_nat), "glmer_s": min(t_r),
+            "ratio": min(t_nat) / min(t_r), "loglik_native": res.loglik,
+            "loglik_glmer": rec["loglik"], "loglik_diff": res.loglik - rec["loglik"],
+            "native_converged": res.converged, "glmer_messages": rec["messages"],
+        })
+    ratios = np.array([r["ratio"] for r in rows])
+    out = {"models": rows, "geomean_ratio": float(np.exp(np.mean(np.log(ratios))))}
+    if big:
+        data = binomial_big(np.random.default_rng(seed))
+        model = BenchModel("binomial random intercept n=1e6", "y ~ x + (1 | g)", "binomial",
+                           binomial_big)
+        t, res = _time_native(model, data)
+        peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        out["big"] = {"model": model.name, "native_s": t, "peak_rss_mb": peak_mb,
+                      "loglik": res.loglik, "converged": res.converged}
+    return out
+
+
+def format_benchmark(out: dict) -> str:
+    lines = [f"{'model':40s} {'native s':>9s} {'glmer s':>9s} {'ratio':>7s} {'dloglik':>10s}"]
+    for r in out["models"]:
+        lines.append(f"{r['model']:40s} {r['native_s']:9.3f} {r['glmer_s']:9.3f} "
+                     f"{r['ratio']:7.3f} {r['loglik_diff']:10.2e}")
+    lines.append(f"geometric mean of native/glmer: {out['geomean_ratio']:.3f}")
+    if "big" in out:
+        b = out["big"]
+        lines.append(f"{b['model']}: {b['native_s']:.2f} s, peak RSS {b['peak_rss_mb']:.0f} MB")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=20261125)
+    parser.add_argument("--big", action="store_true")
+    parser.add_argument("--json", help="also write the results to this file")
+    args = parser.parse_args(argv)
+    out = run_benchmark(args.repeat, args.seed, args.big)
+    print(format_benchmark(out))
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(out, fh, indent=2, default=str)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,184 @@
+"""fit(): the stages chained, nothing else.
+
+    design  = build_design(formula, data, family, weights=..., offset=...)
+    design  = drop_rank_deficient(design)
+    devfun  = make_devfun(design, response, nagq, reml)
+    opt     = optimize_lmm(devfun) | optimize_glmm(devfun)
+    result  = make_result(design, family, devfun, opt, ...)
+
+Each stage can be called on its own (lme4's ``modular.R``); a test shows the
+manual chain equals the one-line call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
+from glmmbench.design import Design, build_design
+from glmmbench.errors import FamilyError
+from glmmbench.families import Family, get_family
+from glmmbench.optimize import OptSummary, bobyqa, check_convergence, derivatives
+from glmmbench.response import GLMResponse
+from glmmbench.results import GLMMResult, make_result
+from glmmbench.theta import theta_start
+
+__all__ = ["fit", "drop_rank_deficient", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
+
+NATIVE_FAMILIES = ("gaussian", "binomial", "poisson")
+
+DEFAULT_CONTROL: dict[str, Any] = {
+    # LMM: MixedModels.jl's tolerances
+    "lmm_ftol_rel": 1e-12, "lmm_ftol_abs": 1e-8, "lmm_xtol_abs": 1e-10,
+    # GLMM stage 1 only supplies starting values; stage 2 decides the optimum
+    "stage1_ftol_abs": 1e-4, "ftol_rel": 1e-12, "ftol_abs": 1e-6, "xtol_abs": 1e-8,
+    "maxfeval": 10_000,
+    "calc_derivs": True,  # finite-difference gradient/Hessian (checks, GLMM vcov)
+}
+
+
+def drop_rank_deficient(design: Design, tol: float = 1e-7) -> tuple[Design, list[str]]:
+    """Drop fixed-effect columns that are linear combinations of earlier ones.
+
+    As lme4: pivoted QR of X; columns beyond the numerical rank are dropped with
+    a message naming them.
+    """
+    X = design.X
+    if X.shape[1] == 0:
+        return design, []
+    _, R, piv = sla.qr(X, mode="economic", pivoting=True)
+    d = np.abs(np.diag(R))
+    rank = int(np.sum(d > tol * d[0])) if d.size and d[0] > 0 else 0
+    if rank == X.shape[1]:
+        return design, []
+    keep = np.sort(piv[:rank])
+    dropped = [design.fixef_names[i] for i in sorted(set(range(X.shape[1])) - set(keep))]
+    msg = (f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
+           f"column{'s' if len(dropped) > 1 else ''} / coefficient{'s' if len(dropped) > 1 else ''}"
+           f": {', '.join(dropped)}")
+    new = dataclasses.replace(design, X=X[:, keep],
+                              fixef_names=tuple(design.fixef_names[i] for i in keep))
+    return new, [msg]
+
+
+def _control(control: Mapping[str, Any] | None) -> dict[str, Any]:
+    out = dict(DEFAULT_CONTROL)
+    for key, value in (control or {}).items():
+        if key not in out:
+            raise ValueError(f"unknown control option {key!r}; valid: {', '.join(out)}")
+        out[key] = value
+    return out
+
+
+def optimize_lmm(devfun: LMMDevfun, control: Mapping[str, Any] | None = None) -> OptSummary:
+    """Minimise the profiled (RE)ML deviance over ``theta``."""
+    ctl = _control(control)
+    return bobyqa(devfun, theta_start(devfun.qs), devfun.lower, ftol_rel=ctl["lmm_ftol_rel"],
+                  ftol_abs=ctl["lmm_ftol_abs"], xtol_abs=ctl["lmm_xtol_abs"],
+                  maxfeval=ctl["maxfeval"])
+
+
+def optimize_glmm(devfun: GLMMDevfun,
+                  control: Mapping[str, Any] | None = None) -> tuple[OptSummary, OptSummary]:
+    """lme4's two stages; returns both OptSummaries (stage 2 is the fit)."""
+    ctl = _control(control)
+    k = devfun.ntheta
+    lower_theta = devfun.lower[:k]
+    s1 = bobyqa(devfun.stage1, theta_start(devfun.qs), lower_theta, ftol_rel=1e-8,
+                ftol_abs=ctl["stage1_ftol_abs"], xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
+    devfun.stage1(s1.final)
+    res = devfun.last
+    beta1 = res.beta
+    # step for beta: its standard error from the joint factor at stage 1's optimum
+    se = _joint_se(devfun, s1.final)
+    step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final, 0.1), 0.05),
+                           np.where(np.isfinite(se) & (se > 0), se, 0.1)])
+    x0 = np.concatenate([s1.final, beta1])
+    s2 = bobyqa(devfun, x0, devfun.lower, initial_step=step, ftol_rel=ctl["ftol_rel"],
+                ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
+    return s1, s2
+
+
+def _joint_se(devfun: GLMMDevfun, theta: np.ndarray) -> np.ndarray:
+    LXX = devfun.last.fac.LXX
+    if LXX is None:
+        return np.full(devfun.design.p, np.nan)
+    Linv = sla.solve_triangular(LXX, np.eye(LXX.shape[0]), lower=True)
+    return np.sqrt(np.sum(Linv**2, axis=0))
+
+
+def _response(design: Design, family: Family) -> GLMResponse | None:
+    if family.name == "gaussian" and family.link.name == "identity":
+        return None
+    return GLMResponse(design.y, design.weights, design.offset, family)
+
+
+def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
+        *, weights: Any = None, offset: Any = None, nagq: int = 1, reml: bool | None = None,
+        threshold: str = "flexible", control: Mapping[str, Any] | None = None) -> GLMMResult:
+    """Fit a generalized linear mixed model given in lme4's formula syntax.
+
+    Parameters
+    ----------
+    formula : str
+        ``"y ~ x + (1 + x | g)"``; see ``glmmbench.formula``.
+    data : DataFrame
+    family : str
+        ``"gaussian"``, ``"binomial"``, ``"poisson"`` (this engine), as R names them.
+    link : str, optional
+        R's link name; default canonical.
+    weights, offset : array or column name, optional
+    nagq : int
+        1 = Laplace approximation.
+    reml : bool, optional
+        Gaussian only; default True.
+    control : dict, optional
+        Overrides of ``DEFAULT_CONTROL``.
+    """
+    t0 = time.perf_counter()
+    if family not in NATIVE_FAMILIES:
+        fam_all = ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal",
+                   "multinomial")
+        if family in fam_all:
+            raise FamilyError(f"family {family!r} is not fitted by the native engine yet "
+                              f"(available: {', '.join(NATIVE_FAMILIES)})")
+        raise FamilyError(f"unknown family {family!r}; valid: {', '.join(fam_all)}")
+    fam = get_family(family, link)
+    ctl = _control(control)
+    design = build_design(formula, data, family, weights=weights, offset=offset)
+    design, messages = drop_rank_deficient(design)
+    response = _response(design, fam)
+    is_lmm = response is None
+    use_reml = bool(reml if reml is not None else True) if is_lmm else False
+    devfun = make_devfun(design, response, nagq=nagq, reml=use_reml)
+    if is_lmm:
+        opt = optimize_lmm(devfun, ctl)
+        stages = (opt,)
+    else:
+        stages = optimize_glmm(devfun, ctl)
+        opt = stages[-1]
+    x = opt.final
+    fx = devfun(x)
+    grad = hess = None
+    if ctl["calc_derivs"]:
+        grad, hess = derivatives(devfun, x, fx)
+        devfun(x)  # leave the devfun's state at the optimum
+        k = len(devfun.lower) if is_lmm else devfun.ntheta
+        converged, conv_msgs = check_convergence(x[:k], devfun.lower[:k], grad, hess)
+    else:
+        converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
+    if opt.returnvalue == "MAXEVAL_REACHED":
+        converged = False
+        conv_msgs.append(f"optimizer reached the maximum of {opt.feval} evaluations")
+    return make_result(
+        design, fam, devfun, stages, grad=grad, hess=hess, converged=converged,
+        messages=list(design.messages) + messages + conv_msgs, reml=use_reml, nagq=nagq,
+        time_s=time.perf_counter() - t0,
+    )

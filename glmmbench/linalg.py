@@ -1,0 +1,285 @@
+"""The blocked Cholesky factor of a mixed model: the only module that factors.
+
+The penalized system of lme4 / MixedModels.jl (Bates et al. 2015, JSS 67(1);
+Bates & Alday, "blocked Cholesky") is
+
+    [ Lambda' Z' W Z Lambda + I    Lambda' Z' W X ]   [ u    ]   [ Lambda' Z' W z ]
+    [ X' W Z Lambda                X' W X         ] * [ beta ] = [ X' W z         ]
+
+With the random-effect terms ordered by decreasing number of levels, the first
+term's block of ``Lambda' Z' W Z Lambda + I`` is block diagonal (one q1 x q1 block
+per level: batched Cholesky), and the remaining terms form one dense block whose
+Schur complement is factored densely. The lower factor is
+
+    L = [ L11   0    0   ]        L11: block diagonal (nlev1 blocks of q1 x q1)
+        [ L21   L22  0   ]        L22: dense (m2 x m2)
+        [ LX1   LX2  LXX ]        LXX: dense (p x p), lme4's R_X'
+
+Every group sum is an ``np.bincount``; nothing loops over groups or rows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg as sla
+
+from glmmbench.design import Design
+
+__all__ = ["ReIndex", "CrossProducts", "BlockedCholesky", "crossproducts", "factorize"]
+
+
+@dataclass(frozen=True)
+class ReIndex:
+    """Column positions of the random effects, fixed by the design.
+
+    ``b`` (and ``u``) is ordered term by term, level-major within a term
+    (level j, component k at ``offset + j * q + k``), as in lme4.
+    The first term occupies ``[0, m1)``; the rest ``[m1, m1 + m2)``.
+    """
+
+    n1: int
+    q1: int
+    codes1: np.ndarray  # (n,) level of each observation in the first term
+    m2: int
+    idx2: np.ndarray  # (n, s2) position in the rest block for each rest column
+    qs: tuple[int, ...]  # q of every term
+    nlevs: tuple[int, ...]
+
+    @property
+    def m1(self) -> int:
+        return self.n1 * self.q1
+
+    @property
+    def m(self) -> int:
+        return self.m1 + self.m2
+
+    @classmethod
+    def from_design(cls, design: Design) -> ReIndex:
+        terms = design.terms
+        first = terms[0]
+        cols, offset = [], 0
+        for t in terms[1:]:
+            for k in range(t.q):
+                cols.append(offset + t.codes * t.q + k)
+            offset += t.nlevels * t.q
+        idx2 = np.stack(cols, axis=1) if cols else np.zeros((design.n, 0), dtype=np.intp)
+        return cls(
+            n1=first.nlevels,
+            q1=first.q,
+            codes1=np.asarray(first.codes, dtype=np.intp),
+            m2=offset,
+            idx2=idx2.astype(np.intp),
+            qs=tuple(t.q for t in terms),
+            nlevs=tuple(t.nlevels for t in terms),
+        )
+
+    def split_V(self, V: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Split the per-term ``Z Lambda`` values into the first and the rest."""
+        rest = np.hstack(V[1:]) if len(V) > 1 else np.zeros((V[0].shape[0], 0))
+        return V[0], rest
+
+    def Zu(self, V: list[np.ndarray], u: np.ndarray) -> np.ndarray:
+        """``Z Lambda u`` for the observation-level values ``V`` of ``Z Lambda``."""
+        V1, V2 = self.split_V(V)
+        u1 = u[: self.m1].reshape(self.n1, self.q1)
+        out = np.einsum("ik,ik->i", V1, u1[self.codes1]) if self.q1 > 1 else V1[:, 0] * u1[
+            self.codes1, 0]
+        if self.m2:
+            out = out + np.einsum("ik,ik->i", V2, u[self.m1:][self.idx2])
+        return out
+
+
+@dataclass
+class CrossProducts:
+    """Weighted cross products of ``[Z Lambda, X, z]`` (``W`` = diag(w))."""
+
+    C11: np.ndarray  # (n1, q1, q1)
+    C21: np.ndarray  # (m2, m1)
+    C22: np.ndarray  # (m2, m2)
+    CX1: np.ndarray | None  # (p, m1)
+    CX2: np.ndarray | None  # (p, m2)
+    CXX: np.ndarray | None  # (p, p)
+    r1: np.ndarray | None  # (m1,)  Lambda' Z' W z, first term
+    r2: np.ndarray | None  # (m2,)
+    rX: np.ndarray | None  # (p,)
+
+
+def _gsum(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
+    return np.bincount(index, weights=weights, minlength=size)
+
+
+def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray | None,
+                  z: np.ndarray | None) -> CrossProducts:
+    """Form the weighted cross products; ``X=None`` leaves out the fixed effects."""
+    V1, V2 = ix.split_V(V)
+    n1, q1, m1, m2 = ix.n1, ix.q1, ix.m1, ix.m2
+    c1 = ix.codes1
+    C11 = np.empty((n1, q1, q1))
+    wV1 = V1 * w[:, None]
+    for a in range(q1):
+        for b in range(a + 1):
+            C11[:, a, b] = C11[:, b, a] = _gsum(c1, wV1[:, a] * V1[:, b], n1)
+    cols1 = [c1 * q1 + b for b in range(q1)]
+    s2 = ix.idx2.shape[1]
+    C21 = np.zeros(m2 * m1)
+    C22 = np.zeros(m2 * m2)
+    if m2:
+        wV2 = V2 * w[:, None]
+        for a in range(s2):
+            ra = ix.idx2[:, a]
+            for b in range(q1):
+                C21 += _gsum(ra * m1 + cols1[b], wV2[:, a] * V1[:, b], m2 * m1)
+            for b in range(s2):
+                C22 += _gsum(ra * m2 + ix.idx2[:, b], wV2[:, a] * V2[:, b], m2 * m2)
+    out = CrossProducts(C11, C21.reshape(m2, m1), C22.reshape(m2, m2),
+                        None, None, None, None, None, None)
+    if X is not None:
+        p = X.shape[1]
+        wX = X * w[:, None]
+        out.CXX = X.T @ wX
+        CX1 = np.zeros((p, m1))
+        for b in range(q1):
+            for r in range(p):
+                CX1[r, b::q1] = _gsum(c1, wX[:, r] * V1[:, b], n1)
+        out.CX1 = CX1
+        CX2 = np.zeros((p, m2))
+        for a in range(s2):
+            for r in range(p):
+                CX2[r] += _gsum(ix.idx2[:, a], wX[:, r] * V2[:, a], m2)
+        out.CX2 = CX2
+    if z is not None:
+        wz = w * z
+        r1 = np.empty(m1)
+        for b in range(q1):
+            r1[b::q1] = _gsum(c1, wz * V1[:, b], n1)
+        out.r1 = r1
+        r2 = np.zeros(m2)
+        for a in range(s2):
+            r2 += _gsum(ix.idx2[:, a], wz * V2[:, a], m2)
+        out.r2 = r2
+        if X is not None:
+            out.rX = X.T @ wz
+    return out
+
+
+@dataclass
+class BlockedCholesky:
+    """The lower factor ``L`` (see module docstring) and its solves."""
+
+    q1: int
+    L11: np.ndarray  # (n1, q1, q1)
+    L11inv: np.ndarray  # (n1, q1, q1)
+    L21: np.ndarray  # (m2, m1)
+    L22: np.ndarray  # (m2, m2)
+    LX1: np.ndarray | None = None
+    LX2: np.ndarray | None = None
+    LXX: np.ndarray | None = None
+
+    @property
+    def m1(self) -> int:
+        return self.L11.shape[0] * self.q1
+
+    def logdet_Z(self) -> float:
+        """``log |L_Z|^2``: twice the log-determinant of the random-effects factor."""
+        d1 = np.einsum("jkk->jk", self.L11)
+        return 2.0 * (np.log(d1).sum() + np.log(np.diag(self.L22)).sum())
+
+    def logdet_X(self) -> float:
+        """``log |R_X|^2``."""
+        return 2.0 * np.log(np.diag(self.LXX)).sum()
+
+    def _l11_solve(self, r: np.ndarray, transpose: bool = False) -> np.ndarray:
+        n1, q1 = self.L11.shape[0], self.q1
+        rr = r.reshape(n1, q1)
+        M = self.L11inv
+        out = np.einsum("jba,jb->ja", M, rr) if transpose else np.einsum("jab,jb->ja", M, rr)
+        return out.reshape(-1)
+
+    def forward(self, r1: np.ndarray, r2: np.ndarray, rX: np.ndarray | None = None):
+        """Solve ``L c = r``; returns ``(c1, c2, cX)``."""
+        c1 = self._l11_solve(r1)
+        c2 = (sla.solve_triangular(self.L22, r2 - self.L21 @ c1, lower=True)
+              if r2.size else r2)
+        cX = None
+        if rX is not None:
+            cX = sla.solve_triangular(self.LXX, rX - self.LX1 @ c1 - self.LX2 @ c2, lower=True)
+        return c1, c2, cX
+
+    def backward(self, c1: np.ndarray, c2: np.ndarray, cX: np.ndarray | None = None):
+        """Solve ``L' x = c``; returns ``(u, beta)`` (beta None without X)."""
+        beta = None
+        if cX is not None:
+            beta = sla.solve_triangular(self.LXX, cX, lower=True, trans="T")
+            c1 = c1 - self.LX1.T @ beta
+            c2 = c2 - self.LX2.T @ beta
+        u2 = sla.solve_triangular(self.L22, c2, lower=True, trans="T") if c2.size else c2
+        u1 = self._l11_solve(c1 - self.L21.T @ u2, transpose=True)
+        return np.concatenate([u1, u2]), beta
+
+    def inverse_diag_blocks(self, ix: ReIndex) -> list[np.ndarray]:
+        """Diagonal blocks of ``(L_Z L_Z')^{-1}``, one ``(nlev, q, q)`` array per term.
+
+        With ``M = L_Z^{-1}``: ``M11 = L11^{-1}``, ``M22 = L22^{-1}``,
+        ``M21 = -M22 L21 M11``; the inverse is ``M' M``.
+        """
+        n1, q1 = ix.n1, ix.q1
+        blocks = [np.einsum("jka,jkb->jab", self.L11inv, self.L11inv)]
+        if ix.m2:
+            M22 = sla.solve_triangular(self.L22, np.eye(ix.m2), lower=True)
+            M21 = -(M22 @ self.L21)
+            M21r = np.einsum("rjk,jkb->rjb", M21.reshape(ix.m2, n1, q1), self.L11inv)
+            blocks[0] = blocks[0] + np.einsum("rja,rjb->jab", M21r, M21r)
+            inv22 = M22.T @ M22
+            start = 0
+            for q, nlev in zip(ix.qs[1:], ix.nlevs[1:], strict=True):
+                size = q * nlev
+                sub = inv22[start:start + size, start:start + size]
+                idx = np.arange(nlev)[:, None] * q + np.arange(q)
+                blocks.append(sub[idx[:, :, None], idx[:, None, :]])
+                start += size
+        return blocks
+
+
+def _batched_chol(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Cholesky factors and their inverses of a stack of small SPD blocks."""
+    q = A.shape[1]
+    if q == 1:
+        L = np.sqrt(A)
+        return L, 1.0 / L
+    L = np.linalg.cholesky(A)
+    Linv = np.linalg.inv(L)
+    return L, Linv
+
+
+def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
+    """Factor ``[Lambda'Z'WZLambda + I, .; X'WZLambda, X'WX]`` from its cross products."""
+    n1 = cp.C11.shape[0]
+    A11 = cp.C11 + np.eye(q1)
+    L11, L11inv = _batched_chol(A11)
+    m2 = cp.C22.shape[0]
+
+    def right_l11_invT(A: np.ndarray) -> np.ndarray:
+        # A L11^{-T}, blockwise over the first term's levels
+        r = A.shape[0]
+        Ar = A.reshape(r, n1, q1)
+        return np.einsum("rja,jca->rjc", Ar, L11inv).reshape(r, n1 * q1)
+
+    L21 = right_l11_invT(cp.C21)
+    if m2:
+        S22 = cp.C22 + np.eye(m2) - L21 @ L21.T
+        L22 = sla.cholesky(S22, lower=True, check_finite=False)
+    else:
+        L22 = np.zeros((0, 0))
+    fac = BlockedCholesky(q1, L11, L11inv, L21, L22)
+    if cp.CXX is not None:
+        LX1 = right_l11_invT(cp.CX1)
+        if m2:
+            LX2 = sla.solve_triangular(L22, (cp.CX2 - LX1 @ L21.T).T, lower=True).T
+        else:
+            LX2 = np.zeros((LX1.shape[0], 0))
+        SXX = cp.CXX - LX1 @ LX1.T - LX2 @ LX2.T
+        fac.LX1, fac.LX2 = LX1, LX2
+        fac.LXX = sla.cholesky(SXX, lower=True, check_finite=False)
+    return fac

@@ -1,0 +1,187 @@
+"""Optimisation of a deviance function: lme4's strategy, BOBYQA, OptSummary.
+
+LMM: one stage, ``min_theta f(theta)`` (profiled deviance).
+GLMM (lme4's ``glmer``): stage 1 minimises the Laplace deviance over ``theta``
+with ``beta`` updated inside PIRLS; stage 2 minimises it over ``(theta, beta)``
+from stage 1's optimum. Both stages use derivative-free BOBYQA (Powell 2009),
+the optimizer of lme4 and MixedModels.jl, from nlopt, with ``theta``'s diagonal
+elements bounded below by 0.
+
+After the optimum, ``derivatives`` takes central finite differences (as lme4's
+``deriv12``) for the convergence checks and the Hessian-based ``vcov`` of GLMMs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import nlopt
+import numpy as np
+
+__all__ = ["OptSummary", "bobyqa", "derivatives", "check_convergence"]
+
+SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
+GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
+
+
+@dataclass
+class OptSummary:
+    """What the optimizer did (after MixedModels.jl's OptSummary)."""
+
+    optimizer: str
+    initial: np.ndarray
+    lower: np.ndarray
+    initial_step: np.ndarray
+    ftol_rel: float
+    ftol_abs: float
+    xtol_abs: float
+    maxfeval: int
+    final: np.ndarray = field(default_factory=lambda: np.empty(0))
+    fmin: float = np.inf
+    feval: int = 0
+    returnvalue: str = ""
+    time_s: float = 0.0
+    fitlog: list[tuple[int, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "optimizer": self.optimizer,
+            "initial": self.initial.tolist(),
+            "final": self.final.tolist(),
+            "fmin": self.fmin,
+            "feval": self.feval,
+            "returnvalue": self.returnvalue,
+            "ftol_rel": self.ftol_rel,
+            "ftol_abs": self.ftol_abs,
+            "xtol_abs": self.xtol_abs,
+            "time_s": self.time_s,
+        }
+
+
+_RETURN = {
+    nlopt.SUCCESS: "SUCCESS", nlopt.STOPVAL_REACHED: "STOPVAL_REACHED",
+    nlopt.FTOL_REACHED: "FTOL_REACHED", nlopt.XTOL_REACHED: "XTOL_REACHED",
+    nlopt.MAXEVAL_REACHED: "MAXEVAL_REACHED", nlopt.MAXTIME_REACHED: "MAXTIME_REACHED",
+}
+
+
+def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, *,
+           initial_step: np.ndarray | None = None, ftol_rel: float = 1e-12,
+           ftol_abs: float = 1e-8, xtol_abs: float = 1e-10, maxfeval: int = 10_000,
+           name: str = "LN_BOBYQA") -> OptSummary:
+    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's BOBYQA.
+
+    Non-finite objective values are mapped to ``+inf``-like large values so
+    that BOBYQA backs off instead of stopping.
+    """
+    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    k = x0.size
+    step = (np.where(np.isfinite(lower), 0.75, 0.5) if initial_step is None
+            else np.asarray(initial_step, dtype=float))
+    summ = OptSummary(name, x0.copy(), lower.copy(), step.copy(), ftol_rel, ftol_abs,
+                      xtol_abs, maxfeval)
+    best = [np.inf, x0.copy()]
+
+    def objective(x, grad):
+        val = float(f(x))
+        summ.feval += 1
+        if not np.isfinite(val):
+            val = 1e300
+        if val < best[0]:
+            best[0], best[1] = val, x.copy()
+        summ.fitlog.append((summ.feval, val))
+        return val
+
+    opt = nlopt.opt(getattr(nlopt, name), k)
+    opt.set_min_objective(objective)
+    opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_ftol_rel(ftol_rel)
+    opt.set_ftol_abs(ftol_abs)
+    opt.set_xtol_abs(xtol_abs)
+    opt.set_maxeval(maxfeval)
+    opt.set_initial_step(step)
+    t0 = time.perf_counter()
+    try:
+        xmin = opt.optimize(x0)
+        summ.returnvalue = _RETURN.get(opt.last_optimize_result(), "UNKNOWN")
+        fmin = opt.last_optimum_value()
+    except nlopt.RoundoffLimited:
+        xmin, fmin = best[1], best[0]
+        summ.returnvalue = "ROUNDOFF_LIMITED"
+    if best[0] < fmin:
+        xmin, fmin = best[1], best[0]
+    summ.final = np.asarray(xmin, dtype=float)
+    summ.fmin = float(fmin)
+    summ.time_s = time.perf_counter() - t0
+    return summ
+
+
+def derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
+                delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
+    """Gradient and Hessian of ``f`` at ``x`` by finite differences (step ``delta``).
+
+    Gradient and diagonal: central differences; off-diagonal:
+    ``(f(x + d e_i + d e_j) - f(x + d e_i) - f(x + d e_j) + f(x)) / d^2``.
+    """
+    k = x.size
+    fp, fm = np.empty(k), np.empty(k)
+    for i in range(k):
+        e = np.zeros(k)
+        e[i] = delta
+        fp[i], fm[i] = f(x + e), f(x - e)
+    grad = (fp - fm) / (2 * delta)
+    H = np.diag((fp - 2 * fx + fm) / delta**2)
+    for i in range(k):
+        for j in range(i):
+            e = np.zeros(k)
+            e[i] = e[j] = delta
+            H[i, j] = H[j, i] = (f(x + e) - fp[i] - fp[j] + fx) / delta**2
+    return grad, H
+
+
+def check_convergence(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarray,
+                      hess: np.ndarray) -> tuple[bool, list[str]]:
+    """lme4's convergence checks: singular fit, scaled gradient, Hessian.
+
+    Returns ``(converged, messages)``; a singular fit is reported but does not
+    count as a failure to converge (as in lme4).
+    """
+    messages: list[str] = []
+    converged = True
+    diag = np.isfinite(theta_lower)
+    boundary = diag & (np.abs(theta) < SINGULAR_TOL)
+    if np.any(boundary):
+        messages.append("boundary (singular) fit: see help('isSingular')")
+    # derivatives with respect to parameters on the boundary are not checked
+    keep = ~np.concatenate([boundary, np.zeros(grad.size - theta.size, dtype=bool)])
+    g, H = grad[keep], hess[np.ix_(keep, keep)]
+    if g.size == 0:
+        return converged, messages
+    try:
+        C = np.linalg.cholesky(H)
+        scaled = np.linalg.solve(C, g)
+        if not np.all(np.isfinite(scaled)):
+            raise np.linalg.LinAlgError
+        worst = float(np.max(np.abs(scaled)))
+        if worst > GRAD_TOL:
+            converged = False
+            messages.append(f"Model failed to converge with max|grad| = {worst:.6g} "
+                            f"(tol = {GRAD_TOL}, component {int(np.argmax(np.abs(scaled))) + 1})")
+    except np.linalg.LinAlgError:
+        eig = np.linalg.eigvalsh(H)
+        nneg = int(np.sum(eig < 0))
+        if nneg:
+            converged = False
+            messages.append("Model failed to converge: degenerate Hessian with "
+                            f"{nneg} negative eigenvalues")
+        else:
+            messages.append("Hessian is numerically singular: parameters are not "
+                            "uniquely determined")
+        return converged, messages
+    eig = np.linalg.eigvalsh(H)
+    if eig[0] > 0 and eig[-1] / eig[0] > 1e6:
+        messages.append("Model is nearly unidentifiable: very large eigenvalue ratio "
+                        f"({eig[-1] / eig[0]:.3g}) - rescale variables?")
+    return converged, messages

@@ -1,0 +1,299 @@
+"""GLMMResult: estimates, vcov, fit statistics, OptSummary; rendering kept apart.
+
+Conventions follow R's reference engine for the model (lme4):
+
+- ``loglik``: LMM, the (RE)ML log-likelihood; GLMM, ``-1/2`` the Laplace deviance.
+- ``deviance``: LMM, ``-2 loglik`` (R's ``REMLcrit`` for REML fits); GLMM, the
+  sum of squared deviance residuals at the conditional modes (R's ``deviance()``).
+- ``df``: number of parameters (beta, theta, and sigma for an LMM);
+  ``aic = -2 loglik + 2 df``, ``bic = -2 loglik + log(nobs) df``.
+- ``vcov``: LMM, ``sigma^2 (R_X' R_X)^{-1}``; GLMM, from the finite-difference
+  Hessian of the deviance over ``(theta, beta)`` as lme4's ``use.hessian = TRUE``,
+  falling back to ``(R_X' R_X)^{-1}`` with a message when it is not positive definite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.linalg as sla
+
+from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
+from glmmbench.design import Design
+from glmmbench.families import Family
+from glmmbench.linalg import ReIndex, crossproducts, factorize
+from glmmbench.optimize import OptSummary
+from glmmbench.theta import lambdas
+
+__all__ = ["GLMMResult", "make_result"]
+
+
+def _version() -> str:
+    from glmmbench import __version__
+
+    return __version__
+
+
+@dataclass
+class GLMMResult:
+    """A fitted GLMM (see ``glmmbench.fit``)."""
+
+    formula: str
+    family: Family
+    design: Design = field(repr=False)
+    fixef: pd.Series
+    se: pd.Series
+    vcov: pd.DataFrame
+    varcorr: pd.DataFrame
+    theta: np.ndarray
+    sigma: float
+    loglik: float
+    deviance: float
+    aic: float
+    bic: float
+    nobs: int
+    df: int
+    ngroups: dict[str, int]
+    ranef: dict[str, pd.DataFrame]
+    converged: bool
+    messages: list[str]
+    optinfo: dict[str, Any]
+    reml: bool
+    nagq: int
+    time_s: float
+    b: np.ndarray = field(repr=False)
+    thresholds: pd.Series | None = None
+    smooths: pd.DataFrame | None = None
+
+    @property
+    def method(self) -> str:
+        if self.is_lmm:
+            return "REML" if self.reml else "ML"
+        return "Laplace" if self.nagq == 1 else f"AGQ({self.nagq})"
+
+    @property
+    def is_lmm(self) -> bool:
+        return self.family.name == "gaussian" and self.family.link.name == "identity"
+
+    # ----------------------------------------------------------------- predict
+    def _eta(self, design: Design, re: bool) -> np.ndarray:
+        eta = design.X @ self.fixef.to_numpy() + design.offset
+        if re:
+            start = 0
+            for t in design.terms:
+                size = t.nlevels * t.q
+                bt = self.b[start:start + size].reshape(t.nlevels, t.q)
+                known = t.codes >= 0
+                contrib = np.zeros(design.n)
+                contrib[known] = np.einsum("ik,ik->i", t.Xr[known], bt[t.codes[known]])
+                eta = eta + contrib
+                start += size
+        return eta
+
+    def predict(self, newdata: pd.DataFrame | None = None, type: str = "response",
+                re: bool = True) -> np.ndarray:
+        """Predictions on the ``"response"`` or ``"link"`` scale.
+
+        ``re=True``: conditional on the random effects' modes (levels not seen in
+        the fit get the population value); ``re=False``: population level.
+        """
+        if type not in ("response", "link"):
+            raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+        design = self.design if newdata is None else self.design.new_data(newdata)
+        if design.X.shape[1] != self.fixef.size:
+            design = _subset_columns(design, self.design.fixef_names)
+        eta = self._eta(design, re)
+        return eta if type == "link" else self.family.link.linkinv(eta)
+
+    # ---------------------------------------------------------------- simulate
+    def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None
+                 ) -> pd.DataFrame:
+        """Responses drawn from the fitted model with new random effects.
+
+        Columns ``sim_1 .. sim_nsim``, on the scale of the fitted response
+        (binomial: proportion of successes out of the prior weights).
+        """
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        d = self.design
+        V = z_lambda(d, self.theta)
+        ix = ReIndex.from_design(d)
+        base = d.X @ self.fixef.to_numpy() + d.offset
+        out = {}
+        for s in range(nsim):
+            u = rng.standard_normal(ix.m)
+            scale = self.sigma if self.is_lmm else 1.0
+            eta = base + scale * ix.Zu(V, u)
+            mu = self.family.link.linkinv(eta)
+            out[f"sim_{s + 1}"] = _draw(rng, self.family, mu, d.weights, self.sigma)
+        return pd.DataFrame(out)
+
+    # ----------------------------------------------------------------- render
+    def summary(self) -> str:
+        """Text in lme4's order: header, fit statistics, random effects, fixed effects."""
+        from glmmbench.summary import render_summary
+
+        return render_summary(self)
+
+    def __str__(self) -> str:
+        return self.summary()
+
+    def to_record(self) -> dict[str, Any]:
+        """The FitRecord dict (DESIGN.md), JSON-serializable."""
+        vc = self.varcorr.astype(object).where(self.varcorr.notna(), None)
+        return {
+            "engine": "glmmbench",
+            "engine_version": _version(),
+            "model": {"formula": self.formula, "family": self.family.name,
+                      "link": self.family.link.name, "method": self.method,
+                      "nagq": self.nagq, "reml": self.reml},
+            "nobs": int(self.nobs),
+            "ngroups": {k: int(v) for k, v in self.ngroups.items()},
+            "fixef": {k: float(v) for k, v in self.fixef.items()},
+            "se": {k: float(v) for k, v in self.se.items()},
+            "thresholds": ({} if self.thresholds is None
+                           else {k: float(v) for k, v in self.thresholds.items()}),
+            "varcorr": vc.to_dict(orient="records"),
+            "theta": [float(v) for v in self.theta],
+            "sigma": float(self.sigma),
+            "loglik": float(self.loglik),
+            "deviance": float(self.deviance),
+            "aic": float(self.aic),
+            "bic": float(self.bic),
+            "df": int(self.df),
+            "converged": bool(self.converged),
+            "messages": list(self.messages),
+            "time_s": float(self.time_s),
+            "smooths": [] if self.smooths is None else self.smooths.to_dict(orient="records"),
+        }
+
+
+def _subset_columns(design: Design, names: tuple[str, ...]) -> Design:
+    import dataclasses
+
+    idx = [design.fixef_names.index(n) for n in names]
+    return dataclasses.replace(design, X=design.X[:, idx], fixef_names=names)
+
+
+def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.ndarray,
+          sigma: float) -> np.ndarray:
+    name = family.name
+    if name == "gaussian":
+        return rng.normal(mu, sigma / np.sqrt(weights))
+    if name == "poisson":
+        return rng.poisson(mu).astype(float)
+    if name == "binomial":
+        trials = np.round(weights).astype(np.int64)
+        return rng.binomial(trials, mu) / np.maximum(trials, 1)
+    raise ValueError(f"simulate() has no sampler for family {name!r}")
+
+
+# -------------------------------------------------------------------- building
+def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool) -> pd.DataFrame:
+    qs = tuple(t.q for t in design.terms)
+    rows = []
+    scale2 = sigma**2 if lmm else 1.0
+    for t, L in zip(design.terms, lambdas(theta, qs), strict=True):
+        S = scale2 * (L @ L.T)
+        sd = np.sqrt(np.diag(S))
+        for i, name in enumerate(t.cnames):
+            rows.append((t.varcorr_name, name, None, S[i, i], sd[i]))
+        for j in range(t.q):
+            for i in range(j + 1, t.q):
+                cor = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
+                rows.append((t.varcorr_name, t.cnames[j], t.cnames[i], S[i, j], cor))
+    if lmm:
+        rows.append(("Residual", None, None, sigma**2, sigma))
+    return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
+
+
+def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np.ndarray],
+           scale2: float) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
+    qs = tuple(t.q for t in design.terms)
+    out: dict[str, pd.DataFrame] = {}
+    bs, start = [], 0
+    for t, L, blk in zip(design.terms, lambdas(theta, qs), inv_blocks, strict=True):
+        size = t.nlevels * t.q
+        ut = u[start:start + size].reshape(t.nlevels, t.q)
+        bt = ut @ L.T
+        bs.append(bt.reshape(-1))
+        condvar = scale2 * np.einsum("ab,jbc,dc->jad", L, blk, L)
+        frame = pd.DataFrame(bt, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
+        for k, name in enumerate(t.cnames):
+            frame[f"condsd({name})"] = np.sqrt(np.maximum(condvar[:, k, k], 0))
+        if t.group in out:
+            out[t.group] = out[t.group].join(frame, rsuffix=".1")
+        else:
+            out[t.group] = frame
+        start += size
+    return out, np.concatenate(bs)
+
+
+def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
+                stages: tuple[OptSummary, ...], *, grad: np.ndarray | None,
+                hess: np.ndarray | None, converged: bool, messages: list[str], reml: bool,
+                nagq: int, time_s: float) -> GLMMResult:
+    """Assemble the result from a devfun left at its optimum."""
+    opt = stages[-1]
+    n, p = design.n, design.p
+    names = list(design.fixef_names)
+    lmm = isinstance(devfun, LMMDevfun)
+    if lmm:
+        theta = opt.final.copy()
+        sol = devfun.last
+        beta, u, fac = sol.beta, sol.u, sol.fac
+        sigma = float(np.sqrt(sol.pwrss / (n - p if reml else n)))
+        objective = opt.fmin if np.isfinite(opt.fmin) else devfun(theta)
+        loglik = -objective / 2
+        deviance = objective
+        df = p + theta.size + 1
+        Linv = sla.solve_triangular(fac.LXX, np.eye(p), lower=True)
+        vcov = sigma**2 * (Linv.T @ Linv)
+        scale2 = sigma**2
+    else:
+        k = devfun.ntheta
+        theta, beta = opt.final[:k].copy(), opt.final[k:].copy()
+        res = devfun.last
+        u = res.u
+        loglik = -devfun.laplace(res) / 2
+        deviance = float(np.sum(devfun.response.dev_resids(res.working.mu)))
+        sigma = 1.0
+        df = p + k
+        scale2 = 1.0
+        vcov = None
+        if hess is not None:
+            try:
+                Hinv = np.linalg.inv(hess)
+                V = 2.0 * Hinv[k:, k:]
+                if np.all(np.isfinite(V)) and np.all(np.linalg.eigvalsh(V) > 0):
+                    vcov = V
+            except np.linalg.LinAlgError:
+                pass
+        V_lam = z_lambda(design, theta)
+        cp = crossproducts(devfun.ix, V_lam, res.working.w, design.X, None)
+        fac = factorize(cp, devfun.ix.q1)
+        if vcov is None:
+            if hess is not None:
+                messages.append("variance-covariance matrix from the finite-difference "
+                                "Hessian is not positive definite; using R_X instead")
+            Linv = sla.solve_triangular(fac.LXX, np.eye(p), lower=True)
+            vcov = Linv.T @ Linv
+    vcov = 0.5 * (vcov + vcov.T)
+    inv_blocks = fac.inverse_diag_blocks(devfun.ix)
+    ranef, b = _ranef(design, theta, u, inv_blocks, scale2)
+    optinfo = {"stages": [s.to_dict() for s in stages]}
+    if grad is not None:
+        optinfo["derivs"] = {"gradient": grad.tolist(), "Hessian": hess.tolist()}
+    fixef = pd.Series(beta, index=names, name="fixef")
+    return GLMMResult(
+        formula=design.formula, family=family, design=design, fixef=fixef,
+        se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se"),
+        vcov=pd.DataFrame(vcov, index=names, columns=names),
+        varcorr=_varcorr(design, theta, sigma, lmm), theta=theta, sigma=sigma,
+        loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),
+        bic=float(-2 * loglik + np.log(n) * df), nobs=n, df=df, ngroups=design.ngroups,
+        ranef=ranef, converged=converged, messages=messages, optinfo=optinfo, reml=reml,
+        nagq=nagq, time_s=time_s, b=b,
+    )

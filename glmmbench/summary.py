@@ -1,0 +1,71 @@
+"""Text rendering of a GLMMResult, in lme4's order (results are data; this renders)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+if TYPE_CHECKING:
+    from glmmbench.results import GLMMResult
+
+__all__ = ["render_summary", "coef_table"]
+
+
+def coef_table(res: GLMMResult) -> pd.DataFrame:
+    """Estimate, Std. Error, z/t value and (GLMM) Pr(>|z|), as lme4's summary."""
+    est, se = res.fixef, res.se
+    stat = est / se
+    table = pd.DataFrame({"Estimate": est, "Std. Error": se})
+    if res.is_lmm:
+        table["t value"] = stat
+    else:
+        table["z value"] = stat
+        table["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(stat))
+    return table
+
+
+def render_summary(res: GLMMResult) -> str:
+    lines = []
+    if res.is_lmm:
+        crit = "REML" if res.reml else "maximum likelihood"
+        lines.append(f"Linear mixed model fit by {crit} ['lmerMod']")
+    else:
+        approx = ("Laplace Approximation" if res.nagq == 1
+                  else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {res.nagq})")
+        lines.append(f"Generalized linear mixed model fit by maximum likelihood ({approx}) "
+                     "['glmerMod']")
+        lines.append(f" Family: {res.family.name}  ( {res.family.link.name} )")
+    lines.append(f"Formula: {res.formula}")
+    lines.append("")
+    if res.is_lmm and res.reml:
+        lines.append(f"REML criterion at convergence: {-2 * res.loglik:.4f}")
+    else:
+        stats_row = pd.DataFrame(
+            [[res.aic, res.bic, res.loglik, -2 * res.loglik, res.nobs - res.df]],
+            columns=["AIC", "BIC", "logLik", "deviance", "df.resid"])
+        lines.append(stats_row.to_string(index=False, float_format=lambda v: f"{v:.1f}"))
+    lines.append("")
+    lines.append("Random effects:")
+    vc = res.varcorr
+    shown = vc[vc["var2"].isna()].copy()
+    shown["Variance"] = shown["vcov"]
+    shown["Std.Dev."] = shown["sdcor"]
+    shown = shown.rename(columns={"grp": "Groups", "var1": "Name"})
+    shown["Name"] = shown["Name"].fillna("")
+    lines.append(shown[["Groups", "Name", "Variance", "Std.Dev."]].to_string(
+        index=False, float_format=lambda v: f"{v:.4g}"))
+    cors = vc[vc["var2"].notna()]
+    for _, row in cors.iterrows():
+        lines.append(f"  Corr({row['grp']}: {row['var1']}, {row['var2']}) = {row['sdcor']:.3f}")
+    groups = ", ".join(f"{g}, {n}" for g, n in res.ngroups.items())
+    lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
+    lines.append("")
+    lines.append("Fixed effects:")
+    lines.append(coef_table(res).to_string(float_format=lambda v: f"{v:.5g}"))
+    if res.messages:
+        lines.append("")
+        lines.extend(res.messages)
+    return "\n".join(lines)
