@@ -6,21 +6,54 @@ Interface contract (shared by the engine stages):
   becomes two terms, ``(1 | a/b)`` becomes ``(1 | b:a)`` and ``(1 | a)``).
   Its random effects for level ``j`` and component ``k`` sit at
   ``b[offset + j * q + k]`` (lme4's level-major order).
-- ``Design``: everything the deviance needs, with terms in lme4's order
-  (stably by decreasing number of levels), so that ``theta`` is lme4's theta:
-  for each term, the lower triangle of its q x q relative covariance factor
-  in column-major order.
+- ``Design``: everything the deviance needs, with terms in lme4's order, so
+  that ``theta`` is lme4's theta: for each term, the lower triangle of its
+  q x q relative covariance factor in column-major order. lme4's order
+  (``mkReTrms``): the formula's order unless some term has more levels than
+  the one before it; then by decreasing number of levels, ties in *reverse*
+  formula order (R's ``rev(order(nl))``).
+
+``build_design`` follows lme4's ``lFormula``/``glFormula``: R's model frame
+(variables evaluated on the whole data, then ``na.omit``, unused factor levels
+dropped), R's ``model.matrix`` (treatment contrasts, ``contr.poly`` for ordered
+factors, R's column names and order), lme4's checks, and lme4's dropping of
+rank-deficient fixed-effect columns.
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
-__all__ = ["RandomTerm", "Design", "build_design"]
+from glmmbench.errors import DataError, FamilyError, FormulaError
+from glmmbench.formula import (
+    BinOp,
+    Call,
+    Const,
+    FormulaSpec,
+    Name,
+    Node,
+    Num,
+    Paren,
+    RandomSpec,
+    Str,
+    TermSpec,
+    Unary,
+    deparse,
+    format_number,
+    parse_formula,
+)
+
+__all__ = ["RandomTerm", "Design", "build_design", "FAMILIES"]
+
+FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal", "multinomial")
+RANK_TOL = 1e-7  # lme4's chkRank.drop.cols tolerance (qr, LINPACK dqrdc2)
 
 
 @dataclass(frozen=True)
@@ -43,6 +76,8 @@ class RandomTerm:
         Level index (0..nlevels-1) of every observation.
     Xr : ndarray, shape (n, q)
         The term's raw model matrix (columns ``cnames``).
+    term : str
+        lme4's name of the term (``names(reTrms$Ztlist)``), e.g. ``"0 + Days | Subject"``.
     """
 
     group: str
@@ -51,6 +86,7 @@ class RandomTerm:
     levels: tuple[str, ...]
     codes: np.ndarray
     Xr: np.ndarray
+    term: str = ""
 
     @property
     def q(self) -> int:
@@ -86,6 +122,10 @@ class Design:
         Rows dropped because a used column was missing (as ``na.omit``).
     messages : tuple of str
         Notes made while building (rows dropped, ...).
+    family : str
+        The family the response was coded for.
+    row_index : ndarray of int, shape (n,)
+        Positions (0-based) in the input data of the rows used.
     """
 
     formula: str
@@ -100,6 +140,8 @@ class Design:
     n_dropped: int = 0
     messages: tuple[str, ...] = ()
     spec: Any = field(default=None, repr=False, compare=False)
+    family: str = "gaussian"
+    row_index: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def n(self) -> int:
@@ -117,16 +159,1015 @@ class Design:
             out.setdefault(t.group, t.nlevels)
         return out
 
+    @property
+    def Lind(self) -> np.ndarray:
+        """lme4's ``Lind`` (0-based): the theta index of each nonzero of ``Lambdat@x``.
+
+        Lambdat is block diagonal, one q x q upper-triangular block per level;
+        its column-major nonzeros of block row ``r`` are Lambda[r, 0..r].
+        """
+        parts, start = [], 0
+        for t in self.terms:
+            q = t.q
+            col_start = np.concatenate([[0], np.cumsum(np.arange(q, 0, -1))])
+            block = [col_start[c] + (r - c) for r in range(q) for c in range(r + 1)]
+            parts.append(np.tile(np.asarray(block, dtype=np.intp) + start, t.nlevels))
+            start += t.ntheta
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.intp)
+
+    def Z(self) -> sp.csc_matrix:
+        """The random-effects model matrix (n x sum(nlevels * q)), lme4's ``t(Zt)``.
+
+        Rows of observations whose level is unknown (code -1, new data) are zero.
+        """
+        blocks = []
+        rows = np.arange(self.n)
+        for t in self.terms:
+            known = t.codes >= 0
+            r = np.repeat(rows[known], t.q)
+            c = (t.codes[known, None] * t.q + np.arange(t.q)).ravel()
+            v = t.Xr[known].ravel()
+            blocks.append(sp.csc_matrix((v, (r, c)), shape=(self.n, t.nlevels * t.q)))
+        if not blocks:
+            return sp.csc_matrix((self.n, 0))
+        return sp.hstack(blocks, format="csc")
+
     def new_data(self, data: pd.DataFrame) -> Design:
         """Rebuild X, offset and the terms' codes/Xr for new data with the same encodings.
 
         Grouping levels unseen in the fit get code -1 (population-level prediction).
-        The response is not required in ``data``.
+        The response is not required in ``data`` (``y`` is NaN). Missing values are
+        kept (R's ``na.pass``): they give NaN rows of X and code -1. Transforms
+        reuse the fit's state (``scale()`` centre and scale, factor levels), as
+        R's ``predict`` does; a fixed-effect factor level unseen in the fit is an
+        error, as in R.
         """
-        raise NotImplementedError  # filled in by build_design's spec
+        if self.spec is None:
+            raise DataError("this Design was not made by build_design and cannot take new data")
+        return self.spec.rebuild(self, data)
 
 
-def build_design(formula: str, data: pd.DataFrame, family: str = "gaussian", *,
+# ----------------------------------------------------------------------------
+# Evaluated variables (R's model-frame columns)
+# ----------------------------------------------------------------------------
+
+@dataclass
+class _Var:
+    """One evaluated variable.
+
+    kind: ``num`` (float, NaN = NA), ``lgl`` (float 0/1, NaN = NA), ``fac``
+    (int codes, -1 = NA, ``levels``), ``chr`` (object array).
+    """
+
+    kind: str
+    values: np.ndarray
+    levels: tuple[str, ...] = ()
+    ordered: bool = False
+    integer: bool = False
+
+    def na(self) -> np.ndarray:
+        if self.kind == "fac":
+            return self.values < 0
+        if self.kind == "chr":
+            return pd.isna(self.values)
+        return np.isnan(self.values)
+
+    def take(self, rows: np.ndarray) -> _Var:
+        return _Var(self.kind, self.values[rows], self.levels, self.ordered, self.integer)
+
+
+_ICU_PUNCT = "\t\n\x0b\x0c\r _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+
+
+def _collate_key(s: str) -> tuple:
+    """R's string order in UTF-8 locales (ICU root collation), for ASCII text.
+
+    Punctuation before digits before letters, letters compared without case
+    first, then lower case before upper case.
+    """
+    def rank(ch: str) -> int:
+        low = ch.lower()
+        i = _ICU_PUNCT.find(low)
+        if i >= 0:
+            return i
+        if low.isdigit():
+            return 100 + ord(low)
+        if low.isalpha() and low.isascii():
+            return 200 + ord(low)
+        return 1000 + ord(low)
+
+    return tuple(rank(c) for c in s), tuple(c.isupper() for c in s)
+
+
+def _label(value: Any, integer: bool) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool | np.bool_):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int | np.integer) or (integer and float(value).is_integer()):
+        return str(int(value))
+    if isinstance(value, float | np.floating):
+        return format_number(float(value))
+    return str(value)
+
+
+def _factorize(var: _Var, context: str) -> _Var:
+    """R's ``factor(x)``: levels are the sorted distinct values (occurring ones)."""
+    if var.kind == "fac":
+        return var
+    if var.kind == "lgl":
+        na = np.isnan(var.values)
+        codes = np.where(na, -1, var.values == 1).astype(np.intp)
+        return _Var("fac", codes, ("FALSE", "TRUE"))
+    if var.kind == "num":
+        codes, uniques = pd.factorize(var.values, sort=True, use_na_sentinel=True)
+        labels = tuple(_label(u, var.integer) for u in uniques)
+        return _Var("fac", codes.astype(np.intp), labels)
+    codes, uniques = pd.factorize(var.values, sort=False, use_na_sentinel=True)
+    try:
+        labels = [str(u) for u in uniques]
+    except Exception as exc:  # pragma: no cover - defensive
+        raise DataError(f"cannot make a factor of {context}: {exc}") from None
+    order = sorted(range(len(labels)), key=lambda i: _collate_key(labels[i]))
+    remap = np.empty(len(labels) + 1, dtype=np.intp)
+    remap[np.asarray(order, dtype=np.intp)] = np.arange(len(order))
+    remap[-1] = -1
+    return _Var("fac", remap[codes], tuple(labels[i] for i in order))
+
+
+def _drop_unused(var: _Var) -> _Var:
+    """Keep the levels that occur (model.frame's ``drop.unused.levels``), in order."""
+    k = len(var.levels)
+    used = np.bincount(var.values[var.values >= 0], minlength=k) > 0
+    if used.all():
+        return var
+    remap = np.full(k + 1, -1, dtype=np.intp)
+    remap[np.flatnonzero(used)] = np.arange(used.sum())
+    levels = tuple(lv for lv, u in zip(var.levels, used, strict=True) if u)
+    return _Var("fac", remap[var.values], levels, var.ordered)
+
+
+def _relevel(var: _Var, levels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Codes of ``var`` (any kind) against ``levels``; -1 for NA; mask of unknown labels."""
+    fac = _factorize(var, "")
+    index = {lv: i for i, lv in enumerate(levels)}
+    lookup = np.array([index.get(lv, -2) for lv in fac.levels] + [-1], dtype=np.intp)
+    codes = lookup[fac.values]
+    unknown = codes == -2
+    return np.where(unknown, -1, codes), unknown
+
+
+def _column(data: pd.DataFrame, name: str) -> _Var:
+    s = data[name]
+    if isinstance(s, pd.DataFrame):
+        raise DataError(f"column {name!r} appears more than once in the data")
+    dtype = s.dtype
+    if isinstance(dtype, pd.CategoricalDtype):
+        cats = dtype.categories
+        integer = pd.api.types.is_integer_dtype(cats.dtype)
+        labels = tuple(_label(c, integer) for c in cats)
+        codes = s.cat.codes.to_numpy().astype(np.intp)
+        return _Var("fac", codes, labels, bool(dtype.ordered))
+    if pd.api.types.is_bool_dtype(dtype):
+        return _Var("lgl", s.to_numpy(dtype=float, na_value=np.nan))
+    if pd.api.types.is_numeric_dtype(dtype) and not pd.api.types.is_complex_dtype(dtype):
+        integer = pd.api.types.is_integer_dtype(dtype)
+        return _Var("num", s.to_numpy(dtype=float, na_value=np.nan), integer=integer)
+    if pd.api.types.is_string_dtype(dtype) or pd.api.types.is_object_dtype(dtype):
+        inferred = pd.api.types.infer_dtype(s, skipna=True)
+        if inferred in ("string", "empty"):
+            return _Var("chr", s.to_numpy(dtype=object, na_value=None))
+        if inferred == "boolean":
+            return _Var("lgl", s.to_numpy(dtype=float, na_value=np.nan))
+        if inferred in ("integer", "floating", "mixed-integer-float", "decimal"):
+            return _Var("num", pd.to_numeric(s).to_numpy(dtype=float, na_value=np.nan),
+                        integer=inferred == "integer")
+        raise DataError(f"column {name!r} holds values of type {inferred!r}, "
+                        "which a formula cannot use")
+    raise DataError(f"column {name!r} has type {dtype}, which a formula cannot use")
+
+
+# ----------------------------------------------------------------------------
+# Expression evaluation (the subset of R that formulas use)
+# ----------------------------------------------------------------------------
+
+_MATH = {
+    "log": np.log, "log10": np.log10, "log2": np.log2, "log1p": np.log1p,
+    "exp": np.exp, "expm1": np.expm1, "sqrt": np.sqrt, "abs": np.abs,
+    "sin": np.sin, "cos": np.cos, "tan": np.tan, "floor": np.floor,
+    "ceiling": np.ceil, "plogis": lambda x: 1 / (1 + np.exp(-x)),
+    "qlogis": lambda x: np.log(x / (1 - x)),
+}
+_ARITH = {
+    "+": np.add, "-": np.subtract, "*": np.multiply, "/": np.divide,
+    "^": np.power, "%%": lambda a, b: a - np.floor(a / b) * b,
+    "%/%": lambda a, b: np.floor(a / b),
+}
+_COMPARE = {"==": np.equal, "!=": np.not_equal, "<": np.less, ">": np.greater,
+            "<=": np.less_equal, ">=": np.greater_equal}
+FUNCTIONS = tuple(sorted({*_MATH, "I", "scale", "factor", "as.factor", "ordered",
+                          "as.numeric", "as.double"}))
+
+
+def _columns_of(node: Node) -> list[str]:
+    """Data columns an expression reads, in order of appearance."""
+    out: list[str] = []
+
+    def walk(n: Node) -> None:
+        if isinstance(n, Name):
+            if n.id not in out:
+                out.append(n.id)
+        elif isinstance(n, Call):
+            for _, a in n.args:
+                walk(a)
+        elif isinstance(n, BinOp):
+            walk(n.left)
+            walk(n.right)
+        elif isinstance(n, Unary):
+            walk(n.operand)
+        elif isinstance(n, Paren):
+            walk(n.expr)
+
+    walk(node)
+    return out
+
+
+class _Evaluator:
+    """Evaluates formula variables on a DataFrame; ``state`` holds stateful
+    transforms (``scale()``), filled when fitting and reused for new data."""
+
+    def __init__(self, data: pd.DataFrame, state: dict[str, Any] | None = None):
+        self.data = data
+        self.n = len(data)
+        self.fitting = state is None
+        self.state: dict[str, Any] = {} if state is None else state
+        self.cache: dict[str, _Var] = {}
+
+    def __call__(self, node: Node, context: str) -> _Var:
+        key = deparse(node)
+        if key not in self.cache:
+            var = self.eval(node, context)
+            if var.values.ndim == 0:
+                var = _Var(var.kind, np.full(self.n, var.values, dtype=var.values.dtype),
+                           var.levels, var.ordered, var.integer)
+            self.cache[key] = var
+        return self.cache[key]
+
+    def eval(self, node: Node, context: str) -> _Var:
+        if isinstance(node, Paren):
+            return self.eval(node.expr, context)
+        if isinstance(node, Name):
+            if node.id not in self.data.columns:
+                available = ", ".join(map(str, self.data.columns))
+                raise DataError(f"unknown column {node.id!r} in {context}; "
+                                f"available columns: {available}")
+            return _column(self.data, node.id)
+        if isinstance(node, Num):
+            return _Var("num", np.asarray(node.value), integer=node.integer)
+        if isinstance(node, Const):
+            values = {"TRUE": 1.0, "FALSE": 0.0, "NA": np.nan, "Inf": np.inf, "NaN": np.nan}
+            if node.id not in values:
+                raise FormulaError(f"{node.id} cannot be used in {context}")
+            kind = "lgl" if node.id in ("TRUE", "FALSE", "NA") else "num"
+            return _Var(kind, np.asarray(values[node.id]))
+        if isinstance(node, Str):
+            return _Var("chr", np.asarray(node.value, dtype=object))
+        if isinstance(node, Unary):
+            x = self.eval(node.operand, context)
+            if node.op == "!":
+                return _Var("lgl", np.where(np.isnan(self.num(x, node, context)), np.nan,
+                                            self.num(x, node, context) == 0))
+            if node.op in "+-":
+                v = self.num(x, node, context)
+                return _Var("num", -v if node.op == "-" else v, integer=x.integer)
+            raise FormulaError(f"operator {node.op!r} cannot be used in {context}")
+        if isinstance(node, BinOp):
+            return self.binop(node, context)
+        if isinstance(node, Call):
+            return self.call(node, context)
+        raise FormulaError(f"cannot evaluate {deparse(node)!r} in {context}")
+
+    def num(self, var: _Var, node: Node, context: str) -> np.ndarray:
+        if var.kind in ("num", "lgl"):
+            return var.values
+        what = "a factor" if var.kind == "fac" else "text"
+        raise DataError(f"{deparse(node)!r} in {context} needs numbers, but is {what}")
+
+    def binop(self, node: BinOp, context: str) -> _Var:
+        a, b = self.eval(node.left, context), self.eval(node.right, context)
+        if node.op in _ARITH:
+            x, y = self.num(a, node, context), self.num(b, node, context)
+            with np.errstate(all="ignore"):
+                out = _ARITH[node.op](x, y)
+            integer = a.integer and b.integer and node.op in "+-*"
+            return _Var("num", np.asarray(out, dtype=float), integer=integer)
+        if node.op in _COMPARE:
+            x, y = self.num(a, node, context), self.num(b, node, context)
+            with np.errstate(invalid="ignore"):
+                out = _COMPARE[node.op](x, y).astype(float)
+            return _Var("lgl", np.where(np.isnan(x) | np.isnan(y), np.nan, out))
+        if node.op in ("&", "&&", "|", "||"):
+            x, y = self.num(a, node, context) != 0, self.num(b, node, context) != 0
+            out = (x & y) if node.op in ("&", "&&") else (x | y)
+            na = np.isnan(a.values) | np.isnan(b.values)
+            return _Var("lgl", np.where(na, np.nan, out.astype(float)))
+        raise FormulaError(
+            f"operator {node.op!r} in {deparse(node)!r} cannot be used inside a function "
+            f"call ({context}); formula operators belong outside, arithmetic inside I()"
+        )
+
+    def call(self, node: Call, context: str) -> _Var:
+        fn, args = node.fn, node.positional
+        if fn == "I" and len(node.args) == 1 and not node.named:
+            return self.eval(args[0], context)
+        if fn in _MATH:
+            base = node.named.get("base")
+            if len(args) == 2 and fn == "log":
+                args, base = args[:1], args[1]
+            extra = set(node.named) - ({"base"} if fn == "log" else set())
+            if len(args) != 1 or extra:
+                raise FormulaError(f"{fn}() in {deparse(node)!r} takes one argument ({context})")
+            x = self.num(self.eval(args[0], context), node, context)
+            with np.errstate(all="ignore"):
+                out = _MATH[fn](x)
+                if base is not None:
+                    out = out / np.log(self.num(self.eval(base, context), node, context))
+            return _Var("num", np.asarray(out, dtype=float))
+        if fn == "scale":
+            return self.scale(node, context)
+        if fn in ("factor", "as.factor", "ordered"):
+            if len(node.args) != 1 or node.named:
+                raise FormulaError(f"only {fn}(x) with one argument is supported, "
+                                   f"not {deparse(node)!r} ({context})")
+            var = _factorize(self.eval(args[0], context), deparse(node))
+            return _Var("fac", var.values, var.levels, ordered=fn == "ordered" or var.ordered)
+        if fn in ("as.numeric", "as.double"):
+            var = self.eval(args[0], context)
+            if var.kind == "fac":
+                return _Var("num", np.where(var.values < 0, np.nan, var.values + 1.0))
+            return _Var("num", self.num(var, node, context), integer=var.integer)
+        if fn in ("offset", "cbind"):
+            raise FormulaError(f"{fn}() cannot be used inside {deparse(node)!r} ({context})")
+        raise FormulaError(f"unknown function {fn!r} in {deparse(node)!r} ({context}); "
+                           f"supported: {', '.join(FUNCTIONS)}")
+
+    def scale(self, node: Call, context: str) -> _Var:
+        """R's ``scale(x, center = TRUE, scale = TRUE)``, NA-robust as R's.
+
+        When fitting, the centre and scale come from the non-missing values of
+        the whole data (R evaluates the model frame before ``na.omit``); new data
+        reuse them, as R's ``predict`` does through ``makepredictcall``.
+        """
+        pos = node.positional
+        opts = dict(zip(("center", "scale"), pos[1:], strict=False)) | node.named
+        if not 1 <= len(pos) <= 3 or set(node.named) - {"center", "scale"} or \
+                len(opts) != len(pos) - 1 + len(node.named):
+            raise FormulaError(f"scale() takes x, center, scale: {deparse(node)!r} ({context})")
+        x = self.num(self.eval(pos[0], context), node, context)
+        key = deparse(node)
+        if self.fitting:
+            ok = x[~np.isnan(x)]
+            c = self.scale_option(opts.get("center"), lambda: ok.mean() if ok.size else 0.0,
+                                  0.0, context)
+            dev = ok - c
+            s = self.scale_option(opts.get("scale"),
+                                  lambda: np.sqrt(np.sum(dev ** 2) / max(1, dev.size - 1)),
+                                  1.0, context)
+            self.state[key] = (c, s)
+        c, s = self.state[key]
+        return _Var("num", (x - c) / s)
+
+    def scale_option(self, node: Node | None, default, off: float, context: str) -> float:
+        if node is None or (isinstance(node, Const) and node.id == "TRUE"):
+            return float(default())
+        if isinstance(node, Const) and node.id == "FALSE":
+            return off
+        value = self.eval(node, context)
+        if value.kind != "num" or value.values.ndim != 0:
+            raise FormulaError(f"scale() options must be TRUE, FALSE or a number ({context})")
+        return float(value.values)
+
+
+# ----------------------------------------------------------------------------
+# Model matrices (R's model.matrix for a TermSpec)
+# ----------------------------------------------------------------------------
+
+def _contr_poly(k: int) -> np.ndarray:
+    """R's ``contr.poly(k)``: orthonormal polynomial contrasts."""
+    scores = np.arange(1, k + 1, dtype=float)
+    X = np.vander(scores - scores.mean(), k, increasing=True)
+    Q, R = np.linalg.qr(X)
+    Z = Q * np.sign(np.diag(R))
+    return Z[:, 1:]
+
+
+def _poly_names(k: int) -> list[str]:
+    base = [".L", ".Q", ".C"] + [f"^{i}" for i in range(4, k)]
+    return base[: k - 1]
+
+
+def _factor_block(var: _Var, code: int, name: str) -> tuple[np.ndarray, list[str]]:
+    k = len(var.levels)
+    if k < 2:
+        raise DataError(f"factor {name!r} has only {k} level after removing missing values; "
+                        "contrasts need 2 or more levels")
+    if code == 2:
+        M, suffix = np.eye(k), list(var.levels)
+    elif var.ordered:
+        M, suffix = _contr_poly(k), _poly_names(k)
+    else:
+        M, suffix = np.eye(k)[:, 1:], list(var.levels[1:])
+    M = np.vstack([M, np.full((1, M.shape[1]), np.nan)])  # code -1 (NA) -> NaN
+    return M[var.values], [name + s for s in suffix]
+
+
+def _is_factor(var: _Var) -> bool:
+    return var.kind == "fac"
+
+
+def _model_matrix(spec: TermSpec, variables: Mapping[str, _Var], n: int
+                  ) -> tuple[np.ndarray, tuple[str, ...]]:
+    """R's ``model.matrix`` of the terms; columns of a term vary its first variable fastest."""
+    codes = [list(c) for c in spec.codes]
+    if not spec.intercept:
+        # R codes the first factor of the first term holding one by indicators.
+        for j, term in enumerate(spec.terms):
+            hit = next((i for i, v in enumerate(term)
+                        if _is_factor(variables[spec.variables[v][0]])), None)
+            if hit is not None:
+                codes[j][hit] = 2
+                break
+    cols: list[np.ndarray] = [np.ones(n)] if spec.intercept else []
+    names: list[str] = ["(Intercept)"] if spec.intercept else []
+    for term, code in zip(spec.terms, codes, strict=True):
+        parts = []
+        for v, c in zip(term, code, strict=True):
+            name = spec.variables[v][0]
+            var = variables[name]
+            if _is_factor(var):
+                parts.append(_factor_block(var, c, name))
+            else:
+                parts.append((var.values[:, None], [name]))
+        shape = [p[0].shape[1] for p in parts]
+        for combo in itertools.product(*[range(s) for s in reversed(shape)]):
+            idx = combo[::-1]
+            col = parts[0][0][:, idx[0]]
+            for p, i in zip(parts[1:], idx[1:], strict=True):
+                col = col * p[0][:, i]
+            cols.append(col)
+            names.append(":".join(p[1][i] for p, i in zip(parts, idx, strict=True)))
+    X = np.column_stack(cols) if cols else np.zeros((n, 0))
+    return np.ascontiguousarray(X, dtype=float), tuple(names)
+
+
+def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> list[int]:
+    """Columns kept by R's ``qr(X, tol)`` (LINPACK dqrdc2, limited pivoting).
+
+    A column is dropped when its norm after projecting out the kept columns
+    to its left falls below ``tol`` times its original norm (dqrdc2 moves such
+    columns to the end and keeps the others in order).
+    """
+    keep: list[int] = []
+    Q = np.zeros((X.shape[0], 0))
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        norm = np.linalg.norm(x)
+        r = x.copy()
+        for _ in range(2):  # re-orthogonalise: classical Gram-Schmidt twice
+            r -= Q @ (Q.T @ r)
+        rn = np.linalg.norm(r)
+        if norm > 0 and rn >= tol * norm and len(keep) < X.shape[0]:
+            keep.append(j)
+            Q = np.column_stack([Q, r / rn])
+    return keep
+
+
+def _scale_message(X: np.ndarray) -> str | None:
+    """lme4's ``checkScaleX`` warning: continuous columns with sd ratios beyond 1000."""
+    sds = []
+    for j in range(X.shape[1]):
+        x = X[:, j]
+        if not np.all((x == 0) | (x == 1)) and x.size > 1:
+            sds.append(np.std(x, ddof=1))
+    if not sds:
+        return None
+    with np.errstate(divide="ignore"):
+        logsd = np.log(np.asarray(sds))
+    spread = np.abs(logsd[:, None] - logsd[None, :])
+    if np.any(np.abs(logsd) > np.log(1000)) or np.any(spread > np.log(1000)):
+        return "Some predictor variables are on very different scales: consider rescaling"
+    return None
+
+
+# ----------------------------------------------------------------------------
+# Grouping factors
+# ----------------------------------------------------------------------------
+
+def _group_atoms(node: Node) -> list[Node]:
+    node = node.expr if isinstance(node, Paren) else node
+    if isinstance(node, BinOp) and node.op == ":":
+        return _group_atoms(node.left) + _group_atoms(node.right)
+    return [node]
+
+
+def _group_factor(node: Node, variables: Mapping[str, _Var]) -> _Var:
+    """lme4's grouping factor: ``makeFac``, with ``a:b`` as ``a %i% b``.
+
+    Levels of ``a %i% b`` are the pairs that occur, ordered by a's level, then
+    b's; labels ``"la:lb"``.
+    """
+    while isinstance(node, Paren):
+        node = node.expr
+    if isinstance(node, BinOp) and node.op == ":":
+        a = _group_factor(node.left, variables)
+        b = _group_factor(node.right, variables)
+        nb = max(len(b.levels), 1)
+        combined = a.values.astype(np.int64) * nb + b.values
+        combined[(a.values < 0) | (b.values < 0)] = -1
+        ok = combined >= 0
+        uniq, inv = np.unique(combined[ok], return_inverse=True)
+        codes = np.full(combined.shape, -1, dtype=np.intp)
+        codes[ok] = inv
+        labels = tuple(f"{a.levels[u // nb]}:{b.levels[u % nb]}" for u in uniq)
+        return _Var("fac", codes, labels)
+    var = _factorize(variables[deparse(node)], deparse(node))
+    return _drop_unused(var)
+
+
+def _make_names(names: list[str]) -> list[str]:
+    """R's ``make.names(names, unique = TRUE)``."""
+    def fix(s: str) -> str:
+        out = "".join(c if (c.isalnum() or c in "._") else "." for c in s)
+        if not out or not (out[0].isalpha() or (out[0] == "." and not out[1:2].isdigit())):
+            out = "X" + out
+        if out in _R_RESERVED:
+            out += "."
+        return out
+
+    fixed = [fix(s) for s in names]
+    order = sorted(range(len(names)), key=lambda i: fixed[i] != names[i])
+    seen: set[str] = set()
+    counts: dict[str, int] = {}
+    result = list(fixed)
+    for i in order:
+        base = fixed[i]
+        if base in seen:
+            k = counts.get(base, 0)
+            while True:
+                k += 1
+                cand = f"{base}.{k}"
+                if cand not in seen and cand not in fixed:
+                    break
+            counts[base] = k
+            result[i] = cand
+        seen.add(result[i])
+    return result
+
+
+_R_RESERVED = {"if", "else", "repeat", "while", "function", "for", "next", "break", "in",
+               "TRUE", "FALSE", "NULL", "Inf", "NaN", "NA", "NA_integer_", "NA_real_",
+               "NA_character_", "NA_complex_"}
+
+
+def _lme4_order(nlevels: list[int]) -> list[int]:
+    """mkReTrms: ``if (any(diff(nl) > 0)) ord <- rev(order(nl))``."""
+    if any(b > a for a, b in itertools.pairwise(nlevels)):
+        return list(reversed(sorted(range(len(nlevels)), key=lambda i: nlevels[i])))
+    return list(range(len(nlevels)))
+
+
+# ----------------------------------------------------------------------------
+# build_design
+# ----------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _DesignSpec:
+    """What ``Design.new_data`` needs: the parsed formula and the fit's encodings."""
+
+    formula: FormulaSpec
+    family: str
+    state: dict[str, Any]
+    levels: dict[str, tuple[tuple[str, ...], bool]]
+    fixed_keep: tuple[int, ...]
+    random: tuple[RandomSpec, ...]  # in the Design's term order
+    weights_column: str | None
+    offset_column: str | None
+    offset_array: bool
+
+    def variables(self) -> dict[str, tuple[Node, str]]:
+        return _model_variables(self.formula, include_response=False)
+
+    def rebuild(self, design: Design, data: pd.DataFrame) -> Design:
+        data = _as_frame(data)
+        ev = _Evaluator(data, state=self.state)
+        n = len(data)
+        variables: dict[str, _Var] = {}
+        for name, (node, context) in self.variables().items():
+            var = ev(node, context)
+            if name in self.levels:
+                levels, ordered = self.levels[name]
+                codes, unknown = _relevel(var, levels)
+                if unknown.any() and name in self.model_names():
+                    bad = sorted({str(v) for v in _factorize(var, name).levels} - set(levels))
+                    raise DataError(f"factor {name!r} has new levels {', '.join(bad)} "
+                                    "not seen when fitting")
+                var = _Var("fac", codes, levels, ordered)
+            elif var.kind in ("fac", "chr"):
+                raise DataError(f"{name!r} was numeric when fitting but is a factor in new data")
+            variables[name] = _lgl_as_factor(var)
+        X, _ = _model_matrix(self.formula.fixed, variables, n)
+        X = np.ascontiguousarray(X[:, list(self.fixed_keep)])
+        terms = []
+        for rs, old in zip(self.random, design.terms, strict=True):
+            g = _group_factor(rs.group, variables)
+            codes, _ = _relevel(g, old.levels)
+            Xr, _ = _model_matrix(rs.model, variables, n)
+            terms.append(RandomTerm(old.group, old.varcorr_name, old.cnames, old.levels,
+                                    _frozen(codes), _frozen(Xr), old.term))
+        offset = np.zeros(n)
+        for node in self.formula.offsets:
+            offset = offset + ev(node, "offset()").values
+        messages = []
+        if self.offset_column is not None:
+            offset = offset + _numeric_argument(data, self.offset_column, "offset", n)
+        elif self.offset_array:
+            messages.append("offset= was given as an array when fitting; "
+                            "it is not applied to new data")
+        weights = np.ones(n)
+        if self.weights_column is not None and self.weights_column in data.columns:
+            weights = _numeric_argument(data, self.weights_column, "weights", n)
+        return Design(
+            formula=design.formula, response_name=design.response_name,
+            y=_frozen(np.full(n, np.nan)), X=_frozen(X), fixef_names=design.fixef_names,
+            weights=_frozen(weights), offset=_frozen(offset), terms=tuple(terms),
+            response_levels=design.response_levels, n_dropped=0, messages=tuple(messages),
+            spec=self, family=design.family, row_index=_frozen(np.arange(n)),
+        )
+
+    def model_names(self) -> set[str]:
+        """Variables that enter X or a term's Xr (new levels there are errors)."""
+        names = {v for v, _ in self.formula.fixed.variables}
+        for rs in self.random:
+            names |= {v for v, _ in rs.model.variables}
+        return names
+
+
+def _frozen(a: np.ndarray) -> np.ndarray:
+    a = np.ascontiguousarray(a)
+    a.flags.writeable = False
+    return a
+
+
+def _as_frame(data: Any) -> pd.DataFrame:
+    if isinstance(data, pd.DataFrame):
+        frame = data
+    elif isinstance(data, Mapping):
+        try:
+            frame = pd.DataFrame(dict(data))
+        except ValueError as exc:
+            raise DataError(f"cannot make a data frame of the data: {exc}") from None
+    else:
+        raise DataError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+    if frame.columns.duplicated().any():
+        dup = frame.columns[frame.columns.duplicated()].tolist()
+        raise DataError(f"data has duplicated column names: {', '.join(map(str, dup))}")
+    return frame.reset_index(drop=True)
+
+
+def _model_variables(spec: FormulaSpec, include_response: bool
+                     ) -> dict[str, tuple[Node, str]]:
+    """Every variable of R's model frame (fixed, random and grouping), by name."""
+    out: dict[str, tuple[Node, str]] = {}
+    if include_response:
+        resp = spec.response.expr if isinstance(spec.response, Paren) else spec.response
+        nodes = resp.positional if isinstance(resp, Call) and resp.fn == "cbind" else (resp,)
+        for node in nodes:
+            out.setdefault(deparse(node), (node, f"response {spec.response_name!r}"))
+    for name, node in spec.fixed.variables:
+        out.setdefault(name, (node, f"fixed-effects term {name!r}"))
+    for rs in spec.random:
+        context = f"random-effects term ({rs.text})"
+        for name, node in rs.model.variables:
+            out.setdefault(name, (node, context))
+        for atom in _group_atoms(rs.group):
+            out.setdefault(deparse(atom), (atom, f"grouping factor of ({rs.text})"))
+    return out
+
+
+def _numeric_argument(data: pd.DataFrame, arg: Any, what: str, n: int) -> np.ndarray:
+    if isinstance(arg, str):
+        if arg not in data.columns:
+            raise DataError(f"unknown column {arg!r} given as {what}=; available columns: "
+                            f"{', '.join(map(str, data.columns))}")
+        var = _column(data, arg)
+        if var.kind not in ("num", "lgl"):
+            raise DataError(f"{what} column {arg!r} must be numeric")
+        return var.values
+    try:
+        values = np.asarray(arg, dtype=float).reshape(-1)
+    except (TypeError, ValueError):
+        raise DataError(f"{what}= must be numeric (an array or a column name)") from None
+    if values.shape[0] != n:
+        raise DataError(f"{what}= has length {values.shape[0]}, but the data have {n} rows")
+    return values
+
+
+def _check_family(family: Any) -> str:
+    if not isinstance(family, str) or family not in FAMILIES:
+        raise FamilyError(f"unknown family {family!r}; valid families: "
+                          f"{', '.join(repr(f) for f in FAMILIES)}")
+    return family
+
+
+def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "gaussian", *,
                  weights=None, offset=None) -> Design:
-    """Parse ``formula`` (lme4 syntax) against ``data`` and return the frozen Design."""
-    raise NotImplementedError
+    """Parse ``formula`` (lme4 syntax) against ``data`` and return the frozen Design.
+
+    Parameters
+    ----------
+    formula : str or FormulaSpec
+        lme4 syntax, e.g. ``"cbind(s, f) ~ period + (1 | herd)"``.
+    data : pandas.DataFrame
+    family : str
+        One of ``FAMILIES``; decides how the response is coded and checked.
+    weights, offset : array-like, column name or None
+        Prior weights (binomial: they multiply the trials) and an offset added
+        to any ``offset()`` terms of the formula.
+
+    Raises
+    ------
+    FormulaError, DataError, FamilyError
+        Every problem with the formula or data, naming the column or term.
+    """
+    family = _check_family(family)
+    spec = parse_formula(formula)
+    if spec.smooths:
+        names = ", ".join(s.text for s in spec.smooths)
+        raise FormulaError(f"smooth term {names} cannot be fitted yet: the engine fits "
+                           "GLMMs without smooths for now")
+    data = _as_frame(data)
+    n_all = len(data)
+    if n_all == 0:
+        raise DataError("data has no rows")
+
+    ev = _Evaluator(data)
+    model_vars = _model_variables(spec, include_response=True)
+    raw = {name: ev(node, context) for name, (node, context) in model_vars.items()}
+    offsets = [ev(node, f"offset({deparse(node)})") for node in spec.offsets]
+    for node, var in zip(spec.offsets, offsets, strict=True):
+        if var.kind not in ("num", "lgl"):
+            raise DataError(f"offset({deparse(node)}) must be numeric")
+    w_arg = None if weights is None else _numeric_argument(data, weights, "weights", n_all)
+    o_arg = None if offset is None else _numeric_argument(data, offset, "offset", n_all)
+
+    _check_undefined(raw, model_vars, data, spec, offsets)
+    na = np.zeros(n_all, dtype=bool)
+    for var in [*raw.values(), *offsets]:
+        na |= var.na()
+    for arg in (w_arg, o_arg):
+        if arg is not None:
+            na |= np.isnan(arg)
+    keep = np.flatnonzero(~na)
+    messages: list[str] = []
+    n_dropped = n_all - keep.size
+    if n_dropped:
+        where = _na_columns(data, [*model_vars.values(), *[(o, "") for o in spec.offsets]],
+                            weights, offset, w_arg, o_arg)
+        if keep.size == 0:
+            raise DataError(f"no rows left after removing rows with missing values in: {where}")
+        messages.append(f"dropped {n_dropped} row{'s' if n_dropped > 1 else ''} "
+                        f"with missing values in: {where}")
+    n = keep.size
+
+    variables: dict[str, _Var] = {}
+    for name, var in raw.items():
+        var = var.take(keep)
+        if var.kind == "chr":
+            var = _factorize(var, name)
+        if var.kind == "fac":
+            var = _drop_unused(var)
+        variables[name] = var
+    _check_finite(variables, model_vars)
+
+    y, w, response_levels, resp_msgs = _response(spec, variables, family, n,
+                                                 None if w_arg is None else w_arg[keep])
+    messages.extend(resp_msgs)
+    off = np.zeros(n)
+    for var in offsets:
+        off = off + var.values[keep]
+    if o_arg is not None:
+        off = off + o_arg[keep]
+    if not np.all(np.isfinite(off)):
+        raise DataError("offset has non-finite values (inf)")
+
+    fixed_vars = {v: _lgl_as_factor(variables[v]) for v, _ in spec.fixed.variables}
+    X, names = _model_matrix(spec.fixed, fixed_vars, n)
+    keep_cols = _rank_keep(X)
+    if len(keep_cols) < X.shape[1]:
+        dropped = [names[j] for j in range(len(names)) if j not in keep_cols]
+        k = len(dropped)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {k} "
+            f"column{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
+            f"{', '.join(dropped)}")
+        X, names = X[:, keep_cols], tuple(names[j] for j in keep_cols)
+    scale_msg = _scale_message(X)
+    if scale_msg:
+        messages.append(scale_msg)
+
+    terms, order = _random_terms(spec, variables, n, family)
+    levels = {name: (var.levels, var.ordered) for name, var in variables.items()
+              if var.kind == "fac"}
+    design_spec = _DesignSpec(
+        formula=spec, family=family, state=dict(ev.state), levels=levels,
+        fixed_keep=tuple(keep_cols), random=tuple(spec.random[i] for i in order),
+        weights_column=weights if isinstance(weights, str) else None,
+        offset_column=offset if isinstance(offset, str) else None,
+        offset_array=offset is not None and not isinstance(offset, str),
+    )
+    return Design(
+        formula=spec.text or str(formula), response_name=spec.response_name,
+        y=_frozen(y), X=_frozen(X), fixef_names=tuple(names), weights=_frozen(w),
+        offset=_frozen(off), terms=terms, response_levels=response_levels,
+        n_dropped=n_dropped, messages=tuple(messages), spec=design_spec, family=family,
+        row_index=_frozen(keep),
+    )
+
+
+def _lgl_as_factor(var: _Var) -> _Var:
+    """model.matrix codes a logical as a factor with levels FALSE, TRUE (always both)."""
+    if var.kind != "lgl":
+        return var
+    codes = np.where(np.isnan(var.values), -1, var.values == 1).astype(np.intp)
+    return _Var("fac", codes, ("FALSE", "TRUE"))
+
+
+def _check_undefined(raw: Mapping[str, _Var], model_vars, data: pd.DataFrame,
+                     spec: FormulaSpec, offsets: list[_Var]) -> None:
+    """A transform must not create missing values (log(-1)): that would drop rows silently."""
+    pairs = [(name, model_vars[name][0], var) for name, var in raw.items()]
+    pairs += [(f"offset({deparse(n)})", n, v) for n, v in zip(spec.offsets, offsets, strict=True)]
+    for name, node, var in pairs:
+        if isinstance(node, Name) or var.kind not in ("num", "lgl"):
+            continue
+        inputs = np.zeros(len(data), dtype=bool)
+        for col in _columns_of(node):
+            inputs |= _column(data, col).na()
+        bad = np.isnan(var.values) & ~inputs
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise DataError(f"{name!r} is undefined (NaN) for {int(bad.sum())} rows with "
+                            f"non-missing input, e.g. row {first}")
+
+
+def _check_finite(variables: Mapping[str, _Var], model_vars) -> None:
+    for name, var in variables.items():
+        if var.kind == "num" and not np.all(np.isfinite(var.values)):
+            bad = int(np.sum(~np.isfinite(var.values)))
+            context = model_vars[name][1]
+            raise DataError(f"{name!r} ({context}) has {bad} non-finite value"
+                            f"{'s' if bad > 1 else ''} (inf)")
+
+
+def _na_columns(data: pd.DataFrame, nodes, weights, offset, w_arg, o_arg) -> str:
+    cols: list[str] = []
+    for node, _ in nodes:
+        for col in _columns_of(node):
+            if col not in cols and col in data.columns and data[col].isna().any():
+                cols.append(col)
+    for label, arg, values in (("weights", weights, w_arg), ("offset", offset, o_arg)):
+        if values is not None and np.isnan(values).any():
+            name = arg if isinstance(arg, str) else label
+            if name not in cols:
+                cols.append(name)
+    return ", ".join(cols)
+
+
+# ----------------------------------------------------------------------------
+# Response
+# ----------------------------------------------------------------------------
+
+def _non_integer(x: np.ndarray) -> bool:
+    return bool(np.any(np.abs(x - np.round(x)) > 1e-3))
+
+
+def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: int,
+              user_w: np.ndarray | None
+              ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None, list[str]]:
+    name = spec.response_name
+    w = np.ones(n) if user_w is None else user_w
+    if np.any(w < 0):
+        raise DataError(f"weights has {int(np.sum(w < 0))} negative values")
+    if not np.all(np.isfinite(w)):
+        raise DataError("weights has non-finite values (inf)")
+    messages: list[str] = []
+    resp = spec.response.expr if isinstance(spec.response, Paren) else spec.response
+    if spec.is_cbind:
+        if family != "binomial":
+            raise FormulaError(f"a cbind(successes, failures) response is for the binomial "
+                               f"family, not {family!r}")
+        s_node, f_node = resp.positional
+        parts = []
+        for node in (s_node, f_node):
+            var = variables[deparse(node)]
+            if var.kind not in ("num", "lgl"):
+                raise DataError(f"{deparse(node)!r} in response {name!r} must be numeric counts")
+            if np.any(var.values < 0):
+                raise DataError(f"{deparse(node)!r} in response {name!r} has "
+                                f"{int(np.sum(var.values < 0))} negative counts")
+            parts.append(var.values)
+        s, f = parts
+        trials = s + f
+        if _non_integer(s) or _non_integer(f):
+            messages.append(f"non-integer counts in response {name!r}")
+        with np.errstate(invalid="ignore", divide="ignore"):
+            y = np.where(trials > 0, s / trials, 0.0)
+        if np.unique(np.column_stack([s, f]), axis=0).shape[0] < 2:
+            raise DataError(f"response {name!r} is constant")
+        return y, trials * w, None, messages
+
+    var = variables[deparse(resp)]
+    if family in ("ordinal", "multinomial"):
+        return _categorical_response(var, name, family, w)
+    if family == "binomial" and var.kind in ("fac", "chr"):
+        fac = _drop_unused(_factorize(var, name))
+        if len(fac.levels) < 2:
+            raise DataError(f"response {name!r} is constant (only level "
+                            f"{fac.levels[0]!r})" if fac.levels else f"response {name!r} is empty")
+        return (fac.values > 0).astype(float), w, None, messages
+    if var.kind not in ("num", "lgl"):
+        what = "a factor" if var.kind == "fac" else "text"
+        raise DataError(f"response {name!r} is {what}; the {family} family needs numbers")
+    y = var.values.astype(float)
+    if family == "binomial":
+        out = (y < 0) | (y > 1)
+        if out.any():
+            raise DataError(
+                f"binomial response {name!r} must lie in [0, 1] (found values from "
+                f"{y.min():g} to {y.max():g}); for counts of successes use "
+                "cbind(successes, failures), or a proportion with weights = trials")
+        if _non_integer(y * w):
+            messages.append(f"non-integer number of successes in binomial response {name!r}")
+    elif family in ("poisson", "negative_binomial"):
+        if np.any(y < 0):
+            raise DataError(f"{family} response {name!r} has {int(np.sum(y < 0))} "
+                            "negative counts")
+        if _non_integer(y):
+            messages.append(f"non-integer counts in {family} response {name!r}")
+    if family != "gaussian" and y.size and np.all(y == y[0]):
+        raise DataError(f"response {name!r} is constant (all values {y[0]:g})")
+    return y, w, None, messages
+
+
+def _categorical_response(var: _Var, name: str, family: str, w: np.ndarray):
+    if var.kind == "num" and _non_integer(var.values):
+        raise DataError(f"{family} response {name!r} must be categorical (a factor, text "
+                        "or integer codes), not continuous numbers")
+    fac = _drop_unused(_factorize(var, name))
+    if len(fac.levels) < 2:
+        raise DataError(f"{family} response {name!r} needs at least 2 categories, "
+                        f"found {len(fac.levels)}")
+    return fac.values.astype(float), w, tuple(fac.levels), []
+
+
+# ----------------------------------------------------------------------------
+# Random-effects terms
+# ----------------------------------------------------------------------------
+
+def _random_terms(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, family: str
+                  ) -> tuple[tuple[RandomTerm, ...], list[int]]:
+    built = []
+    for rs in spec.random:
+        g = _group_factor(rs.group, variables)
+        term_vars = {v: _lgl_as_factor(variables[v]) for v, _ in rs.model.variables}
+        Xr, cnames = _model_matrix(rs.model, term_vars, n)
+        if Xr.shape[1] == 0:
+            raise FormulaError(f"random-effects term ({rs.text}) has no columns")
+        built.append((rs, g, Xr, cnames))
+    order = _lme4_order([len(b[1].levels) for b in built])
+    built = [built[i] for i in order]
+    names = [rs.group_name for rs, *_ in built]
+    vc_names = _make_names(names) if len(set(names)) < len(names) else names
+    lmm = family == "gaussian"
+    for rs, g, Xr, _ in built:
+        nl = len(g.levels)
+        if nl < 2:
+            raise DataError(f"grouping factor {rs.group_name!r} has only {nl} level; "
+                            "grouping factors must have > 1 sampled level")
+        if lmm and nl >= n:
+            raise DataError(
+                f"grouping factor {rs.group_name!r} has {nl} levels for {n} observations: "
+                "the number of levels of each grouping factor must be < number of "
+                "observations (lme4's check)")
+        nre = nl * Xr.shape[1]
+        if (lmm and n <= nre) or (not lmm and n < nre):
+            raise DataError(
+                f"number of observations (={n}) {'<=' if lmm else '<'} number of random "
+                f"effects (={nre}) for term ({rs.text}); the random-effects parameters "
+                "are probably unidentifiable (lme4's check)")
+    terms = tuple(
+        RandomTerm(group=rs.group_name, varcorr_name=vc, cnames=cnames, levels=g.levels,
+                   codes=_frozen(g.values), Xr=_frozen(Xr), term=rs.text)
+        for (rs, g, Xr, cnames), vc in zip(built, vc_names, strict=True)
+    )
+    return terms, order
