@@ -20,12 +20,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
+from threadpoolctl import threadpool_limits
 
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
 from glmmbench.design import Design, build_design
 from glmmbench.errors import FamilyError
 from glmmbench.families import Family, get_family
-from glmmbench.optimize import OptSummary, bobyqa, check_convergence, derivatives
+from glmmbench.optimize import (
+    OptSummary,
+    bobyqa,
+    check_convergence,
+    derivatives,
+    newton_polish,
+)
 from glmmbench.response import GLMResponse
 from glmmbench.results import GLMMResult, make_result
 from glmmbench.theta import theta_start
@@ -94,24 +101,28 @@ def optimize_glmm(devfun: GLMMDevfun,
     s1 = bobyqa(devfun.stage1, theta_start(devfun.qs), lower_theta, ftol_rel=1e-8,
                 ftol_abs=ctl["stage1_ftol_abs"], xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
     devfun.stage1(s1.final)
-    res = devfun.last
-    beta1 = res.beta
-    # step for beta: its standard error from the joint factor at stage 1's optimum
-    se = _joint_se(devfun, s1.final)
-    step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final, 0.1), 0.05),
-                           np.where(np.isfinite(se) & (se > 0), se, 0.1)])
-    x0 = np.concatenate([s1.final, beta1])
-    s2 = bobyqa(devfun, x0, devfun.lower, initial_step=step, ftol_rel=ctl["ftol_rel"],
-                ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
-    return s1, s2
-
-
-def _joint_se(devfun: GLMMDevfun, theta: np.ndarray) -> np.ndarray:
+    beta1 = devfun.last.beta
+    # Stage 2 works in whitened coordinates gamma, beta = beta1 + R_X^{-1} gamma with
+    # R_X from stage 1's joint factor: the deviance's beta-block is then close to
+    # 2 I, which BOBYQA handles far better than raw, often collinear, coefficients.
     LXX = devfun.last.fac.LXX
-    if LXX is None:
-        return np.full(devfun.design.p, np.nan)
-    Linv = sla.solve_triangular(LXX, np.eye(LXX.shape[0]), lower=True)
-    return np.sqrt(np.sum(Linv**2, axis=0))
+    k_beta = beta1.size
+
+    def to_beta(gamma: np.ndarray) -> np.ndarray:
+        return beta1 + sla.solve_triangular(LXX, gamma, lower=True, trans="T")
+
+    def f2(x: np.ndarray) -> float:
+        return devfun(np.concatenate([x[:k], to_beta(x[k:])]))
+
+    step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final, 0.1), 0.05),
+                           np.ones(k_beta)])
+    x0 = np.concatenate([s1.final, np.zeros(k_beta)])
+    lower = np.concatenate([lower_theta, np.full(k_beta, -np.inf)])
+    s2 = bobyqa(f2, x0, lower, initial_step=step, ftol_rel=ctl["ftol_rel"],
+                ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
+    s2.initial = np.concatenate([s1.final, beta1])
+    s2.final = np.concatenate([s2.final[:k], to_beta(s2.final[k:])])
+    return s1, s2
 
 
 def _response(design: Design, family: Family) -> GLMResponse | None:
@@ -143,6 +154,13 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         Overrides of ``DEFAULT_CONTROL``.
     """
     t0 = time.perf_counter()
+    # The engine's dense blocks are small: threaded BLAS only adds contention.
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit(formula, data, family, link, weights=weights, offset=offset, nagq=nagq,
+                    reml=reml, control=control, t0=t0)
+
+
+def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t0):
     if family not in NATIVE_FAMILIES:
         fam_all = ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal",
                    "multinomial")
@@ -169,6 +187,9 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     grad = hess = None
     if ctl["calc_derivs"]:
         grad, hess = derivatives(devfun, x, fx)
+        x, fx, grad, moved = newton_polish(devfun, x, fx, grad, hess, devfun.lower)
+        if moved:
+            opt.final, opt.fmin = x, fx
         devfun(x)  # leave the devfun's state at the optimum
         k = len(devfun.lower) if is_lmm else devfun.ntheta
         converged, conv_msgs = check_convergence(x[:k], devfun.lower[:k], grad, hess)

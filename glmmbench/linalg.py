@@ -82,12 +82,18 @@ class ReIndex:
 
     def Zu(self, V: list[np.ndarray], u: np.ndarray) -> np.ndarray:
         """``Z Lambda u`` for the observation-level values ``V`` of ``Z Lambda``."""
-        V1, V2 = self.split_V(V)
-        u1 = u[: self.m1].reshape(self.n1, self.q1)
-        out = np.einsum("ik,ik->i", V1, u1[self.codes1]) if self.q1 > 1 else V1[:, 0] * u1[
-            self.codes1, 0]
+        V1 = V[0]
+        u1 = u[: self.m1].reshape(self.n1, self.q1)[self.codes1]
+        out = V1[:, 0] * u1[:, 0]
+        for k in range(1, self.q1):
+            out += V1[:, k] * u1[:, k]
         if self.m2:
-            out = out + np.einsum("ik,ik->i", V2, u[self.m1:][self.idx2])
+            u2 = u[self.m1:]
+            col = 0
+            for Vk in V[1:]:
+                for k in range(Vk.shape[1]):
+                    out += Vk[:, k] * u2[self.idx2[:, col]]
+                    col += 1
         return out
 
 
@@ -194,27 +200,31 @@ class BlockedCholesky:
         n1, q1 = self.L11.shape[0], self.q1
         rr = r.reshape(n1, q1)
         M = self.L11inv
-        out = np.einsum("jba,jb->ja", M, rr) if transpose else np.einsum("jab,jb->ja", M, rr)
-        return out.reshape(-1)
+        if q1 == 1:
+            return r * M[:, 0, 0]
+        Mt = M.transpose(0, 2, 1) if transpose else M
+        return (Mt @ rr[:, :, None]).reshape(-1)
 
     def forward(self, r1: np.ndarray, r2: np.ndarray, rX: np.ndarray | None = None):
         """Solve ``L c = r``; returns ``(c1, c2, cX)``."""
         c1 = self._l11_solve(r1)
-        c2 = (sla.solve_triangular(self.L22, r2 - self.L21 @ c1, lower=True)
-              if r2.size else r2)
+        c2 = (sla.solve_triangular(self.L22, r2 - self.L21 @ c1, lower=True,
+                                   check_finite=False) if r2.size else r2)
         cX = None
         if rX is not None:
-            cX = sla.solve_triangular(self.LXX, rX - self.LX1 @ c1 - self.LX2 @ c2, lower=True)
+            cX = sla.solve_triangular(self.LXX, rX - self.LX1 @ c1 - self.LX2 @ c2, lower=True,
+                                      check_finite=False)
         return c1, c2, cX
 
     def backward(self, c1: np.ndarray, c2: np.ndarray, cX: np.ndarray | None = None):
         """Solve ``L' x = c``; returns ``(u, beta)`` (beta None without X)."""
         beta = None
         if cX is not None:
-            beta = sla.solve_triangular(self.LXX, cX, lower=True, trans="T")
+            beta = sla.solve_triangular(self.LXX, cX, lower=True, trans="T", check_finite=False)
             c1 = c1 - self.LX1.T @ beta
             c2 = c2 - self.LX2.T @ beta
-        u2 = sla.solve_triangular(self.L22, c2, lower=True, trans="T") if c2.size else c2
+        u2 = (sla.solve_triangular(self.L22, c2, lower=True, trans="T", check_finite=False)
+              if c2.size else c2)
         u1 = self._l11_solve(c1 - self.L21.T @ u2, transpose=True)
         return np.concatenate([u1, u2]), beta
 
@@ -243,30 +253,45 @@ class BlockedCholesky:
 
 
 def _batched_chol(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Cholesky factors and their inverses of a stack of small SPD blocks."""
+    """Cholesky factors and their inverses of a stack of small SPD blocks.
+
+    Closed forms for q = 1 and q = 2 (the common random intercept and slope);
+    LAPACK for larger blocks.
+    """
     q = A.shape[1]
     if q == 1:
         L = np.sqrt(A)
         return L, 1.0 / L
+    if q == 2:
+        a = np.sqrt(A[:, 0, 0])
+        b = A[:, 1, 0] / a
+        c = np.sqrt(A[:, 1, 1] - b * b)
+        L = np.zeros_like(A)
+        Li = np.zeros_like(A)
+        L[:, 0, 0], L[:, 1, 0], L[:, 1, 1] = a, b, c
+        Li[:, 0, 0], Li[:, 1, 0], Li[:, 1, 1] = 1 / a, -b / (a * c), 1 / c
+        return L, Li
     L = np.linalg.cholesky(A)
     Linv = np.linalg.inv(L)
     return L, Linv
 
 
+def _right_l11_invT(A: np.ndarray, L11inv: np.ndarray) -> np.ndarray:
+    """``A L11^{-T}``, blockwise over the first term's levels."""
+    n1, q1 = L11inv.shape[0], L11inv.shape[1]
+    if q1 == 1:
+        return A * L11inv[:, 0, 0][None, :]
+    Ar = A.reshape(A.shape[0], n1, q1).transpose(1, 0, 2)  # (n1, r, q1)
+    out = Ar @ L11inv.transpose(0, 2, 1)
+    return out.transpose(1, 0, 2).reshape(A.shape[0], n1 * q1)
+
+
 def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
     """Factor ``[Lambda'Z'WZLambda + I, .; X'WZLambda, X'WX]`` from its cross products."""
-    n1 = cp.C11.shape[0]
     A11 = cp.C11 + np.eye(q1)
     L11, L11inv = _batched_chol(A11)
     m2 = cp.C22.shape[0]
-
-    def right_l11_invT(A: np.ndarray) -> np.ndarray:
-        # A L11^{-T}, blockwise over the first term's levels
-        r = A.shape[0]
-        Ar = A.reshape(r, n1, q1)
-        return np.einsum("rja,jca->rjc", Ar, L11inv).reshape(r, n1 * q1)
-
-    L21 = right_l11_invT(cp.C21)
+    L21 = _right_l11_invT(cp.C21, L11inv)
     if m2:
         S22 = cp.C22 + np.eye(m2) - L21 @ L21.T
         L22 = sla.cholesky(S22, lower=True, check_finite=False)
@@ -274,9 +299,10 @@ def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
         L22 = np.zeros((0, 0))
     fac = BlockedCholesky(q1, L11, L11inv, L21, L22)
     if cp.CXX is not None:
-        LX1 = right_l11_invT(cp.CX1)
+        LX1 = _right_l11_invT(cp.CX1, L11inv)
         if m2:
-            LX2 = sla.solve_triangular(L22, (cp.CX2 - LX1 @ L21.T).T, lower=True).T
+            LX2 = sla.solve_triangular(L22, (cp.CX2 - LX1 @ L21.T).T, lower=True,
+                                       check_finite=False).T
         else:
             LX2 = np.zeros((LX1.shape[0], 0))
         SXX = cp.CXX - LX1 @ LX1.T - LX2 @ LX2.T

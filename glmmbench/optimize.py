@@ -20,7 +20,8 @@ from dataclasses import dataclass, field
 import nlopt
 import numpy as np
 
-__all__ = ["OptSummary", "bobyqa", "derivatives", "check_convergence"]
+__all__ = ["OptSummary", "bobyqa", "gradient", "derivatives", "newton_polish",
+           "check_convergence"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
 GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
@@ -118,6 +119,43 @@ def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, 
     return summ
 
 
+def gradient(f: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-4
+             ) -> np.ndarray:
+    """Central finite-difference gradient."""
+    g = np.empty(x.size)
+    for i in range(x.size):
+        e = np.zeros(x.size)
+        e[i] = delta
+        g[i] = (f(x + e) - f(x - e)) / (2 * delta)
+    return g
+
+
+def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
+                  grad: np.ndarray, hess: np.ndarray, lower: np.ndarray
+                  ) -> tuple[np.ndarray, float, np.ndarray, bool]:
+    """One Newton step from a derivative-free optimum, kept only if it lowers ``f``.
+
+    BOBYQA stops on a small change in ``f``; along poorly scaled directions the
+    gradient can still exceed lme4's convergence tolerance. Parameters on their
+    lower bound with a positive gradient stay there. Returns
+    ``(x, f(x), gradient at x, moved)``; the Hessian is reused.
+    """
+    free = ~((x <= lower) & (grad > 0))
+    if not np.any(free):
+        return x, fx, grad, False
+    try:
+        step = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
+    except np.linalg.LinAlgError:
+        return x, fx, grad, False
+    x_new = x.copy()
+    x_new[free] -= step
+    x_new = np.maximum(x_new, lower)
+    f_new = f(x_new)
+    if not (np.isfinite(f_new) and f_new < fx):
+        return x, fx, grad, False
+    return x_new, f_new, gradient(f, x_new), True
+
+
 def derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
                 delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
     """Gradient and Hessian of ``f`` at ``x`` by finite differences (step ``delta``).
@@ -160,15 +198,18 @@ def check_convergence(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarr
     if g.size == 0:
         return converged, messages
     try:
-        C = np.linalg.cholesky(H)
-        scaled = np.linalg.solve(C, g)
+        # lme4: solve(chol(H), g) with chol(H) the upper factor R, H = R'R
+        R = np.linalg.cholesky(H).T
+        scaled = np.linalg.solve(R, g)
         if not np.all(np.isfinite(scaled)):
             raise np.linalg.LinAlgError
-        worst = float(np.max(np.abs(scaled)))
+        # lme4: the smaller of the scaled and the raw gradient, component by component
+        mingrad = np.minimum(np.abs(scaled), np.abs(g))
+        worst = float(np.max(mingrad))
         if worst > GRAD_TOL:
             converged = False
             messages.append(f"Model failed to converge with max|grad| = {worst:.6g} "
-                            f"(tol = {GRAD_TOL}, component {int(np.argmax(np.abs(scaled))) + 1})")
+                            f"(tol = {GRAD_TOL}, component {int(np.argmax(mingrad)) + 1})")
     except np.linalg.LinAlgError:
         eig = np.linalg.eigvalsh(H)
         nneg = int(np.sum(eig < 0))

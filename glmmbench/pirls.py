@@ -41,7 +41,7 @@ class PIRLSResult:
 
 
 def _pdev(resp: GLMResponse, mu: np.ndarray, u: np.ndarray) -> float:
-    return float(np.sum(resp.dev_resids(mu)) + u @ u)
+    return resp.deviance(mu) + float(u @ u)
 
 
 def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
@@ -58,14 +58,15 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     off = resp.offset
     if eta_start is not None:
         eta = eta_start
+        wv = resp.working(eta)
         pdev = np.inf
     else:
         eta = off + X @ beta + ix.Zu(V, u)
-        pdev = _pdev(resp, resp.family.link.linkinv(eta), u)
+        wv = resp.working(eta)
+        pdev = _pdev(resp, wv.mu, u)
     converged = False
     it = 0
     for it in range(1, maxit + 1):  # noqa: B007
-        wv = resp.working(eta)
         z = eta - off + wv.wres
         if not joint:
             z = z - X @ beta
@@ -86,7 +87,8 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
             u_try = u + s * du
             b_try = beta + s * db
             eta_try = off + X @ b_try + ix.Zu(V, u_try)
-            pdev_try = _pdev(resp, resp.family.link.linkinv(eta_try), u_try)
+            wv_try = resp.working(eta_try)
+            pdev_try = _pdev(resp, wv_try.mu, u_try)
             if np.isfinite(pdev_try) and (pdev_try <= pdev * (1 + 1e-12) or not np.isfinite(pdev)):
                 break
             s /= 2.0
@@ -95,8 +97,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
             # working precision (or the problem is degenerate; the caller checks)
             converged = bool(np.isfinite(pdev))
             break
-        u, beta, eta, pdev = u_try, b_try, eta_try, pdev_try
+        u, beta, eta, wv, pdev = u_try, b_try, eta_try, wv_try, pdev_try
     else:
-        wv = resp.working(eta)
         fac = factorize(crossproducts(ix, V, wv.w, None, None), ix.q1)
     return PIRLSResult(u, beta, wv, fac, float(pdev), it, converged)

@@ -3,11 +3,19 @@
 ``GLMResponse`` holds ``y``, prior weights, offset and a Family, and maps a linear
 predictor ``eta`` to everything PIRLS uses. Ordinal and multinomial responses are
 other classes with the same role.
+
+Fast path: for binomial and Poisson the log-density is
+``log f(y | mu) = c(y) + K(mu)`` with the kernel
+``K = sum wt (y log mu + (1 - y) log(1 - mu))`` (binomial) or
+``sum wt (y log mu - mu)`` (Poisson), so that the deviance
+``sum d(y, mu) = 2 (K(y) - K(mu))`` and ``-2 log L = -2 (c + K(mu))`` both come
+from one evaluation of ``K``; ``c`` and ``K(y)`` are computed once with the
+family's general (R-exact) functions. A test checks the two paths agree.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -15,14 +23,13 @@ from glmmbench.families import Family
 
 __all__ = ["GLMResponse", "WorkingValues"]
 
+_KERNEL_FAMILIES = ("binomial", "poisson")
+
 
 @dataclass(frozen=True)
 class WorkingValues:
-    """IRLS quantities at one ``eta``.
-
-    ``sqrtW``: square roots of the working weights ``wt * mu_eta^2 / V(mu)``;
-    ``wres``: the working residual ``(y - mu) / mu_eta``.
-    """
+    """IRLS quantities at one ``eta``: ``mu``, the working weights
+    ``w = wt mu_eta^2 / V(mu)`` and the working residual ``(y - mu) / mu_eta``."""
 
     eta: np.ndarray
     mu: np.ndarray
@@ -38,20 +45,50 @@ class GLMResponse:
     weights: np.ndarray
     offset: np.ndarray
     family: Family
+    fast: bool = True
+    _consts: tuple | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self):
+        if self.fast and self.family.name in _KERNEL_FAMILIES:
+            mu0 = self.mustart()
+            wy = self.weights * self.y
+            w1y = self.weights - wy
+            c = float(np.sum(self.family.loglik_obs(self.y, mu0, self.weights))
+                      - self._kernel(mu0, wy, w1y))
+            ksat = c + float(np.sum(self.family.dev_resids(self.y, mu0, self.weights))) / 2
+            object.__setattr__(self, "_consts", (wy, w1y, c, ksat))
+
+    def _kernel(self, mu: np.ndarray, wy: np.ndarray, w1y: np.ndarray) -> float:
+        if self.family.name == "binomial":
+            return float(wy @ np.log(mu) + w1y @ np.log1p(-mu))
+        return float(wy @ np.log(mu) - self.weights @ mu)
 
     def working(self, eta: np.ndarray) -> WorkingValues:
         link, fam = self.family.link, self.family
         mu = link.linkinv(eta)
         d = link.mu_eta(eta)
-        var = fam.variance(mu)
-        w = self.weights * d * d / var
+        if fam.canonical_fast:
+            w = self.weights * d
+        else:
+            w = self.weights * d * d / fam.variance(mu)
         return WorkingValues(eta, mu, w, (self.y - mu) / d)
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
         return self.family.dev_resids(self.y, mu, self.weights)
 
+    def deviance(self, mu: np.ndarray) -> float:
+        """``sum_i d(y_i, mu_i)``, the sum of the deviance residuals."""
+        if self._consts is not None:
+            wy, w1y, c, ksat = self._consts
+            # K(y) - K(mu) = (c + K(y)) - (c + K(mu)); c + K(y) is ksat
+            return 2.0 * (ksat - c - self._kernel(mu, wy, w1y))
+        return float(np.sum(self.dev_resids(mu)))
+
     def minus2loglik(self, mu: np.ndarray, dispersion: float = 1.0) -> float:
         """``-2 sum log f(y_i | mu_i)`` with every constant R's ``family$aic`` carries."""
+        if self._consts is not None:
+            wy, w1y, c, _ = self._consts
+            return -2.0 * (c + self._kernel(mu, wy, w1y))
         return -2.0 * float(np.sum(self.family.loglik_obs(self.y, mu, self.weights, dispersion)))
 
     def mustart(self) -> np.ndarray:

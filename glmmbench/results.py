@@ -258,7 +258,7 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         res = devfun.last
         u = res.u
         loglik = -devfun.laplace(res) / 2
-        deviance = float(np.sum(devfun.response.dev_resids(res.working.mu)))
+        deviance = devfun.response.deviance(res.working.mu)
         sigma = 1.0
         df = p + k
         scale2 = 1.0
