@@ -144,7 +144,9 @@ def test_lme4_agq_loglik_shift_is_as_documented(r):
     d = datasets.load("cbpp")
     lap = fit_reference("lme4", CBPP, d, family="binomial")
     agq = fit_reference("lme4", CBPP, d, family="binomial", nagq=25)
-    assert agq["loglik"] - lap["loglik"] == pytest.approx(entry["measured"]["loglik_shift"], abs=0.01)
+    assert agq["loglik"] - lap["loglik"] == pytest.approx(
+        entry["measured"]["loglik_shift"], abs=0.01
+    )
     assert abs(agq["deviance"] - lap["deviance"]) < 0.2
 
 
@@ -161,7 +163,9 @@ def test_lmer_sleepstudy(r, reml):
     vc = r.r("as.data.frame(VarCorr(m))")
     assert [row["grp"] for row in rec["varcorr"]] == list(vc.rx2("grp"))
     assert [row["var2"] for row in rec["varcorr"]] == [None, None, "Days", None]
-    assert [row["sdcor"] for row in rec["varcorr"]] == pytest.approx(list(vc.rx2("sdcor")), rel=VC_RTOL)
+    assert [row["sdcor"] for row in rec["varcorr"]] == pytest.approx(
+        list(vc.rx2("sdcor")), rel=VC_RTOL
+    )
     assert rec["model"] == {
         "formula": SLEEP, "family": "gaussian", "link": "identity",
         "method": "REML" if reml else "ML", "nagq": 1, "reml": reml,
