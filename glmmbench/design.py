@@ -317,6 +317,14 @@ def _relevel(var: _Var, levels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray
     return np.where(unknown, -1, codes), unknown
 
 
+def _labels(var: _Var) -> np.ndarray:
+    """Text values of a factor or character variable (None for NA)."""
+    if var.kind == "chr":
+        return var.values
+    lookup = np.array([*var.levels, None], dtype=object)
+    return lookup[var.values]
+
+
 def _column(data: pd.DataFrame, name: str) -> _Var:
     s = data[name]
     if isinstance(s, pd.DataFrame):
@@ -461,6 +469,12 @@ class _Evaluator:
                 out = _ARITH[node.op](x, y)
             integer = a.integer and b.integer and node.op in "+-*"
             return _Var("num", np.asarray(out, dtype=float), integer=integer)
+        if node.op in ("==", "!=") and "num" not in (a.kind, b.kind) and \
+                {a.kind, b.kind} & {"fac", "chr"}:
+            x, y = _labels(a), _labels(b)
+            na = pd.isna(x) | pd.isna(y)
+            out = (x == y) if node.op == "==" else (x != y)
+            return _Var("lgl", np.where(na, np.nan, out.astype(float)))
         if node.op in _COMPARE:
             x, y = self.num(a, node, context), self.num(b, node, context)
             with np.errstate(invalid="ignore"):
@@ -1096,8 +1110,8 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
                             f"{fac.levels[0]!r})" if fac.levels else f"response {name!r} is empty")
         return (fac.values > 0).astype(float), w, None, messages
     if var.kind not in ("num", "lgl"):
-        what = "a factor" if var.kind == "fac" else "text"
-        raise DataError(f"response {name!r} is {what}; the {family} family needs numbers")
+        raise DataError(f"response {name!r} is categorical (a factor or text); the {family} "
+                        "family needs numbers")
     y = var.values.astype(float)
     if family == "binomial":
         out = (y < 0) | (y > 1)

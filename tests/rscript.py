@@ -7,7 +7,10 @@ For live comparisons in tests (marked ``pytest.mark.r``)::
 DataFrames passed as keyword arguments are bound to those names in R, with
 factors rebuilt from ``pd.Categorical`` (same levels, same order, ordered flag)
 and missing values as ``NA``. The value of the code's last expression is
-converted with ``jsonlite::toJSON`` (``NA`` -> ``None``, full precision).
+converted with ``jsonlite::toJSON``: ``NA`` -> ``None``; doubles travel as
+17-significant-digit text (jsonlite stops at 15), so they come back exactly;
+data frames become ``{column: values}``; matrices are flattened column-major;
+wrap a vector in ``I()`` to keep a length-1 vector a list.
 """
 
 from __future__ import annotations
@@ -52,6 +55,22 @@ suppressPackageStartupMessages({library(jsonlite); library(lme4)})
   }
   as.data.frame(out, check.names = FALSE, stringsAsFactors = FALSE)
 }
+.exact <- function(x) {
+  if (is.data.frame(x)) x <- as.list(x)
+  if (is.list(x)) {
+    nm <- names(x)
+    x <- lapply(x, .exact)
+    names(x) <- nm
+    return(x)
+  }
+  if (is.double(x)) {
+    keep <- inherits(x, "AsIs") || length(x) != 1
+    v <- as.vector(unclass(x))
+    s <- ifelse(is.na(v) & !is.nan(v), NA, sprintf("%.17g", v))
+    return(list(`__double__` = if (keep) I(s) else s))
+  }
+  x
+}
 """
 
 
@@ -95,7 +114,7 @@ def run_r(code: str, timeout: float = 300, **frames: pd.DataFrame) -> Any:
         script.write_text(
             _PRELUDE + setup
             + f".value <- local({{\n{code}\n}})\n"
-            + f"writeLines(toJSON(.value, auto_unbox = TRUE, digits = NA, null = 'null', "
+            + f"writeLines(toJSON(.exact(.value), auto_unbox = TRUE, null = 'null', "
             f"na = 'null'), {str(result)!r})\n"
         )
         env = dict(os.environ, LANG=os.environ.get("LANG", "C.UTF-8"))
@@ -103,4 +122,13 @@ def run_r(code: str, timeout: float = 300, **frames: pd.DataFrame) -> Any:
                               text=True, timeout=timeout, env=env)
         if proc.returncode != 0:
             raise RError(proc.stderr.strip()[-3000:])
-        return json.loads(result.read_text())
+        return json.loads(result.read_text(), object_hook=_decode)
+
+
+def _decode(obj: dict) -> Any:
+    if set(obj) != {"__double__"}:
+        return obj
+    value = obj["__double__"]
+    if isinstance(value, list):
+        return [None if v is None else float(v) for v in value]
+    return None if value is None else float(value)

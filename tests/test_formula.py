@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from rscript import run_r
 
 from glmmbench.errors import FormulaError, GLMMError
 from glmmbench.formula import (
@@ -25,6 +24,8 @@ from glmmbench.formula import (
     parse_expr,
     parse_formula,
 )
+
+from .rscript import run_r
 
 # ---------------------------------------------------------------- basic parse
 
