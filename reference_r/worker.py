@@ -160,7 +160,7 @@ class _Worker:
         if self.info is not None:
             return
         if not self.conn.poll(STARTUP_TIMEOUT):
-            raise RTimeout(f"R worker did not start within {STARTUP_TIMEOUT:.0f} s")
+            raise RWorkerDied(f"R worker did not start within {STARTUP_TIMEOUT:.0f} s")
         status, payload = self.conn.recv()
         if status != "ready":
             raise RWorkerDied(f"R worker failed to start: {payload}")

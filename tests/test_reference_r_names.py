@@ -298,3 +298,10 @@ def test_known_discrepancies_are_well_formed():
         assert isinstance(d["quantity"], list) and d["evidence"]
     assert {d["id"] for d in lookup("lme4", "loglik")} >= {"lme4-agq-binomial-loglik"}
     assert all(d["engine"] in ("mgcv", "*") for d in lookup("mgcv"))
+
+
+def test_configure_rejects_empty_pool():
+    from reference_r import configure
+
+    with pytest.raises(ValueError, match="workers must be >= 1"):
+        configure(0)
