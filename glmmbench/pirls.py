@@ -46,7 +46,7 @@ def _pdev(resp: GLMResponse, mu: np.ndarray, u: np.ndarray) -> float:
 
 def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
           beta: np.ndarray | None, u: np.ndarray | None, *, joint: bool,
-          eta_start: np.ndarray | None = None, tol: float = 1e-9,
+          eta_start: np.ndarray | None = None, tol: float = 1e-12,
           maxit: int = 40) -> PIRLSResult:
     """Run PIRLS from ``(u, beta)``; with ``joint`` also update ``beta``.
 
@@ -89,7 +89,8 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
             eta_try = off + X @ b_try + ix.Zu(V, u_try)
             wv_try = resp.working(eta_try)
             pdev_try = _pdev(resp, wv_try.mu, u_try)
-            if np.isfinite(pdev_try) and (pdev_try <= pdev * (1 + 1e-12) or not np.isfinite(pdev)):
+            if np.isfinite(pdev_try) and (pdev_try <= pdev + 1e-12 * abs(pdev)
+                                          or not np.isfinite(pdev)):
                 break
             s /= 2.0
         else:

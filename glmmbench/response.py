@@ -53,9 +53,10 @@ class GLMResponse:
             mu0 = self.mustart()
             wy = self.weights * self.y
             w1y = self.weights - wy
-            c = float(np.sum(self.family.loglik_obs(self.y, mu0, self.weights))
-                      - self._kernel(mu0, wy, w1y))
-            ksat = c + float(np.sum(self.family.dev_resids(self.y, mu0, self.weights))) / 2
+            k0 = self._kernel(mu0, wy, w1y)
+            c = float(np.sum(self.family.loglik_obs(self.y, mu0, self.weights))) - k0
+            # log f(y | y) = log f(y | mu0) + d(y, mu0) / 2 = c + K(y)
+            ksat = c + k0 + float(np.sum(self.family.dev_resids(self.y, mu0, self.weights))) / 2
             object.__setattr__(self, "_consts", (wy, w1y, c, ksat))
 
     def _kernel(self, mu: np.ndarray, wy: np.ndarray, w1y: np.ndarray) -> float:

@@ -224,7 +224,7 @@ def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np
         for k, name in enumerate(t.cnames):
             frame[f"condsd({name})"] = np.sqrt(np.maximum(condvar[:, k, k], 0))
         if t.group in out:
-            out[t.group] = out[t.group].join(frame, rsuffix=".1")
+            out[t.group] = pd.concat([out[t.group], frame], axis=1)
         else:
             out[t.group] = frame
         start += size
