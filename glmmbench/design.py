@@ -271,7 +271,7 @@ def _label(value: Any, integer: bool) -> str:
     return str(value)
 
 
-def _factorize(var: _Var, context: str) -> _Var:
+def _factorize(var: _Var) -> _Var:
     """R's ``factor(x)``: levels are the sorted distinct values (occurring ones)."""
     if var.kind == "fac":
         return var
@@ -284,10 +284,7 @@ def _factorize(var: _Var, context: str) -> _Var:
         labels = tuple(_label(u, var.integer) for u in uniques)
         return _Var("fac", codes.astype(np.intp), labels)
     codes, uniques = pd.factorize(var.values, sort=False, use_na_sentinel=True)
-    try:
-        labels = [str(u) for u in uniques]
-    except Exception as exc:  # pragma: no cover - defensive
-        raise DataError(f"cannot make a factor of {context}: {exc}") from None
+    labels = [str(u) for u in uniques]
     order = sorted(range(len(labels)), key=lambda i: _collate_key(labels[i]))
     remap = np.empty(len(labels) + 1, dtype=np.intp)
     remap[np.asarray(order, dtype=np.intp)] = np.arange(len(order))
@@ -309,7 +306,7 @@ def _drop_unused(var: _Var) -> _Var:
 
 def _relevel(var: _Var, levels: tuple[str, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Codes of ``var`` (any kind) against ``levels``; -1 for NA; mask of unknown labels."""
-    fac = _factorize(var, "")
+    fac = _factorize(var)
     index = {lv: i for i, lv in enumerate(levels)}
     lookup = np.array([index.get(lv, -2) for lv in fac.levels] + [-1], dtype=np.intp)
     codes = lookup[fac.values]
@@ -425,6 +422,8 @@ class _Evaluator:
         if isinstance(node, Paren):
             return self.eval(node.expr, context)
         if isinstance(node, Name):
+            if node.id in ("T", "F") and node.id not in self.data.columns:
+                return _Var("lgl", np.asarray(1.0 if node.id == "T" else 0.0))
             if node.id not in self.data.columns:
                 available = ", ".join(map(str, self.data.columns))
                 raise DataError(f"unknown column {node.id!r} in {context}; "
@@ -443,8 +442,8 @@ class _Evaluator:
         if isinstance(node, Unary):
             x = self.eval(node.operand, context)
             if node.op == "!":
-                return _Var("lgl", np.where(np.isnan(self.num(x, node, context)), np.nan,
-                                            self.num(x, node, context) == 0))
+                v = self.num(x, node, context)
+                return _Var("lgl", np.where(np.isnan(v), np.nan, v == 0))
             if node.op in "+-":
                 v = self.num(x, node, context)
                 return _Var("num", -v if node.op == "-" else v, integer=x.integer)
@@ -492,38 +491,37 @@ class _Evaluator:
 
     def call(self, node: Call, context: str) -> _Var:
         fn, args = node.fn, node.positional
-        if fn == "I" and len(node.args) == 1 and not node.named:
+        if fn in ("offset", "cbind"):
+            raise FormulaError(f"{fn}() cannot be used inside {deparse(node)!r} ({context})")
+        if fn not in FUNCTIONS:
+            raise FormulaError(f"unknown function {fn!r} in {deparse(node)!r} ({context}); "
+                               f"supported: {', '.join(FUNCTIONS)}")
+        if fn == "scale":
+            return self.scale(node, context)
+        base = node.named.get("base") if fn == "log" else None
+        if fn == "log" and len(args) == 2 and base is None:
+            args, base = args[:1], args[1]
+        extra = set(node.named) - ({"base"} if fn == "log" else set())
+        if len(args) != 1 or extra:
+            raise FormulaError(f"{fn}() takes exactly one argument here: {deparse(node)!r} "
+                               f"({context})")
+        if fn == "I":
             return self.eval(args[0], context)
         if fn in _MATH:
-            base = node.named.get("base")
-            if len(args) == 2 and fn == "log":
-                args, base = args[:1], args[1]
-            extra = set(node.named) - ({"base"} if fn == "log" else set())
-            if len(args) != 1 or extra:
-                raise FormulaError(f"{fn}() in {deparse(node)!r} takes one argument ({context})")
             x = self.num(self.eval(args[0], context), node, context)
             with np.errstate(all="ignore"):
                 out = _MATH[fn](x)
                 if base is not None:
                     out = out / np.log(self.num(self.eval(base, context), node, context))
             return _Var("num", np.asarray(out, dtype=float))
-        if fn == "scale":
-            return self.scale(node, context)
+        var = self.eval(args[0], context)
         if fn in ("factor", "as.factor", "ordered"):
-            if len(node.args) != 1 or node.named:
-                raise FormulaError(f"only {fn}(x) with one argument is supported, "
-                                   f"not {deparse(node)!r} ({context})")
-            var = _factorize(self.eval(args[0], context), deparse(node))
+            var = _factorize(var)
             return _Var("fac", var.values, var.levels, ordered=fn == "ordered" or var.ordered)
-        if fn in ("as.numeric", "as.double"):
-            var = self.eval(args[0], context)
-            if var.kind == "fac":
-                return _Var("num", np.where(var.values < 0, np.nan, var.values + 1.0))
-            return _Var("num", self.num(var, node, context), integer=var.integer)
-        if fn in ("offset", "cbind"):
-            raise FormulaError(f"{fn}() cannot be used inside {deparse(node)!r} ({context})")
-        raise FormulaError(f"unknown function {fn!r} in {deparse(node)!r} ({context}); "
-                           f"supported: {', '.join(FUNCTIONS)}")
+        # as.numeric / as.double: a factor gives its level numbers, as in R
+        if var.kind == "fac":
+            return _Var("num", np.where(var.values < 0, np.nan, var.values + 1.0))
+        return _Var("num", self.num(var, node, context), integer=var.integer)
 
     def scale(self, node: Call, context: str) -> _Var:
         """R's ``scale(x, center = TRUE, scale = TRUE)``, NA-robust as R's.
@@ -552,11 +550,9 @@ class _Evaluator:
         return _Var("num", (x - c) / s)
 
     def scale_option(self, node: Node | None, default, off: float, context: str) -> float:
-        if node is None or (isinstance(node, Const) and node.id == "TRUE"):
-            return float(default())
-        if isinstance(node, Const) and node.id == "FALSE":
-            return off
-        value = self.eval(node, context)
+        value = None if node is None else self.eval(node, context)
+        if value is None or (value.kind == "lgl" and value.values.ndim == 0):
+            return float(default()) if value is None or value.values == 1 else off
         if value.kind != "num" or value.values.ndim != 0:
             raise FormulaError(f"scale() options must be TRUE, FALSE or a number ({context})")
         return float(value.values)
@@ -634,13 +630,15 @@ def _model_matrix(spec: TermSpec, variables: Mapping[str, _Var], n: int
     return np.ascontiguousarray(X, dtype=float), tuple(names)
 
 
-def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> list[int]:
+def _rank_keep(X: np.ndarray, tol: float = RANK_TOL, fast: bool = True) -> list[int]:
     """Columns kept by R's ``qr(X, tol)`` (LINPACK dqrdc2, limited pivoting).
 
     A column is dropped when its norm after projecting out the kept columns
     to its left falls below ``tol`` times its original norm (dqrdc2 moves such
     columns to the end and keeps the others in order).
     """
+    if fast and _clearly_full_rank(X, tol):
+        return list(range(X.shape[1]))
     keep: list[int] = []
     Q = np.zeros((X.shape[0], 0))
     for j in range(X.shape[1]):
@@ -654,6 +652,22 @@ def _rank_keep(X: np.ndarray, tol: float = RANK_TOL) -> list[int]:
             keep.append(j)
             Q = np.column_stack([Q, r / rn])
     return keep
+
+
+def _clearly_full_rank(X: np.ndarray, tol: float, margin: float = 1e3) -> bool:
+    """Fast path of ``_rank_keep``: unpivoted Householder QR gives each column's
+    relative residual norm |R_jj| / ||x_j|| after all columns to its left; when
+    every one is far above ``tol`` nothing is dropped and no pivoting is needed."""
+    n, p = X.shape
+    if p == 0:
+        return True
+    if p > n:
+        return False
+    norms = np.linalg.norm(X, axis=0)
+    if not np.all(norms > 0):
+        return False
+    R = np.linalg.qr(X, mode="r")
+    return bool(np.all(np.abs(np.diag(R)) > tol * margin * norms))
 
 
 def _scale_message(X: np.ndarray) -> str | None:
@@ -704,7 +718,7 @@ def _group_factor(node: Node, variables: Mapping[str, _Var]) -> _Var:
         codes[ok] = inv
         labels = tuple(f"{a.levels[u // nb]}:{b.levels[u % nb]}" for u in uniq)
         return _Var("fac", codes, labels)
-    var = _factorize(variables[deparse(node)], deparse(node))
+    var = _factorize(variables[deparse(node)])
     return _drop_unused(var)
 
 
@@ -782,7 +796,7 @@ class _DesignSpec:
                 levels, ordered = self.levels[name]
                 codes, unknown = _relevel(var, levels)
                 if unknown.any() and name in self.model_names():
-                    bad = sorted({str(v) for v in _factorize(var, name).levels} - set(levels))
+                    bad = sorted({str(v) for v in _factorize(var).levels} - set(levels))
                     raise DataError(f"factor {name!r} has new levels {', '.join(bad)} "
                                     "not seen when fitting")
                 var = _Var("fac", codes, levels, ordered)
@@ -957,7 +971,7 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     for name, var in raw.items():
         var = var.take(keep)
         if var.kind == "chr":
-            var = _factorize(var, name)
+            var = _factorize(var)
         if var.kind == "fac":
             var = _drop_unused(var)
         variables[name] = var
@@ -1104,7 +1118,7 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
     if family in ("ordinal", "multinomial"):
         return _categorical_response(var, name, family, w)
     if family == "binomial" and var.kind in ("fac", "chr"):
-        fac = _drop_unused(_factorize(var, name))
+        fac = _drop_unused(_factorize(var))
         if len(fac.levels) < 2:
             raise DataError(f"response {name!r} is constant (only level "
                             f"{fac.levels[0]!r})" if fac.levels else f"response {name!r} is empty")
@@ -1137,7 +1151,7 @@ def _categorical_response(var: _Var, name: str, family: str, w: np.ndarray):
     if var.kind == "num" and _non_integer(var.values):
         raise DataError(f"{family} response {name!r} must be categorical (a factor, text "
                         "or integer codes), not continuous numbers")
-    fac = _drop_unused(_factorize(var, name))
+    fac = _drop_unused(_factorize(var))
     if len(fac.levels) < 2:
         raise DataError(f"{family} response {name!r} needs at least 2 categories, "
                         f"found {len(fac.levels)}")

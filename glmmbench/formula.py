@@ -121,7 +121,7 @@ _TOKEN = re.compile(
     re.VERBOSE,
 )
 
-_CONSTANTS = {"TRUE", "FALSE", "T", "F", "NA", "NULL", "Inf", "NaN"}
+_CONSTANTS = {"TRUE", "FALSE", "NA", "NULL", "Inf", "NaN"}
 
 # Binding powers: (left bp, right bp); higher binds tighter (R's ?Syntax).
 _BINARY = {
@@ -232,7 +232,7 @@ class _Parser:
             return self.maybe_call(Name(tok.text[1:-1]))
         if tok.kind == "name":
             if tok.text in _CONSTANTS and self.peek().text != "(":
-                return Const({"T": "TRUE", "F": "FALSE"}.get(tok.text, tok.text))
+                return Const(tok.text)
             return self.maybe_call(Name(tok.text))
         if tok.text == "(":
             if self.peek().text == ")":
@@ -716,6 +716,8 @@ def _literal(node: Node) -> Any:
         return node.value
     if isinstance(node, Const) and node.id in ("TRUE", "FALSE"):
         return node.id == "TRUE"
+    if isinstance(node, Name) and node.id in ("T", "F"):
+        return node.id == "T"
     return deparse(node)
 
 

@@ -10,9 +10,11 @@ import re
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from glmmbench import datasets
-from glmmbench.design import FAMILIES, Design, build_design
+from glmmbench.design import FAMILIES, Design, _rank_keep, build_design
 from glmmbench.errors import DataError, FamilyError, FormulaError, GLMMError
 
 from .rscript import run_r
@@ -547,3 +549,17 @@ def test_million_rows_builds():
     df["gi"] = g
     d2 = build_design("y ~ x + (1 | gi)", df, "gaussian")
     assert d2.terms[0].nlevels == 5000
+
+
+@given(st.integers(1, 6), st.integers(0, 3), st.integers(0, 2**32 - 1),
+       st.sampled_from([0.0, 1e-12, 1e-9, 1e-6, 1e-3]))
+@settings(max_examples=80, deadline=None)
+def test_rank_fast_path_agrees_with_dqrdc2_path(p, n_dep, seed, noise):
+    """The unpivoted-QR shortcut never changes which columns lme4's rule keeps."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(50, p)) * rng.choice([1e-3, 1.0, 1e4], size=p)
+    for _ in range(n_dep):
+        coef = rng.normal(size=X.shape[1])
+        dep = X @ coef + noise * rng.normal(size=50) * np.linalg.norm(X @ coef) / 7
+        X = np.column_stack([X, dep])[:, rng.permutation(X.shape[1] + 1)]
+    assert _rank_keep(X) == _rank_keep(X, fast=False)
