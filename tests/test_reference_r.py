@@ -444,3 +444,32 @@ def test_singular_fit_is_a_message_not_a_failure():
     rec = fit_reference("lme4", "y ~ 1 + (1 | g)", d)
     assert rec["messages"] == ["boundary (singular) fit: see help('isSingular')"]
     assert rec["converged"] and rec["varcorr"][0]["sdcor"] < 1e-6
+
+
+def test_script_without_main_guard(tmp_path):
+    """Workers do not re-run the caller's script, so no __main__ guard is needed."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = tmp_path / "fit_script.py"
+    script.write_text(
+        "import pandas as pd\n"
+        "from reference_r import fit_reference\n"
+        "print('top-level ran')\n"
+        "d = pd.DataFrame({'y': [1.0, 2.0, 3.0, 4.1, 5.2, 5.9],\n"
+        "                  'g': pd.Categorical(list('aabbcc'))})\n"
+        "rec = fit_reference('lme4', 'y ~ 1 + (1 | g)', d)\n"
+        "print('nobs', rec['nobs'])\n"
+    )
+    root = str(Path(__file__).resolve().parents[1])
+    out = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env={"PYTHONPATH": root, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.count("top-level ran") == 1 and "nobs 6" in out.stdout
