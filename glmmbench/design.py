@@ -911,6 +911,11 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
                  weights=None, offset=None) -> Design:
     """Parse ``formula`` (lme4 syntax) against ``data`` and return the frozen Design.
 
+    The stages of lme4's ``lFormula``/``glFormula``: the model frame (every
+    variable evaluated on the whole data, then rows with missing values
+    dropped), the response, the fixed-effects matrix (rank-deficient columns
+    dropped as lme4 does) and the random-effects terms (with lme4's checks).
+
     Parameters
     ----------
     formula : str or FormulaSpec
@@ -934,80 +939,16 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
         raise FormulaError(f"smooth term {names} cannot be fitted yet: the engine fits "
                            "GLMMs without smooths for now")
     data = _as_frame(data)
-    n_all = len(data)
-    if n_all == 0:
-        raise DataError("data has no rows")
-
     ev = _Evaluator(data)
-    model_vars = _model_variables(spec, include_response=True)
-    raw = {name: ev(node, context) for name, (node, context) in model_vars.items()}
-    offsets = [ev(node, f"offset({deparse(node)})") for node in spec.offsets]
-    for node, var in zip(spec.offsets, offsets, strict=True):
-        if var.kind not in ("num", "lgl"):
-            raise DataError(f"offset({deparse(node)}) must be numeric")
-    w_arg = None if weights is None else _numeric_argument(data, weights, "weights", n_all)
-    o_arg = None if offset is None else _numeric_argument(data, offset, "offset", n_all)
-
-    _check_undefined(raw, model_vars, data, spec, offsets)
-    na = np.zeros(n_all, dtype=bool)
-    for var in [*raw.values(), *offsets]:
-        na |= var.na()
-    for arg in (w_arg, o_arg):
-        if arg is not None:
-            na |= np.isnan(arg)
-    keep = np.flatnonzero(~na)
-    messages: list[str] = []
-    n_dropped = n_all - keep.size
-    if n_dropped:
-        where = _na_columns(data, [*model_vars.values(), *[(o, "") for o in spec.offsets]],
-                            weights, offset, w_arg, o_arg)
-        if keep.size == 0:
-            raise DataError(f"no rows left after removing rows with missing values in: {where}")
-        messages.append(f"dropped {n_dropped} row{'s' if n_dropped > 1 else ''} "
-                        f"with missing values in: {where}")
-    n = keep.size
-
-    variables: dict[str, _Var] = {}
-    for name, var in raw.items():
-        var = var.take(keep)
-        if var.kind == "chr":
-            var = _factorize(var)
-        if var.kind == "fac":
-            var = _drop_unused(var)
-        variables[name] = var
-    _check_finite(variables, model_vars)
-
-    y, w, response_levels, resp_msgs = _response(spec, variables, family, n,
-                                                 None if w_arg is None else w_arg[keep])
-    messages.extend(resp_msgs)
-    off = np.zeros(n)
-    for var in offsets:
-        off = off + var.values[keep]
-    if o_arg is not None:
-        off = off + o_arg[keep]
-    if not np.all(np.isfinite(off)):
-        raise DataError("offset has non-finite values (inf)")
-
-    fixed_vars = {v: _lgl_as_factor(variables[v]) for v, _ in spec.fixed.variables}
-    X, names = _model_matrix(spec.fixed, fixed_vars, n)
-    keep_cols = _rank_keep(X)
-    if len(keep_cols) < X.shape[1]:
-        dropped = [names[j] for j in range(len(names)) if j not in keep_cols]
-        k = len(dropped)
-        messages.append(
-            f"fixed-effect model matrix is rank deficient so dropping {k} "
-            f"column{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
-            f"{', '.join(dropped)}")
-        X, names = X[:, keep_cols], tuple(names[j] for j in keep_cols)
-    scale_msg = _scale_message(X)
-    if scale_msg:
-        messages.append(scale_msg)
-
-    terms, order = _random_terms(spec, variables, n, family)
-    levels = {name: (var.levels, var.ordered) for name, var in variables.items()
-              if var.kind == "fac"}
+    frame = _model_frame(spec, data, ev, weights, offset)
+    y, w, response_levels, resp_msgs = _response(spec, frame.variables, family, frame.n,
+                                                 frame.weights)
+    X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n)
+    terms, order = _random_terms(spec, frame.variables, frame.n, family)
     design_spec = _DesignSpec(
-        formula=spec, family=family, state=dict(ev.state), levels=levels,
+        formula=spec, family=family, state=dict(ev.state),
+        levels={name: (var.levels, var.ordered) for name, var in frame.variables.items()
+                if var.kind == "fac"},
         fixed_keep=tuple(keep_cols), random=tuple(spec.random[i] for i in order),
         weights_column=weights if isinstance(weights, str) else None,
         offset_column=offset if isinstance(offset, str) else None,
@@ -1015,11 +956,112 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     )
     return Design(
         formula=spec.text or str(formula), response_name=spec.response_name,
-        y=_frozen(y), X=_frozen(X), fixef_names=tuple(names), weights=_frozen(w),
-        offset=_frozen(off), terms=terms, response_levels=response_levels,
-        n_dropped=n_dropped, messages=tuple(messages), spec=design_spec, family=family,
-        row_index=_frozen(keep),
+        y=_frozen(y), X=_frozen(X), fixef_names=names, weights=_frozen(w),
+        offset=_frozen(frame.offset), terms=terms, response_levels=response_levels,
+        n_dropped=frame.n_dropped, messages=tuple(frame.messages + resp_msgs + x_msgs),
+        spec=design_spec, family=family, row_index=_frozen(frame.rows),
     )
+
+
+@dataclass
+class _Frame:
+    """R's model frame after ``na.omit``: the variables of the kept rows."""
+
+    variables: dict[str, _Var]
+    rows: np.ndarray
+    n_dropped: int
+    weights: np.ndarray | None
+    offset: np.ndarray
+    messages: list[str]
+
+    @property
+    def n(self) -> int:
+        return self.rows.size
+
+
+def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights, offset
+                 ) -> _Frame:
+    """Evaluate every variable on all rows, then drop rows missing any (na.omit).
+
+    R's order: transforms such as ``scale()`` see every non-missing value, also
+    of rows that are dropped because another variable is missing.
+    """
+    n_all = len(data)
+    if n_all == 0:
+        raise DataError("data has no rows")
+    model_vars = _model_variables(spec, include_response=True)
+    evaluated = [(name, node, context, ev(node, context))
+                 for name, (node, context) in model_vars.items()]
+    offsets = []
+    for node in spec.offsets:
+        name = f"offset({deparse(node)})"
+        var = ev(node, name)
+        if var.kind not in ("num", "lgl"):
+            raise DataError(f"{name} must be numeric")
+        offsets.append((name, node, "offset", var))
+    args = [(label, arg, None if arg is None else _numeric_argument(data, arg, label, n_all))
+            for label, arg in (("weights", weights), ("offset", offset))]
+    _check_undefined(evaluated + offsets, data)
+
+    na = np.zeros(n_all, dtype=bool)
+    for *_, var in evaluated + offsets:
+        na |= var.na()
+    for _, _, values in args:
+        if values is not None:
+            na |= np.isnan(values)
+    rows = np.flatnonzero(~na)
+    messages = []
+    if rows.size < n_all:
+        where = _na_columns(data, [node for _, node, _, _ in evaluated + offsets], args)
+        if rows.size == 0:
+            raise DataError(f"no rows left after removing rows with missing values in: {where}")
+        k = n_all - rows.size
+        messages.append(f"dropped {k} row{'s' if k > 1 else ''} with missing values in: "
+                        f"{where}")
+
+    variables: dict[str, _Var] = {}
+    for name, _, context, var in evaluated:
+        var = var.take(rows)
+        if var.kind == "chr":
+            var = _factorize(var)
+        if var.kind == "fac":
+            var = _drop_unused(var)
+        elif var.kind == "num" and not np.all(np.isfinite(var.values)):
+            bad = int(np.sum(~np.isfinite(var.values)))
+            raise DataError(f"{name!r} ({context}) has {bad} non-finite value"
+                            f"{'s' if bad > 1 else ''} (inf)")
+        variables[name] = var
+    off = np.zeros(rows.size)
+    for *_, var in offsets:
+        off = off + var.values[rows]
+    w_arg, o_arg = (values for _, _, values in args)
+    if o_arg is not None:
+        off = off + o_arg[rows]
+    if not np.all(np.isfinite(off)):
+        raise DataError("offset has non-finite values (inf)")
+    return _Frame(variables, rows, n_all - rows.size, None if w_arg is None else w_arg[rows],
+                  off, messages)
+
+
+def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int
+                  ) -> tuple[np.ndarray, tuple[str, ...], list[int], list[str]]:
+    """X as lme4 builds it: model.matrix, then rank-deficient columns dropped."""
+    X, names = _model_matrix(fixed, {v: _lgl_as_factor(variables[v]) for v, _ in
+                                     fixed.variables}, n)
+    keep = _rank_keep(X)
+    messages = []
+    if len(keep) < X.shape[1]:
+        dropped = [nm for j, nm in enumerate(names) if j not in keep]
+        k = len(dropped)
+        messages.append(
+            f"fixed-effect model matrix is rank deficient so dropping {k} "
+            f"column{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
+            f"{', '.join(dropped)}")
+        X, names = X[:, keep], tuple(names[j] for j in keep)
+    scale_msg = _scale_message(X)
+    if scale_msg:
+        messages.append(scale_msg)
+    return X, names, keep, messages
 
 
 def _lgl_as_factor(var: _Var) -> _Var:
@@ -1030,17 +1072,15 @@ def _lgl_as_factor(var: _Var) -> _Var:
     return _Var("fac", codes, ("FALSE", "TRUE"))
 
 
-def _check_undefined(raw: Mapping[str, _Var], model_vars, data: pd.DataFrame,
-                     spec: FormulaSpec, offsets: list[_Var]) -> None:
+def _check_undefined(evaluated, data: pd.DataFrame) -> None:
     """A transform must not create missing values (log(-1)): that would drop rows silently."""
-    pairs = [(name, model_vars[name][0], var) for name, var in raw.items()]
-    pairs += [(f"offset({deparse(n)})", n, v) for n, v in zip(spec.offsets, offsets, strict=True)]
-    for name, node, var in pairs:
+    for name, node, _, var in evaluated:
         if isinstance(node, Name) or var.kind not in ("num", "lgl"):
             continue
         inputs = np.zeros(len(data), dtype=bool)
         for col in _columns_of(node):
-            inputs |= _column(data, col).na()
+            if col in data.columns:
+                inputs |= _column(data, col).na()
         bad = np.isnan(var.values) & ~inputs
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
@@ -1048,26 +1088,17 @@ def _check_undefined(raw: Mapping[str, _Var], model_vars, data: pd.DataFrame,
                             f"non-missing input, e.g. row {first}")
 
 
-def _check_finite(variables: Mapping[str, _Var], model_vars) -> None:
-    for name, var in variables.items():
-        if var.kind == "num" and not np.all(np.isfinite(var.values)):
-            bad = int(np.sum(~np.isfinite(var.values)))
-            context = model_vars[name][1]
-            raise DataError(f"{name!r} ({context}) has {bad} non-finite value"
-                            f"{'s' if bad > 1 else ''} (inf)")
-
-
-def _na_columns(data: pd.DataFrame, nodes, weights, offset, w_arg, o_arg) -> str:
+def _na_columns(data: pd.DataFrame, nodes: list[Node], args) -> str:
+    """The used columns (and weights/offset arguments) that have missing values."""
     cols: list[str] = []
-    for node, _ in nodes:
+    for node in nodes:
         for col in _columns_of(node):
             if col not in cols and col in data.columns and data[col].isna().any():
                 cols.append(col)
-    for label, arg, values in (("weights", weights, w_arg), ("offset", offset, o_arg)):
-        if values is not None and np.isnan(values).any():
-            name = arg if isinstance(arg, str) else label
-            if name not in cols:
-                cols.append(name)
+    for label, arg, values in args:
+        name = arg if isinstance(arg, str) else label
+        if values is not None and np.isnan(values).any() and name not in cols:
+            cols.append(name)
     return ", ".join(cols)
 
 
