@@ -18,6 +18,10 @@ Interface contract (shared by the engine stages):
 dropped), R's ``model.matrix`` (treatment contrasts, ``contr.poly`` for ordered
 factors, R's column names and order), lme4's checks, and lme4's dropping of
 rank-deficient fixed-effect columns.
+
+Text columns become factors with levels sorted as R sorts them in a UTF-8
+locale (ICU collation: case-insensitive first, lower case first on ties);
+pass a ``pd.Categorical`` to fix the level order yourself.
 """
 
 from __future__ import annotations
@@ -113,7 +117,8 @@ class Design:
         integer category codes 0..K-1 (``response_levels`` names them).
     X : ndarray, shape (n, p)
         Fixed-effects model matrix, columns named ``fixef_names`` as R's
-        ``model.matrix`` names them (treatment contrasts).
+        ``model.matrix`` names them (treatment contrasts; ``contr.poly`` for
+        ordered factors, as R), without the columns lme4 drops as rank deficient.
     weights : ndarray, shape (n,)
         Prior weights (binomial: trials times any user weights).
     offset : ndarray, shape (n,)
@@ -867,9 +872,7 @@ def _model_variables(spec: FormulaSpec, include_response: bool
     """Every variable of R's model frame (fixed, random and grouping), by name."""
     out: dict[str, tuple[Node, str]] = {}
     if include_response:
-        resp = spec.response.expr if isinstance(spec.response, Paren) else spec.response
-        nodes = resp.positional if isinstance(resp, Call) and resp.fn == "cbind" else (resp,)
-        for node in nodes:
+        for node in spec.response_parts:
             out.setdefault(deparse(node), (node, f"response {spec.response_name!r}"))
     for name, node in spec.fixed.variables:
         out.setdefault(name, (node, f"fixed-effects term {name!r}"))
@@ -1034,13 +1037,22 @@ def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights,
     off = np.zeros(rows.size)
     for *_, var in offsets:
         off = off + var.values[rows]
-    w_arg, o_arg = (values for _, _, values in args)
+    w_arg, o_arg = (None if values is None else values[rows] for _, _, values in args)
     if o_arg is not None:
-        off = off + o_arg[rows]
+        off = off + o_arg
     if not np.all(np.isfinite(off)):
-        raise DataError("offset has non-finite values (inf)")
-    return _Frame(variables, rows, n_all - rows.size, None if w_arg is None else w_arg[rows],
-                  off, messages)
+        raise DataError(f"offset {_arg_name(offset, 'offset=')} has non-finite values (inf)")
+    if w_arg is not None:
+        label = _arg_name(weights, "weights=")
+        if np.any(w_arg < 0):
+            raise DataError(f"weights {label} has {int(np.sum(w_arg < 0))} negative values")
+        if not np.all(np.isfinite(w_arg)):
+            raise DataError(f"weights {label} has non-finite values (inf)")
+    return _Frame(variables, rows, n_all - rows.size, w_arg, off, messages)
+
+
+def _arg_name(arg: Any, default: str) -> str:
+    return repr(arg) if isinstance(arg, str) else f"({default} array)"
 
 
 def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int
@@ -1115,19 +1127,13 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
               ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None, list[str]]:
     name = spec.response_name
     w = np.ones(n) if user_w is None else user_w
-    if np.any(w < 0):
-        raise DataError(f"weights has {int(np.sum(w < 0))} negative values")
-    if not np.all(np.isfinite(w)):
-        raise DataError("weights has non-finite values (inf)")
     messages: list[str] = []
-    resp = spec.response.expr if isinstance(spec.response, Paren) else spec.response
     if spec.is_cbind:
         if family != "binomial":
             raise FormulaError(f"a cbind(successes, failures) response is for the binomial "
                                f"family, not {family!r}")
-        s_node, f_node = resp.positional
         parts = []
-        for node in (s_node, f_node):
+        for node in spec.response_parts:
             var = variables[deparse(node)]
             if var.kind not in ("num", "lgl"):
                 raise DataError(f"{deparse(node)!r} in response {name!r} must be numeric counts")
@@ -1145,14 +1151,13 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
             raise DataError(f"response {name!r} is constant")
         return y, trials * w, None, messages
 
-    var = variables[deparse(resp)]
+    var = variables[deparse(spec.response_parts[0])]
     if family in ("ordinal", "multinomial"):
         return _categorical_response(var, name, family, w)
     if family == "binomial" and var.kind in ("fac", "chr"):
         fac = _drop_unused(_factorize(var))
         if len(fac.levels) < 2:
-            raise DataError(f"response {name!r} is constant (only level "
-                            f"{fac.levels[0]!r})" if fac.levels else f"response {name!r} is empty")
+            raise DataError(f"response {name!r} is constant (only level {fac.levels[0]!r})")
         return (fac.values > 0).astype(float), w, None, messages
     if var.kind not in ("num", "lgl"):
         raise DataError(f"response {name!r} is categorical (a factor or text); the {family} "

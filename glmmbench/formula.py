@@ -628,6 +628,12 @@ class FormulaSpec:
         r = _strip(self.response)
         return isinstance(r, Call) and r.fn == "cbind"
 
+    @property
+    def response_parts(self) -> tuple[Node, ...]:
+        """The response's variables: ``(successes, failures)`` for ``cbind()``, else one."""
+        r = _strip(self.response)
+        return r.positional if self.is_cbind else (r,)
+
 
 def _summands(node: Node, sign: int = 1) -> list[tuple[int, Node]]:
     """Flatten the top-level ``+``/``-`` chain (looking through parentheses)."""

@@ -365,7 +365,10 @@ BAD_INPUT = [
     ("y ~ x + (1 | g)", {}, "gaussian", {"weights": "nope"}, DataError, r"'nope'.*weights"),
     ("y ~ x + (1 | g)", {}, "gaussian", {"offset": "nope"}, DataError, r"'nope'.*offset"),
     ("y ~ x + (1 | g)", {}, "gaussian", {"weights": np.ones(3)}, DataError, r"weights.*length"),
-    ("y ~ x + (1 | g)", {"w": -1.0}, "gaussian", {"weights": "w"}, DataError, r"weights.*negative"),
+    ("y ~ x + (1 | g)", {"w": -1.0}, "gaussian", {"weights": "w"}, DataError, r"'w'.*negative"),
+    ("y ~ x + (1 | g)", {"w": np.inf}, "gaussian", {"weights": "w"}, DataError, r"'w'.*inf"),
+    ("y ~ x + (1 | g)", {"t": np.inf}, "gaussian", {"offset": "t"}, DataError, r"'t'.*inf"),
+    ("y ~ x + offset(log(t)) + (1 | g)", {"t": 0.0}, "gaussian", {}, DataError, r"offset.*inf"),
     ("y ~ x + (1 | g)", {"w": "a"}, "gaussian", {"weights": "w"}, DataError, r"'w'.*numeric"),
     ("y ~ x + (1 | g)", {"x": np.inf}, "gaussian", {}, DataError, r"'x'.*non-finite"),
     ("y ~ log(z - 2) + (1 | g)", {}, "gaussian", {}, DataError, r"'log\(z - 2\)'.*undefined"),
@@ -563,3 +566,11 @@ def test_rank_fast_path_agrees_with_dqrdc2_path(p, n_dep, seed, noise):
         dep = X @ coef + noise * rng.normal(size=50) * np.linalg.norm(X @ coef) / 7
         X = np.column_stack([X, dep])[:, rng.permutation(X.shape[1] + 1)]
     assert _rank_keep(X) == _rank_keep(X, fast=False)
+
+
+def test_parenthesised_response_and_t_f_names():
+    d = build_design("(y) ~ scale(x, center = F) + (1 | g)", SIM)
+    d2 = build_design("y ~ scale(x, center = FALSE) + (1 | g)", SIM)
+    np.testing.assert_array_equal(d.X, d2.X)
+    np.testing.assert_array_equal(d.y, d2.y)
+    assert d.fixef_names == ("(Intercept)", "scale(x, center = F)")
