@@ -22,7 +22,7 @@ class Term:
     grp: str
     factor: str
     names: tuple[str, ...]
-    sd: tuple[float, ...]
+    var: tuple[float, ...]
     cor: float
     column: int = 0
 
@@ -30,10 +30,14 @@ class Term:
     def slope(self) -> bool:
         return len(self.names) == 2
 
-    def cov(self) -> np.ndarray:
-        sd = np.asarray(self.sd)
-        corr = np.array([[1.0, self.cor], [self.cor, 1.0]])[: len(sd), : len(sd)]
-        return corr * np.outer(sd, sd)
+    @property
+    def sd(self) -> tuple[float, ...]:
+        return tuple(float(np.sqrt(v)) for v in self.var)
+
+    @property
+    def covariance(self) -> float:
+        """Covariance of the intercept and the slope (0 without a slope)."""
+        return self.cor * self.sd[0] * self.sd[1] if self.slope else 0.0
 
 
 def category_labels(s: Scenario) -> list[str]:
@@ -71,26 +75,24 @@ def fixef(s: Scenario) -> dict[str, float]:
 
 def random_terms(s: Scenario) -> list[Term]:
     """Random-effect terms in the order the formula expands them (lme4's findbars)."""
-    sd0 = float(np.sqrt(s.var_intercept))
+    v0 = float(s.var_intercept)
     if s.family == "multinomial":
-        return [Term("g", "g", (f"{cat}~(Intercept)",), (sd0,), 0.0, column=k)
+        return [Term("g", "g", (f"{cat}~(Intercept)",), (v0,), 0.0, column=k)
                 for k, cat in enumerate(category_labels(s)[1:])]
     terms = []
     if s.design == "nested":
         # (1 | c/g) is (1 | c) + (1 | g:c)
-        terms.append(Term("c", "g2", ("(Intercept)",), (float(np.sqrt(s.var_group2)),), 0.0))
+        terms.append(Term("c", "g2", ("(Intercept)",), (float(s.var_group2),), 0.0))
+    grp = "g:c" if s.design == "nested" else "g"
     if s.var_slope is None:
-        g_term = Term("g", "g", ("(Intercept)",), (sd0,), 0.0)
+        terms.append(Term(grp, "g", ("(Intercept)",), (v0,), 0.0))
     else:
-        g_term = Term("g", "g", ("(Intercept)", "x"), (sd0, float(np.sqrt(s.var_slope))),
-                      float(s.cor_slope))
-    if s.design == "nested":
-        g_term = Term("g:c", g_term.factor, g_term.names, g_term.sd, g_term.cor)
-    terms.append(g_term)
+        terms.append(Term(grp, "g", ("(Intercept)", "x"), (v0, float(s.var_slope)),
+                          float(s.cor_slope)))
     if s.design == "crossed":
-        terms.append(Term("h", "g2", ("(Intercept)",), (float(np.sqrt(s.var_group2)),), 0.0))
+        terms.append(Term("h", "g2", ("(Intercept)",), (float(s.var_group2),), 0.0))
     if s.var_obs is not None:
-        terms.append(Term("obs", "obs", ("(Intercept)",), (float(np.sqrt(s.var_obs)),), 0.0))
+        terms.append(Term("obs", "obs", ("(Intercept)",), (float(s.var_obs),), 0.0))
     return terms
 
 
@@ -109,11 +111,10 @@ def varcorr(s: Scenario, terms: list[Term]) -> list[dict]:
     covariance (``sdcor`` the correlation); for Gaussian a final ``Residual`` row."""
     rows = []
     for t in terms:
-        cov = t.cov()
-        for i, name in enumerate(t.names):
-            rows.append(_row(t.grp, name, None, cov[i, i], t.sd[i]))
+        for name, var, sd in zip(t.names, t.var, t.sd, strict=True):
+            rows.append(_row(t.grp, name, None, var, sd))
         if t.slope:
-            rows.append(_row(t.grp, t.names[0], t.names[1], cov[0, 1], t.cor))
+            rows.append(_row(t.grp, t.names[0], t.names[1], t.covariance, t.cor))
     if s.family == "gaussian":
         rows.append(_row("Residual", None, None, s.sigma**2, s.sigma))
     return rows
