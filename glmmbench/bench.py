@@ -92,7 +92,7 @@ BENCH_MODELS = (
 
 
 def _time_native(model: BenchModel, data: pd.DataFrame):
-    from glmmbench import fit
+    from glmmbench.fit import fit
 
     t0 = time.perf_counter()
     res = fit(model.formula, data, family=model.family)

@@ -8,7 +8,7 @@ with R's level order; ordered factors are ordered.
 from __future__ import annotations
 
 import json
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 
 import pandas as pd
@@ -24,7 +24,7 @@ def names() -> list[str]:
     return sorted(f.name[:-5] for f in files if f.name.endswith(".json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _read(name: str) -> pd.DataFrame:
     root = resources.files("glmmbench.data")
     meta_file = root / f"{name}.json"

@@ -81,6 +81,7 @@ class GLMMDevfun:
     design: Design
     response: GLMResponse
     nagq: int = 1
+    tol: float = 1e-12  # PIRLS tolerance; see ``pirls``
     ix: ReIndex = field(init=False)
     last: PIRLSResult | None = field(init=False, default=None)
 
@@ -111,12 +112,12 @@ class GLMMDevfun:
         V = z_lambda(self.design, np.asarray(theta, dtype=float))
         start = dict(eta_start=self._eta0) if joint and self._u is None else {}
         res = pirls(self.ix, V, self.design.X, self.response, beta, self._u, joint=joint,
-                    **start)
+                    tol=self.tol, **start)
         if not np.isfinite(res.pdev) and self._u is not None:
             # a warm start far from this theta can fail; restart from zero
             self._u = None
             res = pirls(self.ix, V, self.design.X, self.response, beta, None, joint=joint,
-                        **(dict(eta_start=self._eta0) if joint else {}))
+                        tol=self.tol, **(dict(eta_start=self._eta0) if joint else {}))
         self._u = res.u
         self.last = res
         return res

@@ -1,7 +1,6 @@
 """fit(): the stages chained, nothing else.
 
     design  = build_design(formula, data, family, weights=..., offset=...)
-    design  = drop_rank_deficient(design)
     devfun  = make_devfun(design, response, nagq, reml)
     opt     = optimize_lmm(devfun) | optimize_glmm(devfun)
     result  = make_result(design, family, devfun, opt, ...)
@@ -12,7 +11,6 @@ manual chain equals the one-line call.
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,8 +20,8 @@ import pandas as pd
 import scipy.linalg as sla
 from threadpoolctl import threadpool_limits
 
-from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
 from glmmbench.design import Design, build_design
+from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
 from glmmbench.errors import FamilyError
 from glmmbench.families import Family, get_family
 from glmmbench.optimize import (
@@ -37,9 +35,12 @@ from glmmbench.response import GLMResponse
 from glmmbench.results import GLMMResult, make_result
 from glmmbench.theta import theta_start
 
-__all__ = ["fit", "drop_rank_deficient", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
+__all__ = ["fit", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
 
 NATIVE_FAMILIES = ("gaussian", "binomial", "poisson")
+# PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
+PIRLS_TOL_OPT = 1e-7
+PIRLS_TOL_DERIVS = 1e-12
 
 DEFAULT_CONTROL: dict[str, Any] = {
     # LMM: MixedModels.jl's tolerances
@@ -49,30 +50,6 @@ DEFAULT_CONTROL: dict[str, Any] = {
     "maxfeval": 10_000,
     "calc_derivs": True,  # finite-difference gradient/Hessian (checks, GLMM vcov)
 }
-
-
-def drop_rank_deficient(design: Design, tol: float = 1e-7) -> tuple[Design, list[str]]:
-    """Drop fixed-effect columns that are linear combinations of earlier ones.
-
-    As lme4: pivoted QR of X; columns beyond the numerical rank are dropped with
-    a message naming them.
-    """
-    X = design.X
-    if X.shape[1] == 0:
-        return design, []
-    _, R, piv = sla.qr(X, mode="economic", pivoting=True)
-    d = np.abs(np.diag(R))
-    rank = int(np.sum(d > tol * d[0])) if d.size and d[0] > 0 else 0
-    if rank == X.shape[1]:
-        return design, []
-    keep = np.sort(piv[:rank])
-    dropped = [design.fixef_names[i] for i in sorted(set(range(X.shape[1])) - set(keep))]
-    msg = (f"fixed-effect model matrix is rank deficient so dropping {len(dropped)} "
-           f"column{'s' if len(dropped) > 1 else ''} / coefficient{'s' if len(dropped) > 1 else ''}"
-           f": {', '.join(dropped)}")
-    new = dataclasses.replace(design, X=X[:, keep],
-                              fixef_names=tuple(design.fixef_names[i] for i in keep))
-    return new, [msg]
 
 
 def _control(control: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -171,11 +148,12 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
     fam = get_family(family, link)
     ctl = _control(control)
     design = build_design(formula, data, family, weights=weights, offset=offset)
-    design, messages = drop_rank_deficient(design)
     response = _response(design, fam)
     is_lmm = response is None
     use_reml = bool(reml if reml is not None else True) if is_lmm else False
     devfun = make_devfun(design, response, nagq=nagq, reml=use_reml)
+    if not is_lmm:
+        devfun.tol = PIRLS_TOL_OPT
     if is_lmm:
         opt = optimize_lmm(devfun, ctl)
         stages = (opt,)
@@ -183,6 +161,8 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
         stages = optimize_glmm(devfun, ctl)
         opt = stages[-1]
     x = opt.final
+    if not is_lmm:
+        devfun.tol = PIRLS_TOL_DERIVS
     fx = devfun(x)
     grad = hess = None
     if ctl["calc_derivs"]:
@@ -200,6 +180,6 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
         conv_msgs.append(f"optimizer reached the maximum of {opt.feval} evaluations")
     return make_result(
         design, fam, devfun, stages, grad=grad, hess=hess, converged=converged,
-        messages=list(design.messages) + messages + conv_msgs, reml=use_reml, nagq=nagq,
+        messages=list(design.messages) + conv_msgs, reml=use_reml, nagq=nagq,
         time_s=time.perf_counter() - t0,
     )

@@ -8,7 +8,10 @@ mode ``u*`` minimising the penalized deviance
 by Fisher scoring steps on the weighted penalized least-squares problem with
 working weights ``w = wt mu_eta^2 / V(mu)``, halving a step while it does not
 decrease ``pdev`` (lme4's ``pwrssUpdate``). Iteration stops when the scoring
-increment is negligible; the factor ``L`` returned is the one at ``u*``.
+increment is below ``tol`` (relative); the factor ``L`` returned is the one at
+``u*``. Newton's quadratic convergence makes the Laplace value's error of the
+order of the last increment: ``tol = 1e-12`` gives values smooth enough for
+finite-difference Hessians; ``1e-7`` is enough while optimising.
 """
 
 from __future__ import annotations
@@ -56,20 +59,20 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     u = np.zeros(ix.m) if u is None else u
     beta = np.zeros(X.shape[1]) if beta is None else beta
     off = resp.offset
+    fixed = off + X @ beta  # offset + X beta, constant unless ``joint``
     if eta_start is not None:
         eta = eta_start
         wv = resp.working(eta)
         pdev = np.inf
     else:
-        eta = off + X @ beta + ix.Zu(V, u)
+        eta = fixed + ix.Zu(V, u)
         wv = resp.working(eta)
         pdev = _pdev(resp, wv.mu, u)
     converged = False
     it = 0
     for it in range(1, maxit + 1):  # noqa: B007
-        z = eta - off + wv.wres
-        if not joint:
-            z = z - X @ beta
+        # working response: for joint updates of (u, beta) it includes X beta
+        z = eta - (off if joint else fixed) + wv.wres
         cp = crossproducts(ix, V, wv.w, X if joint else None, z)
         fac = factorize(cp, ix.q1)
         c1, c2, cX = fac.forward(cp.r1, cp.r2, cp.rX if joint else None)
@@ -86,7 +89,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
         for _ in range(MAX_HALVINGS):
             u_try = u + s * du
             b_try = beta + s * db
-            eta_try = off + X @ b_try + ix.Zu(V, u_try)
+            eta_try = (off + X @ b_try if joint else fixed) + ix.Zu(V, u_try)
             wv_try = resp.working(eta_try)
             pdev_try = _pdev(resp, wv_try.mu, u_try)
             if np.isfinite(pdev_try) and (pdev_try <= pdev + 1e-12 * abs(pdev)

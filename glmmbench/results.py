@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.design import Design
+from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.families import Family
 from glmmbench.linalg import ReIndex, crossproducts, factorize
 from glmmbench.optimize import OptSummary
