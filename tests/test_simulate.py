@@ -317,6 +317,25 @@ def test_binomial_marginal_mean_by_integration(name):
     assert_within_se(mean, expected, se, f"{name} marginal mean")
 
 
+def test_binary_probit_pairs_carry_the_intercept_variance():
+    """Latent y* = eta + e, e ~ N(0, 1): two observations of one group share u and z,
+    so P(y_i = y_j = 1) = Phi2(a, a; r) with s^2 = 1 + beta_x^2 + beta_z^2 + V,
+    a = b0 / s, r = (V + beta_z^2) / s^2. The per-group k (k - 1) / (n (n - 1)) is
+    unbiased for it and iid across groups. (The marginal mean barely moves with V;
+    this moment does.)"""
+    sim = big("binomial_binary_probit")
+    s = sim.scenario
+    k = sim.data.groupby("g", observed=True)["y"].sum().to_numpy(float)
+    n = s.group_size
+    pairs = k * (k - 1) / (n * (n - 1))
+    s2 = 1 + fixed_variance(s) + s.var_intercept
+    a = s.intercept / np.sqrt(s2)
+    r = (s.var_intercept + (s.beta_z or 0.0) ** 2) / s2
+    expected = stats.multivariate_normal([0, 0], [[1, r], [r, 1]]).cdf([a, a])
+    assert_within_se(pairs.mean(), expected, pairs.std(ddof=1) / np.sqrt(pairs.size),
+                     "P(y_i = y_j = 1)")
+
+
 def test_binomial_olre_inflates_the_variance():
     """With an observation-level effect the within-group variance of y / n exceeds
     the binomial one by Var(p | group): compare with the integral."""
