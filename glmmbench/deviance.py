@@ -27,7 +27,7 @@ from glmmbench.linalg import ReIndex
 from glmmbench.pirls import PIRLSResult, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.response import GLMResponse
-from glmmbench.theta import lambdas, ntheta, theta_lower
+from glmmbench.theta import lambdas, ntheta, theta_lower, theta_start
 
 __all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda"]
 
@@ -74,6 +74,12 @@ class LMMDevfun:
 class GLMMDevfun:
     """``f(concat(theta, beta))``: Laplace deviance of a GLMM (see module docstring).
 
+    Gaussian responses with a non-identity link carry the residual sd: the
+    parameters are ``concat(theta, [log sigma], beta)`` and the conditional
+    density is ``N(y; mu, sigma^2 / w)``, i.e. PIRLS runs with prior weights
+    ``w / sigma^2``. (lme4's glmer leaves sigma out of the penalized problem and
+    so shrinks the random effects to zero; glmmTMB fits this model.)
+
     The conditional mode of the previous call warm-starts PIRLS; the state
     (``last``) depends on the order of calls only through that start.
     """
@@ -92,6 +98,8 @@ class GLMMDevfun:
         self.ix = ReIndex.from_design(self.design)
         self._u = None
         self._eta0 = self.response.family.link.linkfun(self.response.mustart())
+        self.dispersion = self.response.family.name == "gaussian"
+        self._resp = self.response
 
     @property
     def qs(self) -> tuple[int, ...]:
@@ -102,34 +110,59 @@ class GLMMDevfun:
         return ntheta(self.qs)
 
     @property
+    def ncov(self) -> int:
+        """Number of covariance parameters: theta, and log sigma for Gaussian."""
+        return self.ntheta + int(self.dispersion)
+
+    @property
     def lower(self) -> np.ndarray:
-        return np.concatenate([theta_lower(self.qs), np.full(self.design.p, -np.inf)])
+        return np.concatenate([theta_lower(self.qs), np.full(int(self.dispersion), -np.inf),
+                               np.full(self.design.p, -np.inf)])
+
+    def cov_start(self) -> np.ndarray:
+        """lme4's theta start; for Gaussian, log of the response's sd."""
+        start = theta_start(self.qs)
+        if self.dispersion:
+            sd = float(np.std(self.response.y)) or 1.0
+            start = np.append(start, np.log(sd))
+        return start
+
+    def sigma(self, cov: np.ndarray) -> float:
+        return float(np.exp(cov[self.ntheta])) if self.dispersion else 1.0
+
+    def _set_sigma(self, cov: np.ndarray) -> None:
+        if self.dispersion:
+            r = self.response
+            s2 = self.sigma(cov) ** 2
+            self._resp = GLMResponse(r.y, r.weights / s2, r.offset, r.family)
 
     def laplace(self, res: PIRLSResult) -> float:
-        return self.response.minus2loglik(res.working.mu) + float(res.u @ res.u) + res.ldL2
+        return self._resp.minus2loglik(res.working.mu) + float(res.u @ res.u) + res.ldL2
 
-    def _run(self, theta, beta, joint):
-        V = z_lambda(self.design, np.asarray(theta, dtype=float))
+    def _run(self, cov, beta, joint):
+        cov = np.asarray(cov, dtype=float)
+        self._set_sigma(cov)
+        V = z_lambda(self.design, cov[: self.ntheta])
         start = dict(eta_start=self._eta0) if joint and self._u is None else {}
-        res = pirls(self.ix, V, self.design.X, self.response, beta, self._u, joint=joint,
+        res = pirls(self.ix, V, self.design.X, self._resp, beta, self._u, joint=joint,
                     tol=self.tol, **start)
         if not np.isfinite(res.pdev) and self._u is not None:
             # a warm start far from this theta can fail; restart from zero
             self._u = None
-            res = pirls(self.ix, V, self.design.X, self.response, beta, None, joint=joint,
+            res = pirls(self.ix, V, self.design.X, self._resp, beta, None, joint=joint,
                         tol=self.tol, **(dict(eta_start=self._eta0) if joint else {}))
         self._u = res.u
         self.last = res
         return res
 
-    def stage1(self, theta: np.ndarray) -> float:
+    def stage1(self, cov: np.ndarray) -> float:
         """Laplace deviance with ``beta`` updated jointly in PIRLS (lme4's nAGQ = 0)."""
-        res = self._run(theta, self.last.beta if self.last is not None else None, joint=True)
+        res = self._run(cov, self.last.beta if self.last is not None else None, joint=True)
         return self.laplace(res)
 
     def pirls_at(self, params: np.ndarray) -> PIRLSResult:
         params = np.asarray(params, dtype=float)
-        k = self.ntheta
+        k = self.ncov
         return self._run(params[:k], params[k:], joint=False)
 
     def __call__(self, params: np.ndarray) -> float:

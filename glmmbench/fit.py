@@ -73,9 +73,9 @@ def optimize_glmm(devfun: GLMMDevfun,
                   control: Mapping[str, Any] | None = None) -> tuple[OptSummary, OptSummary]:
     """lme4's two stages; returns both OptSummaries (stage 2 is the fit)."""
     ctl = _control(control)
-    k = devfun.ntheta
+    k = devfun.ncov
     lower_theta = devfun.lower[:k]
-    s1 = bobyqa(devfun.stage1, theta_start(devfun.qs), lower_theta, ftol_rel=1e-8,
+    s1 = bobyqa(devfun.stage1, devfun.cov_start(), lower_theta, ftol_rel=1e-8,
                 ftol_abs=ctl["stage1_ftol_abs"], xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
     devfun.stage1(s1.final)
     beta1 = devfun.last.beta
@@ -171,7 +171,7 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
         if moved:
             opt.final, opt.fmin = x, fx
         devfun(x)  # leave the devfun's state at the optimum
-        k = len(devfun.lower) if is_lmm else devfun.ntheta
+        k = len(devfun.lower) if is_lmm else devfun.ncov
         converged, conv_msgs = check_convergence(x[:k], devfun.lower[:k], grad, hess)
     else:
         converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []

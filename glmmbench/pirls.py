@@ -25,7 +25,7 @@ from glmmbench.response import GLMResponse, WorkingValues
 
 __all__ = ["PIRLSResult", "pirls"]
 
-MAX_HALVINGS = 12
+MAX_HALVINGS = 20
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,11 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
         eta = fixed + ix.Zu(V, u)
         wv = resp.working(eta)
         pdev = _pdev(resp, wv.mu, u)
+    link, fam = resp.family.link, resp.family
+
+    def valid(eta: np.ndarray) -> bool:
+        return bool(link.valideta(eta) and fam.validmu(link.linkinv(eta)))
+
     converged = False
     it = 0
     for it in range(1, maxit + 1):  # noqa: B007
@@ -86,10 +91,15 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
                 converged = True
                 break
         s = 1.0
+        enforce = valid(eta)
         for _ in range(MAX_HALVINGS):
             u_try = u + s * du
             b_try = beta + s * db
             eta_try = (off + X @ b_try if joint else fixed) + ix.Zu(V, u_try)
+            if enforce and not valid(eta_try):
+                # as R's glm.fit: from a valid eta, halve until eta stays in the domain
+                s /= 2.0
+                continue
             wv_try = resp.working(eta_try)
             pdev_try = _pdev(resp, wv_try.mu, u_try)
             if np.isfinite(pdev_try) and (pdev_try <= pdev + 1e-12 * abs(pdev)

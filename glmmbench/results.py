@@ -191,7 +191,9 @@ def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.
 
 
 # -------------------------------------------------------------------- building
-def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool) -> pd.DataFrame:
+def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool,
+             residual: bool) -> pd.DataFrame:
+    """as.data.frame(VarCorr(m)); an LMM's theta is relative to sigma, a GLMM's is not."""
     qs = tuple(t.q for t in design.terms)
     rows = []
     scale2 = sigma**2 if lmm else 1.0
@@ -204,7 +206,7 @@ def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool) -> pd.D
             for i in range(j + 1, t.q):
                 cor = S[i, j] / (sd[i] * sd[j]) if sd[i] > 0 and sd[j] > 0 else np.nan
                 rows.append((t.varcorr_name, t.cnames[j], t.cnames[i], S[i, j], cor))
-    if lmm:
+    if residual:
         rows.append(("Residual", None, None, sigma**2, sigma))
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
@@ -253,13 +255,13 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         vcov = sigma**2 * (Linv.T @ Linv)
         scale2 = sigma**2
     else:
-        k = devfun.ntheta
-        theta, beta = opt.final[:k].copy(), opt.final[k:].copy()
+        k = devfun.ncov
+        theta, beta = opt.final[:devfun.ntheta].copy(), opt.final[k:].copy()
         res = devfun.last
         u = res.u
         loglik = -devfun.laplace(res) / 2
         deviance = devfun.response.deviance(res.working.mu)
-        sigma = 1.0
+        sigma = devfun.sigma(opt.final[:k])
         df = p + k
         scale2 = 1.0
         vcov = None
@@ -272,6 +274,7 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
             except np.linalg.LinAlgError:
                 pass
         V_lam = z_lambda(design, theta)
+        # res.working.w already carries 1 / sigma^2 for Gaussian responses
         cp = crossproducts(devfun.ix, V_lam, res.working.w, design.X, None)
         fac = factorize(cp, devfun.ix.q1)
         if vcov is None:
@@ -291,7 +294,8 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         formula=design.formula, family=family, design=design, fixef=fixef,
         se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se"),
         vcov=pd.DataFrame(vcov, index=names, columns=names),
-        varcorr=_varcorr(design, theta, sigma, lmm), theta=theta, sigma=sigma,
+        varcorr=_varcorr(design, theta, sigma, lmm, residual=family.name == "gaussian"),
+        theta=theta, sigma=sigma,
         loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),
         bic=float(-2 * loglik + np.log(n) * df), nobs=n, df=df, ngroups=design.ngroups,
         ranef=ranef, converged=converged, messages=messages, optinfo=optinfo, reml=reml,

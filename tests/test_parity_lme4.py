@@ -19,6 +19,7 @@ named tolerances per quantity (issue 3):
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from glmmbench import datasets
@@ -54,6 +55,10 @@ CASES = {
                     "binomial", "probit", None),
     "cbpp_cloglog": ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
                      "binomial", "cloglog", None),
+    "cbpp_cauchit": ("cbpp", "cbind(incidence, size - incidence) ~ period + (1 | herd)",
+                     "binomial", "cauchit", None),
+    "poisson_sqrt": ("sim_counts", "y ~ x + (1 | g)", "poisson", "sqrt", None),
+    "poisson_identity": ("sim_counts", "y ~ x + (1 | g)", "poisson", "identity", None),
     "grouseticks": ("grouseticks",
                     "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)", "poisson",
                     None, None),
@@ -90,9 +95,25 @@ list(loglik = as.numeric(logLik(m)), fixef = as.list(fixef(m)),
 
 R_FAMILY = {"gaussian": "NULL", "binomial": "binomial(link = '{link}')",
             "poisson": "poisson(link = '{link}')"}
-R_DATA = {"sleepstudy": "sleepstudy", "Penicillin": "Penicillin", "cbpp": "cbpp",
-          "grouseticks": "grouseticks", "VerbAgg": "VerbAgg"}
+R_DATA = {"sim_counts": "sim_counts", "sleepstudy": "sleepstudy", "Penicillin": "Penicillin",
+          "cbpp": "cbpp", "grouseticks": "grouseticks", "VerbAgg": "VerbAgg"}
 CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
+
+
+def sim_counts() -> pd.DataFrame:
+    """Counts with a mean far from 0 (sqrt and identity links stay in their domain;
+    on grouseticks, Poisson-sqrt has several conditional modes with eta < 0)."""
+    rng = np.random.default_rng(7)
+    g = rng.integers(0, 30, 600)
+    x = rng.uniform(-1, 1, 600)
+    mu = (5 + 0.8 * x + 0.6 * rng.standard_normal(30)[g]) ** 2
+    labels = [f"g{i:02d}" for i in range(30)]
+    return pd.DataFrame({"y": rng.poisson(mu).astype(float), "x": x,
+                         "g": pd.Categorical.from_codes(g, labels)})
+
+
+def _data(name: str) -> pd.DataFrame:
+    return sim_counts() if name == "sim_counts" else datasets.load(name)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -104,8 +125,8 @@ def case(request):
         family=R_FAMILY[family].format(link=link or CANONICAL[family]),
         reml="TRUE" if reml in (None, True) else "FALSE",
     )
-    ref = run_r(code)
-    data = datasets.load(data_name)
+    data = _data(data_name)
+    ref = run_r(code, sim_counts=data) if data_name == "sim_counts" else run_r(code)
     res = glmm_fit(formula, data, family=family, link=link, reml=reml)
     return name, data, (formula, family, link, reml), ref, res
 
@@ -159,3 +180,29 @@ def test_devfun_at_lme4_optimum(case):
     # lme4's devfun itself differs by its lagged log|L|^2 (CONVENTIONS.md)
     assert abs(value - ref["devfun_at_opt"]) <= LME4_LAG_ABS, (name, value,
                                                                 ref["devfun_at_opt"])
+
+
+GAUSSIAN_LOG_LOGLIK_ABS = 0.05  # expected vs observed information (CONVENTIONS.md)
+
+
+def test_gaussian_log_link_against_glmmtmb():
+    """Gaussian with a log link: lme4's glmer drops sigma from the penalized problem
+    (singular fit, theta = 0); glmmTMB fits the model, so it is the referee here.
+    glmmTMB's Laplace uses the observed Hessian, lme4-style PIRLS the expected one:
+    for non-canonical links their log-likelihoods differ by a few hundredths."""
+    ref = run_r("""
+suppressPackageStartupMessages(library(glmmTMB))
+m <- glmmTMB(Reaction ~ Days + (1 | Subject), sleepstudy, gaussian(link = "log"))
+list(loglik = as.numeric(logLik(m)), fixef = as.list(fixef(m)$cond),
+     se = as.list(sqrt(diag(vcov(m)$cond))), sigma = sigma(m),
+     sd = attr(VarCorr(m)$cond$Subject, "stddev")[[1]])
+""")
+    res = glmm_fit("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"),
+                   family="gaussian", link="log")
+    assert res.converged, res.messages
+    assert abs(res.loglik - ref["loglik"]) <= GAUSSIAN_LOG_LOGLIK_ABS
+    for k, v in ref["fixef"].items():
+        assert abs(res.fixef[k] - v) <= max(FIXEF_REL * abs(v), 0.05 * ref["se"][k]), k
+        assert _rel(res.se[k], ref["se"][k]) <= SE_REL, k
+    assert _rel(res.sigma, ref["sigma"]) <= SDCOR_REL
+    assert _rel(res.varcorr["sdcor"].iloc[0], ref["sd"]) <= SDCOR_REL
