@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ._catalogue import SCENARIOS
 from ._design import Layout, draw_covariates, draw_layout, level_labels
 from ._responses import RESPONSES
 from ._scenario import Scenario
@@ -89,8 +90,6 @@ def generate(scenario: Scenario | str, rng: np.random.Generator) -> SimulatedDat
 def _resolve(scenario: Scenario | str) -> Scenario:
     if isinstance(scenario, Scenario):
         return scenario
-    from ._catalogue import SCENARIOS
-
     if isinstance(scenario, str) and scenario in SCENARIOS:
         return SCENARIOS[scenario]
     raise ValueError(f"scenario: unknown name {scenario!r}; known: {sorted(SCENARIOS)}")

@@ -202,6 +202,14 @@ def test_eta_is_fixed_part_plus_realised_random_effects(name):
     np.testing.assert_allclose(eta, expected, rtol=1e-12, atol=1e-12)
 
 
+def test_knobs_are_json_and_rebuild_the_scenario():
+    for s in SCENARIOS.values():
+        knobs = json.loads(json.dumps(s.knobs()))
+        rebuilt = Scenario(**{k: tuple(v) if isinstance(v, list) else v
+                              for k, v in knobs.items()})
+        assert rebuilt == s
+
+
 def test_generate_rejects_unknown_name_and_non_generator():
     with pytest.raises(ValueError, match="scenario"):
         generate("no_such_scenario", rng())
