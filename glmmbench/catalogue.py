@@ -1,0 +1,246 @@
+"""The catalogue: one registry of named problems, and the suites drawn from it.
+
+A `Problem` is a model to fit (formula, family, link, estimator) on data from a
+shipped R dataset or a `simulate` scenario, and the R engines that can fit the
+same model. Tests, benchmarks and reports all read `PROBLEMS` and `SUITES`.
+
+    >>> from glmmbench.catalogue import SUITES
+    >>> [p.name for p in SUITES["smoke"].problems]
+    ['smoke_gaussian', 'smoke_poisson', 'smoke_ordinal']
+
+The native engine ("glmmbench") is fitted for every problem, whatever it can do
+today: a family it does not fit yet gives "not supported" rows, never a gap.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import simulate
+
+__all__ = [
+    "NATIVE",
+    "PROBLEMS",
+    "SUITES",
+    "Problem",
+    "Suite",
+    "default_r_engines",
+    "get_suite",
+    "replicates_of",
+]
+
+NATIVE = "glmmbench"
+R_ENGINES = ("lme4", "glmmTMB", "ordinal", "mgcv", "gamm4")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One named model on one source of data.
+
+    Parameters
+    ----------
+    name
+        Unique key (the store's ``problem`` column).
+    family, link
+        glmmbench family and R link name (None: canonical).
+    dataset, scenario
+        Exactly one: a name for `glmmbench.datasets.load`, or a
+        `simulate.Scenario` (replicates are drawn from it).
+    formula
+        lme4 syntax; None for a scenario means its true model.
+    nagq, reml
+        Estimator: 1 = Laplace, > 1 adaptive Gauss-Hermite; REML for
+        Gaussian models (None: the engines' default, REML).
+    engines
+        R engines that fit this model (`reference_r.fit_reference` names).
+    options
+        Extra keyword arguments per R engine, e.g. ``{"ordinal": {"threshold":
+        "flexible"}}``.
+    replicates
+        Replicates of a simulated problem when a suite does not say otherwise
+        (None: the suite's count). A dataset problem has one replicate.
+    timeout
+        Seconds an R fit may take before it is recorded as a timeout.
+    """
+
+    name: str
+    family: str
+    link: str | None = None
+    dataset: str | None = None
+    scenario: simulate.Scenario | None = None
+    formula: str | None = None
+    nagq: int = 1
+    reml: bool | None = None
+    engines: tuple[str, ...] = ()
+    options: Mapping[str, Mapping] = field(default_factory=dict)
+    replicates: int | None = None
+    timeout: float = 300.0
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.scenario is None):
+            raise ValueError(f"problem {self.name!r}: give exactly one of dataset, scenario")
+        if self.dataset is not None and self.formula is None:
+            raise ValueError(f"problem {self.name!r}: a dataset problem needs a formula")
+        unknown = set(self.engines) - set(R_ENGINES)
+        if unknown:
+            raise ValueError(f"problem {self.name!r}: unknown R engine(s) {sorted(unknown)}")
+        if set(self.options) - set(self.engines):
+            raise ValueError(f"problem {self.name!r}: options for engines it does not use")
+
+    @property
+    def simulated(self) -> bool:
+        return self.scenario is not None
+
+    @property
+    def all_engines(self) -> tuple[str, ...]:
+        """The native engine first, then the R engines."""
+        return (NATIVE, *self.engines)
+
+    @property
+    def source(self) -> str:
+        return f"dataset {self.dataset}" if self.dataset else "simulated"
+
+    def describe(self) -> dict:
+        """A JSON-serializable description (stored with the study)."""
+        return {
+            "name": self.name, "family": self.family, "link": self.link,
+            "source": self.source, "dataset": self.dataset,
+            "scenario": self.scenario.knobs() if self.scenario else None,
+            "formula": self.formula, "nagq": self.nagq, "reml": self.reml,
+            "engines": list(self.all_engines),
+            "options": {k: dict(v) for k, v in self.options.items()},
+            "timeout": self.timeout,
+        }
+
+
+def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:
+    """The R engines that fit a scenario's true model."""
+    if scenario.smooth is not None:
+        return ("mgcv", "gamm4")
+    family, link = scenario.family, scenario.resolved_link
+    if family == "ordinal":
+        return ("ordinal",)
+    if family == "multinomial":
+        return ("mgcv",)
+    if family == "negative_binomial" and link != "log":
+        return ("glmmTMB",)  # glmer.nb fits the log link only
+    return ("lme4", "glmmTMB")
+
+
+def _sim(name: str, scenario: str | simulate.Scenario | None = None, **kw) -> Problem:
+    s = simulate.SCENARIOS[scenario or name] if not isinstance(scenario, simulate.Scenario) \
+        else scenario
+    kw.setdefault("engines", default_r_engines(s))
+    return Problem(name=name, family=s.family, link=s.resolved_link, scenario=s, **kw)
+
+
+_CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+
+_DATASET_PROBLEMS = (
+    Problem("cbpp", "binomial", dataset="cbpp", formula=_CBPP, engines=("lme4", "glmmTMB")),
+    Problem("cbpp_agq25", "binomial", dataset="cbpp", formula=_CBPP, nagq=25,
+            engines=("lme4",)),
+    Problem("cbpp_probit", "binomial", "probit", dataset="cbpp", formula=_CBPP,
+            engines=("lme4", "glmmTMB")),
+    Problem("sleepstudy", "gaussian", dataset="sleepstudy",
+            formula="Reaction ~ Days + (Days | Subject)", engines=("lme4", "glmmTMB")),
+    Problem("sleepstudy_uncorr_ml", "gaussian", dataset="sleepstudy",
+            formula="Reaction ~ Days + (Days || Subject)", reml=False,
+            engines=("lme4", "glmmTMB", "mgcv")),
+    Problem("penicillin", "gaussian", dataset="Penicillin",
+            formula="diameter ~ 1 + (1 | plate) + (1 | sample)", engines=("lme4", "glmmTMB")),
+    Problem("grouseticks", "poisson", dataset="grouseticks",
+            formula="TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)",
+            engines=("lme4", "glmmTMB")),
+    Problem("grouseticks_nb", "negative_binomial", dataset="grouseticks",
+            formula="TICKS ~ YEAR + (1 | LOCATION)", engines=("lme4", "glmmTMB")),
+    Problem("verbagg_crossed", "binomial", dataset="VerbAgg",
+            formula="r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
+            engines=("lme4", "glmmTMB")),
+    Problem("verbagg_multinom", "multinomial", dataset="VerbAgg",
+            formula="resp ~ Anger + Gender + (1 | item)", engines=("mgcv",)),
+    Problem("wine", "ordinal", dataset="wine", formula="rating ~ temp + contact + (1 | judge)",
+            engines=("ordinal",)),
+    Problem("soup", "ordinal", dataset="soup",
+            formula="SURENESS ~ PROD + (1 | RESP)", engines=("ordinal",)),
+)
+
+# Modest sizes for the quick suite; the full suite adds every scenario and the large ones.
+_QUICK_SIM = (
+    "gaussian_intercept", "gaussian_slopes", "binomial_binary", "binomial_trials",
+    "poisson_intercept", "negbin_intercept", "ordinal_logit", "multinomial_intercept",
+    "gaussian_smooth",
+)
+_LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
+
+_SIM_PROBLEMS = tuple(
+    _sim(name, replicates=5, timeout=900) if name in _LARGE else _sim(name)
+    for name in simulate.SCENARIOS
+)
+
+# Seconds-long problems for smoke tests of the harness itself.
+_SMOKE_PROBLEMS = (
+    _sim("smoke_gaussian", dataclasses.replace(
+        simulate.SCENARIOS["gaussian_intercept"], n_groups=15, group_size=6),
+        engines=("lme4",), timeout=120),
+    _sim("smoke_poisson", dataclasses.replace(
+        simulate.SCENARIOS["poisson_intercept"], n_groups=8, group_size=5),
+        engines=("lme4",), timeout=120),
+    _sim("smoke_ordinal", dataclasses.replace(
+        simulate.SCENARIOS["ordinal_logit"], n_groups=8, group_size=5),
+        engines=(), timeout=120),
+)
+
+PROBLEMS: dict[str, Problem] = {
+    p.name: p for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, *_SMOKE_PROBLEMS)
+}
+
+
+@dataclass(frozen=True)
+class Suite:
+    """Named problems and the replicate count of their simulated ones."""
+
+    name: str
+    problem_names: tuple[str, ...]
+    replicates: int
+    description: str
+
+    @property
+    def problems(self) -> tuple[Problem, ...]:
+        return tuple(PROBLEMS[n] for n in self.problem_names)
+
+
+SUITES: dict[str, Suite] = {
+    "smoke": Suite(
+        "smoke", tuple(p.name for p in _SMOKE_PROBLEMS), 2,
+        "three tiny simulated problems, native + lme4: a check of the harness"),
+    "quick": Suite(
+        "quick",
+        ("cbpp", "cbpp_agq25", "sleepstudy", "sleepstudy_uncorr_ml", "grouseticks",
+         "grouseticks_nb", "verbagg_crossed", "verbagg_multinom", "wine", *_QUICK_SIM),
+        2,
+        "every family with an R engine, real datasets and modest simulations; "
+        "a few minutes on two cores"),
+    "full": Suite(
+        "full",
+        tuple(p.name for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS)),
+        20,
+        "every dataset problem and every simulate scenario (large ones 5 times)"),
+}
+
+
+def get_suite(name: str) -> Suite:
+    if name not in SUITES:
+        raise ValueError(f"unknown suite {name!r}; one of {', '.join(SUITES)}")
+    return SUITES[name]
+
+
+def replicates_of(problem: Problem, suite_replicates: int, override: int | None = None) -> int:
+    """Replicates to run: 1 for a dataset; else the override, the problem's or the suite's."""
+    if not problem.simulated:
+        return 1
+    if override is not None:
+        return override
+    return problem.replicates if problem.replicates is not None else suite_replicates

@@ -1,0 +1,358 @@
+"""Study metrics: pure functions from the fits table to tidy tables.
+
+The input everywhere is the fits table, one row per fit as `Store.frame` gives
+it (columns ``problem, replicate, engine, family, link, formula, nagq, status,
+converged, loglik, time_s, message, record, truth``; ``record`` the FitRecord
+dict, ``truth`` the simulated truth or None).
+
+- `estimates`: the long table of what each fit estimated.
+- `parity`: native minus R for fixef, se, thresholds, variance components
+  (``sdcor`` by grp/var1/var2) and loglik, each pair from the same replicate,
+  judged by a named tolerance per quantity and annotated with the
+  `reference_r.known_discrepancies` entries that apply. `parity_summary` per
+  problem and engine.
+- `recovery`: bias, RMSE and 95% Wald-interval coverage against the truth.
+- `speed`: native / R time ratio in the same replicate; `speed_summary`.
+- `status_counts`, `status_table`: convergence and failures.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from glmmbench.catalogue import NATIVE
+
+__all__ = [
+    "PARITY_TOL",
+    "Tolerance",
+    "WALD_Z",
+    "estimates",
+    "known_for",
+    "parity",
+    "parity_summary",
+    "recovery",
+    "speed",
+    "speed_summary",
+    "status_counts",
+    "status_table",
+    "vc_name",
+]
+
+WALD_Z = 1.959963984540054  # standard normal 0.975 quantile: 95% intervals
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    """``|native - R| <= atol + rtol * |R|``."""
+
+    atol: float
+    rtol: float
+
+    def ok(self, diff: float, ref: float) -> bool:
+        return abs(diff) <= self.atol + self.rtol * abs(ref)
+
+
+# Log-likelihood tight first (lme4's own PIRLS tolerance moves it by ~6e-4, see
+# lme4-laplace-pirls-tolerance); estimates looser; se and variance components,
+# which come from curvature and sit near boundaries, loosest.
+PARITY_TOL: dict[str, Tolerance] = {
+    "loglik": Tolerance(atol=1e-3, rtol=1e-7),
+    "fixef": Tolerance(atol=1e-4, rtol=1e-3),
+    "threshold": Tolerance(atol=1e-4, rtol=1e-3),
+    "se": Tolerance(atol=1e-4, rtol=1e-2),
+    "sdcor": Tolerance(atol=1e-3, rtol=1e-2),
+}
+
+_EST_COLS = ["problem", "replicate", "engine", "quantity", "name", "value", "se"]
+
+
+# ------------------------------------------------------------------ estimates
+
+
+def vc_name(grp: str | None, var1: str | None, var2: str | None) -> str:
+    """Label of a varcorr row: ``sd(x|g)``, ``cor((Intercept),x|g)``, ``sigma``.
+
+    lme4 numbers the terms of one factor (``g``, ``g.1`` for ``(x || g)``) where
+    glmmTMB has one block ``g``; the suffix is dropped so rows match by factor
+    and variable (glmmTMB-double-bar-one-group).
+    """
+    if grp == "Residual":
+        return "sigma"
+    base = re.sub(r"\.\d+$", "", grp or "")
+    if var2 is None or (isinstance(var2, float) and math.isnan(var2)):
+        return f"sd({var1}|{base})"
+    return f"cor({var1},{var2}|{base})"
+
+
+def _record_rows(rec: dict) -> list[tuple[str, str, float, float]]:
+    se = rec.get("se") or {}
+    out = [("loglik", "loglik", rec.get("loglik"), np.nan)]
+    out += [("fixef", k, v, se.get(k, np.nan)) for k, v in (rec.get("fixef") or {}).items()]
+    out += [("threshold", k, v, se.get(k, np.nan))
+            for k, v in (rec.get("thresholds") or {}).items()]
+    seen = set()
+    for row in rec.get("varcorr") or []:
+        name = vc_name(row.get("grp"), row.get("var1"), row.get("var2"))
+        if name not in seen:
+            seen.add(name)
+            out.append(("sdcor", name, row.get("sdcor"), np.nan))
+    return out
+
+
+def _as_float(v) -> float:
+    return np.nan if v is None else float(v)
+
+
+def estimates(fits: pd.DataFrame) -> pd.DataFrame:
+    """One row per estimated quantity of every successful fit.
+
+    Columns ``problem, replicate, engine, quantity, name, value, se``;
+    ``quantity`` is ``loglik``, ``fixef``, ``threshold`` or ``sdcor`` (the sd
+    or correlation of a varcorr row, named by `vc_name`), ``se`` the Wald
+    standard error of fixef and thresholds (NaN otherwise).
+    """
+    rows = []
+    for fit in fits[fits["status"] == "ok"].itertuples(index=False):
+        for quantity, name, value, se in _record_rows(fit.record):
+            rows.append((fit.problem, int(fit.replicate), fit.engine, quantity, name,
+                         _as_float(value), _as_float(se)))
+    return pd.DataFrame(rows, columns=_EST_COLS)
+
+
+# ------------------------------------------------------------------ parity
+
+_CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
+_QUANTITY_FIELD = {"loglik": "loglik", "fixef": "fixef", "threshold": "thresholds",
+                   "se": "se", "sdcor": "varcorr"}
+
+
+def _applies(entry_id: str, model: dict) -> bool | None:
+    """Whether a known discrepancy's condition holds for ``model``.
+
+    The table states conditions in prose; those encoded here get a verdict, any
+    other entry None (cited with a "?" when engine and quantity match, so a new
+    entry shows up rather than being missed).
+    """
+    family, link, nagq = model["family"], model["link"], int(model.get("nagq") or 1)
+    formula = model.get("formula") or ""
+    glmer = not (family == "gaussian" and link == "identity")
+    rules = {
+        "lme4-agq-binomial-loglik": nagq > 1 and family == "binomial" and "cbind(" in formula,
+        "lme4-agq-poisson-loglik": nagq > 1 and family == "poisson",
+        "lme4-noncanonical-laplace": (family == "negative_binomial"
+                                      or _CANONICAL.get(family, link) != link),
+        "lme4-laplace-pirls-tolerance": glmer and nagq == 1,
+        "lme4-gaussian-nonidentity-sigma": family == "gaussian" and link != "identity",
+        "lme4-poisson-sqrt-modes": family == "poisson" and link == "sqrt",
+        "lme4-hessian-noise": glmer,
+        "mgcv-loglik-is-conditional": True,
+        "mgcv-re-nongaussian-estimates": family in ("binomial", "poisson",
+                                                    "negative_binomial"),
+        "mgcv-re-gaussian-variance-components": family == "gaussian",
+        "gamm4-loglik-from-mer": True,
+        "glmmTMB-double-bar-one-group": "||" in formula,
+        "ordinal-df-and-theta": True,
+    }
+    return rules.get(entry_id)
+
+
+def known_for(engine: str, quantity: str, model: dict) -> list[str]:
+    """Ids of the known R-side discrepancies that apply to one parity row; an id
+    whose condition is not encoded in `_applies` carries a trailing "?"."""
+    from reference_r.known_discrepancies import lookup
+
+    out = []
+    for d in lookup(engine, _QUANTITY_FIELD[quantity]):
+        verdict = _applies(d["id"], model)
+        if verdict is None:
+            out.append(d["id"] + "?")
+        elif verdict:
+            out.append(d["id"])
+    return out
+
+
+_PARITY_COLS = ["problem", "replicate", "engine", "quantity", "name", "native", "reference",
+                "diff", "rel_diff", "within_tol", "known"]
+
+
+def parity(fits: pd.DataFrame, tol: dict[str, Tolerance] | None = None) -> pd.DataFrame:
+    """Native minus each R engine, quantity by quantity, in the same replicate.
+
+    Only names both fits have are compared. ``rel_diff`` is ``diff / |R|``;
+    ``within_tol`` applies ``tol[quantity]`` (default `PARITY_TOL`); ``known``
+    lists the known-discrepancy ids that apply (comma separated).
+    """
+    tol = PARITY_TOL if tol is None else tol
+    est = estimates(fits)
+    nat = est[est["engine"] == NATIVE]
+    ref = est[est["engine"] != NATIVE]
+    keys = ["problem", "replicate", "quantity", "name"]
+    both = ref.merge(nat, on=keys, suffixes=("_r", "_n"))
+    rows = []
+    for q, value_n, value_r in (("value", "value_n", "value_r"), ("se", "se_n", "se_r")):
+        part = both if q == "value" else both[both["quantity"].isin(["fixef", "threshold"])]
+        part = part.assign(
+            quantity=part["quantity"] if q == "value" else "se",
+            native=part[value_n], reference=part[value_r], engine=part["engine_r"])
+        rows.append(part[["problem", "replicate", "engine", "quantity", "name", "native",
+                          "reference"]])
+    out = pd.concat(rows, ignore_index=True)
+    out["diff"] = out["native"] - out["reference"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["rel_diff"] = out["diff"] / out["reference"].abs()
+    out["within_tol"] = [tol[q].ok(d, r) for q, d, r in
+                         zip(out["quantity"], out["diff"], out["reference"], strict=True)]
+    models = _models(fits)
+    out["known"] = [", ".join(known_for(e, q, models[(p, r, e)])) for p, r, e, q in
+                    zip(out["problem"], out["replicate"], out["engine"], out["quantity"],
+                        strict=True)]
+    order = {q: i for i, q in enumerate(["loglik", "fixef", "threshold", "se", "sdcor"])}
+    out = out.sort_values(["problem", "engine", "replicate", "quantity"],
+                          key=lambda s: s.map(order) if s.name == "quantity" else s,
+                          kind="stable")
+    return out[_PARITY_COLS].reset_index(drop=True)
+
+
+def _models(fits: pd.DataFrame) -> dict[tuple, dict]:
+    return {(f.problem, int(f.replicate), f.engine): {
+        "family": f.family, "link": f.link, "nagq": f.nagq, "formula": f.formula}
+        for f in fits.itertuples(index=False)}
+
+
+def parity_summary(par: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and R engine: largest |native - R| per quantity, the largest
+    relative se difference, how many comparisons are within tolerance, and the
+    known discrepancies cited."""
+    out = []
+    for (problem, engine), g in par.groupby(["problem", "engine"], sort=False):
+        row = {"problem": problem, "engine": engine, "replicates": g["replicate"].nunique()}
+        for q in ("loglik", "fixef", "threshold", "sdcor"):
+            d = g.loc[g["quantity"] == q, "diff"].abs()
+            row[f"max_abs_d_{q}"] = d.max() if len(d) else np.nan
+        r = g.loc[g["quantity"] == "se", "rel_diff"].abs()
+        row["max_rel_d_se"] = r.max() if len(r) else np.nan
+        row["within_tol"] = f"{int(g['within_tol'].sum())}/{len(g)}"
+        outside = g[~g["within_tol"]]
+        ids = sorted({i for k in outside["known"] for i in k.split(", ") if i})
+        row["outside_tol_explained_by"] = ", ".join(ids)
+        out.append(row)
+    cols = ["problem", "engine", "replicates", "max_abs_d_loglik", "max_abs_d_fixef",
+            "max_abs_d_threshold", "max_rel_d_se", "max_abs_d_sdcor", "within_tol",
+            "outside_tol_explained_by"]
+    return pd.DataFrame(out, columns=cols)
+
+
+# ------------------------------------------------------------------ recovery
+
+
+def _truth_rows(truth: dict) -> list[tuple[str, str, float]]:
+    out = [("fixef", k, v) for k, v in (truth.get("fixef") or {}).items()]
+    out += [("threshold", k, v) for k, v in (truth.get("thresholds") or {}).items()]
+    out += [("sdcor", vc_name(r.get("grp"), r.get("var1"), r.get("var2")), r["sdcor"])
+            for r in truth.get("varcorr") or []]
+    return out
+
+
+def recovery(fits: pd.DataFrame) -> pd.DataFrame:
+    """Bias, RMSE and Wald coverage against the simulated truth.
+
+    Per problem, engine, quantity and name over the successful replicates:
+    ``bias = mean(est - truth)``, ``rmse = sqrt(mean((est - truth)^2))``,
+    ``coverage`` = share of replicates with ``|est - truth| <= WALD_Z * se``
+    (fixef and thresholds; NaN for variance components).
+    """
+    truths = []
+    for f in fits[fits["truth"].notna()].drop_duplicates(["problem", "replicate"]).itertuples():
+        truths += [(f.problem, int(f.replicate), q, n, float(v))
+                   for q, n, v in _truth_rows(f.truth)]
+    cols = ["problem", "engine", "quantity", "name", "truth", "n", "mean", "bias", "rmse",
+            "coverage"]
+    if not truths:
+        return pd.DataFrame(columns=cols)
+    truth = pd.DataFrame(truths, columns=["problem", "replicate", "quantity", "name", "truth"])
+    est = estimates(fits).merge(truth, on=["problem", "replicate", "quantity", "name"])
+    err = est["value"] - est["truth"]
+    est = est.assign(err=err, sq=err**2, covered=np.where(
+        est["se"].notna(), (err.abs() <= WALD_Z * est["se"]).astype(float), np.nan))
+    g = est.groupby(["problem", "engine", "quantity", "name"], sort=False)
+    out = g.agg(truth=("truth", "first"), n=("value", "size"), mean=("value", "mean"),
+                bias=("err", "mean"), mse=("sq", "mean"), coverage=("covered", "mean"))
+    out["rmse"] = np.sqrt(out.pop("mse"))
+    return out.reset_index()[cols]
+
+
+# ------------------------------------------------------------------ speed
+
+
+def speed(fits: pd.DataFrame) -> pd.DataFrame:
+    """Native and R fit times of the same replicate and their ratio native / R."""
+    ok = fits[(fits["status"] == "ok") & fits["time_s"].notna()]
+    nat = ok[ok["engine"] == NATIVE][["problem", "replicate", "time_s"]]
+    ref = ok[ok["engine"] != NATIVE][["problem", "replicate", "engine", "time_s"]]
+    out = ref.merge(nat, on=["problem", "replicate"], suffixes=("_r", "_native"))
+    out = out.rename(columns={"time_s_r": "r_s", "time_s_native": "native_s"})
+    with np.errstate(divide="ignore"):
+        out["ratio"] = out["native_s"] / out["r_s"]
+    return out[["problem", "replicate", "engine", "native_s", "r_s", "ratio"]]
+
+
+def _geomean(x: pd.Series) -> float:
+    x = x[np.isfinite(x) & (x > 0)]
+    return float(np.exp(np.log(x).mean())) if len(x) else np.nan
+
+
+def speed_summary(sp: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and R engine: median times and the geometric-mean ratio."""
+    cols = ["problem", "engine", "n", "native_median_s", "r_median_s", "ratio_geomean"]
+    if sp.empty:
+        return pd.DataFrame(columns=cols)
+    g = sp.groupby(["problem", "engine"], sort=False)
+    out = g.agg(n=("ratio", "size"), native_median_s=("native_s", "median"),
+                r_median_s=("r_s", "median"), ratio_geomean=("ratio", _geomean))
+    return out.reset_index()[cols]
+
+
+# ------------------------------------------------------------------ status
+
+_STATUS_COLS = ["fits", "ok", "converged", "not_converged", "unsupported", "error", "timeout"]
+
+
+def _counts(g: pd.DataFrame) -> dict:
+    ok = g["status"] == "ok"
+    conv = g["converged"].fillna(False).astype(bool)
+    return {"fits": len(g), "ok": int(ok.sum()), "converged": int((ok & conv).sum()),
+            "not_converged": int((ok & ~conv).sum()),
+            "unsupported": int((g["status"] == "unsupported").sum()),
+            "error": int((g["status"] == "error").sum()),
+            "timeout": int((g["status"] == "timeout").sum())}
+
+
+def status_counts(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per engine: fits, ok, converged, not converged, unsupported, errors, timeouts."""
+    rows = [{"engine": e, **_counts(g)} for e, g in fits.groupby("engine", sort=True)]
+    return pd.DataFrame(rows, columns=["engine", *_STATUS_COLS])
+
+
+def status_table(fits: pd.DataFrame) -> pd.DataFrame:
+    """Per problem and engine: the counts and a one-line verdict with the first
+    message of a fit that did not succeed (``not supported: ...``)."""
+    rows = []
+    for (problem, engine), g in fits.groupby(["problem", "engine"], sort=False):
+        c = _counts(g)
+        bad = g[g["status"] != "ok"]
+        if c["unsupported"] == c["fits"]:
+            verdict = "not supported"
+        elif c["ok"] == c["fits"]:
+            verdict = "ok" if c["converged"] == c["fits"] else "ok, some not converged"
+        else:
+            verdict = "failures"
+        note = bad["message"].iloc[0] if len(bad) else ""
+        rows.append({"problem": problem, "engine": engine, **c, "verdict": verdict,
+                     "message": note})
+    return pd.DataFrame(rows, columns=["problem", "engine", *_STATUS_COLS, "verdict",
+                                       "message"])
