@@ -12,7 +12,7 @@ lint: setup
 	$(PY) -m ruff check glmmbench reference_r simulate tests
 
 report: setup
-	$(PY) -m glmmbench.cli report-quick --out reports/latest
+	$(PY) -m glmmbench.cli run --suite quick --out reports/latest
 
 bench: setup
 	$(PY) -m glmmbench.cli bench

@@ -169,9 +169,9 @@ _DATASET_PROBLEMS = (
 
 # Modest sizes for the quick suite; the full suite adds every scenario and the large ones.
 _QUICK_SIM = (
-    "gaussian_intercept", "gaussian_slopes", "binomial_binary", "binomial_trials",
-    "poisson_intercept", "negbin_intercept", "ordinal_logit", "multinomial_intercept",
-    "gaussian_smooth",
+    "gaussian_intercept", "gaussian_slopes", "gaussian_crossed", "binomial_binary",
+    "binomial_trials", "poisson_intercept", "poisson_crossed", "negbin_intercept",
+    "ordinal_logit", "multinomial_intercept", "gaussian_smooth",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
 
@@ -218,8 +218,9 @@ SUITES: dict[str, Suite] = {
         "three tiny simulated problems, native + lme4: a check of the harness"),
     "quick": Suite(
         "quick",
-        ("cbpp", "cbpp_agq25", "sleepstudy", "sleepstudy_uncorr_ml", "grouseticks",
-         "grouseticks_nb", "verbagg_crossed", "verbagg_multinom", "wine", *_QUICK_SIM),
+        ("cbpp", "cbpp_agq25", "cbpp_probit", "sleepstudy", "sleepstudy_uncorr_ml",
+         "penicillin", "grouseticks", "grouseticks_nb", "verbagg_crossed", "verbagg_multinom",
+         "wine", *_QUICK_SIM),
         2,
         "every family with an R engine, real datasets and modest simulations; "
         "a few minutes on two cores"),

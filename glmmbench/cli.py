@@ -1,0 +1,127 @@
+"""The ``glmmbench`` command.
+
+    glmmbench run --suite quick|full --out DIR [--store FILE] [--workers N]
+                  [--scheduler ADDR] [--replicates K] [--seed S] [--no-report]
+    glmmbench report --store FILE --out DIR
+    glmmbench list [--suite NAME]
+    glmmbench bench ...            (glmmbench.bench: native vs glmer timings)
+
+``run`` resumes: rerunning the same command skips the fits already in the store
+(default ``DIR/study.sqlite``) and writes the report at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+__all__ = ["main"]
+
+DEFAULT_SEED = 20240601
+
+
+def _parser() -> argparse.ArgumentParser:
+    from glmmbench.catalogue import SUITES
+
+    p = argparse.ArgumentParser(prog="glmmbench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run a suite into a store, then write the report")
+    run.add_argument("--suite", choices=list(SUITES), default="quick")
+    run.add_argument("--out", required=True, help="report directory")
+    run.add_argument("--store", help="SQLite store (default OUT/study.sqlite)")
+    run.add_argument("--workers", type=int, help="local Dask cluster of N processes")
+    run.add_argument("--scheduler", help="address of an existing Dask scheduler")
+    run.add_argument("--replicates", type=int, help="replicates per simulated problem")
+    run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    run.add_argument("--no-report", action="store_true", help="only fill the store")
+    run.add_argument("--quiet", action="store_true", help="no progress line")
+
+    rep = sub.add_parser("report", help="write the report of a store")
+    rep.add_argument("--store", required=True)
+    rep.add_argument("--out", required=True)
+
+    lst = sub.add_parser("list", help="list the problems of a suite")
+    lst.add_argument("--suite", choices=list(SUITES), default="quick")
+
+    sub.add_parser("bench", help="native vs glmer timings (glmmbench.bench)", add_help=False)
+    return p
+
+
+def _report(store_path: Path, out: Path) -> None:
+    from glmmbench.report import write_report
+    from glmmbench.store import Store
+
+    with Store(store_path) as store:
+        fits, meta, problems = store.frame(), store.meta(), store.problems()
+    if fits.empty:
+        raise SystemExit(f"glmmbench: store {store_path} has no fits")
+    paths = write_report(fits, out, meta=meta, problems=problems)
+    print(f"report: {paths['report.md']}, {paths['report.html']}, {paths['results.csv']}",
+          file=sys.stderr)
+
+
+def _run(args) -> int:
+    from glmmbench.catalogue import get_suite
+    from glmmbench.store import Store
+    from glmmbench.study import plan, run_study
+
+    if args.workers is not None and args.workers < 1:
+        raise SystemExit("glmmbench: --workers must be >= 1")
+    if args.replicates is not None and args.replicates < 1:
+        raise SystemExit("glmmbench: --replicates must be >= 1")
+    suite = get_suite(args.suite)
+    out = Path(args.out)
+    store_path = Path(args.store) if args.store else out / "study.sqlite"
+    tasks = plan(suite.problems, suite.replicates, args.seed, args.replicates)
+    t0 = time.perf_counter()
+    with Store(store_path) as store:
+        meta = store.meta()
+        if "started" not in meta:
+            store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
+        store.set_meta("suite", args.suite)
+        store.set_meta("replicates", args.replicates or suite.replicates)
+        store.set_meta("workers", args.scheduler or args.workers or "serial")
+        summary = run_study(tasks, store, workers=args.workers, scheduler=args.scheduler,
+                            progress=not args.quiet)
+        store.set_meta("finished", datetime.now(UTC).isoformat(timespec="seconds"))
+        store.set_meta("elapsed_s", round(meta.get("elapsed_s", 0) + summary["elapsed_s"], 1))
+    print(f"{summary['run']} fits run, {summary['skipped']} already in {store_path}, "
+          f"{summary['failures']} failures, {time.perf_counter() - t0:.1f} s", file=sys.stderr)
+    if not args.no_report:
+        _report(store_path, out)
+    return 0
+
+
+def _list(args) -> int:
+    from glmmbench.catalogue import get_suite, replicates_of
+
+    suite = get_suite(args.suite)
+    print(f"suite {suite.name}: {suite.description}")
+    for p in suite.problems:
+        n = replicates_of(p, suite.replicates)
+        formula = p.formula or "(scenario's true model)"
+        print(f"  {p.name:24s} {p.family:18s} x{n:<3d} {', '.join(p.all_engines):32s} {formula}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["bench"]:
+        from glmmbench import bench
+
+        return bench.main(argv[1:])
+    args = _parser().parse_args(argv)
+    if args.command == "run":
+        return _run(args)
+    if args.command == "report":
+        _report(Path(args.store), Path(args.out))
+        return 0
+    return _list(args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,174 @@
+"""Study metrics against values computed by hand on a small fits table."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmmbench import compare
+
+TRUTH = {"fixef": {"(Intercept)": 1.0, "x": 0.5},
+         "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": 0.25,
+                      "sdcor": 0.5}]}
+
+
+def record(engine, loglik, b0, b1, se0, se1, sd, time_s, converged=True):
+    return {
+        "engine": engine, "loglik": loglik, "fixef": {"(Intercept)": b0, "x": b1},
+        "se": {"(Intercept)": se0, "x": se1}, "thresholds": {},
+        "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": sd**2,
+                     "sdcor": sd}],
+        "time_s": time_s, "converged": converged, "messages": [],
+    }
+
+
+def fit_row(problem, replicate, engine, rec=None, status="ok", message=None, family="binomial",
+            truth=TRUTH):
+    return {"problem": problem, "replicate": replicate, "engine": engine, "family": family,
+            "link": "logit", "formula": "y ~ x + (1 | g)", "nagq": 1, "reml": None,
+            "status": status, "message": message,
+            "converged": None if rec is None else rec["converged"],
+            "loglik": None if rec is None else rec["loglik"],
+            "time_s": None if rec is None else rec["time_s"], "wall_s": None, "seed": 1,
+            "record": rec, "truth": truth}
+
+
+@pytest.fixture
+def fits() -> pd.DataFrame:
+    rows = [
+        fit_row("p", 0, "glmmbench", record("glmmbench", -100.0, 1.2, 0.4, 0.1, 0.05, 0.6, 0.5)),
+        fit_row("p", 0, "lme4", record("lme4", -100.0005, 1.2001, 0.4, 0.101, 0.05, 0.61, 2.0)),
+        fit_row("p", 1, "glmmbench", record("glmmbench", -50.0, 0.9, 0.7, 0.2, 0.05, 0.4, 1.0)),
+        fit_row("p", 1, "lme4", record("lme4", -50.002, 0.9, 0.7, 0.2, 0.05, 0.4, 0.5)),
+        fit_row("q", 0, "glmmbench", status="unsupported", family="ordinal",
+                message="FamilyError: family 'ordinal' is not fitted by the native engine yet"),
+        fit_row("q", 0, "ordinal", status="error", family="ordinal", message="RError: boom"),
+    ]
+    df = pd.DataFrame(rows)
+    df["converged"] = df["converged"].astype("boolean")
+    return df
+
+
+def test_vc_name():
+    assert compare.vc_name("g", "(Intercept)", None) == "sd((Intercept)|g)"
+    assert compare.vc_name("Subject.1", "Days", None) == "sd(Days|Subject)"
+    assert compare.vc_name("g", "(Intercept)", "x") == "cor((Intercept),x|g)"
+    assert compare.vc_name("Residual", None, None) == "sigma"
+    assert compare.vc_name("g", "(Intercept)", float("nan")) == "sd((Intercept)|g)"
+
+
+def test_tolerance():
+    t = compare.Tolerance(atol=1e-3, rtol=1e-2)
+    assert t.ok(0.011, 1.0)
+    assert not t.ok(0.0111, 1.0)
+    assert t.ok(-0.001, 0.0)
+
+
+def test_estimates_long_table(fits):
+    est = compare.estimates(fits)
+    assert len(est) == 4 * 4  # ok fits x (loglik, 2 fixef, 1 sd)
+    row = est[(est["engine"] == "lme4") & (est["replicate"] == 0) & (est["name"] == "x")]
+    assert row["value"].item() == 0.4 and row["se"].item() == 0.05
+    assert set(est["quantity"]) == {"loglik", "fixef", "sdcor"}
+
+
+def test_parity_by_hand(fits):
+    par = compare.parity(fits).set_index(["replicate", "quantity", "name"])
+    ll0 = par.loc[(0, "loglik", "loglik")]
+    assert ll0["diff"] == pytest.approx(0.0005, abs=1e-12)
+    assert ll0["within_tol"]  # 5e-4 <= 1e-3 + 1e-7 * 100
+    ll1 = par.loc[(1, "loglik", "loglik")]
+    assert ll1["diff"] == pytest.approx(0.002, abs=1e-12)
+    assert not ll1["within_tol"]
+    assert "lme4-laplace-pirls-tolerance" in ll1["known"]
+    b0 = par.loc[(0, "fixef", "(Intercept)")]
+    assert b0["diff"] == pytest.approx(-0.0001, abs=1e-12)
+    assert b0["rel_diff"] == pytest.approx(-0.0001 / 1.2001)
+    assert b0["within_tol"]
+    se0 = par.loc[(0, "se", "(Intercept)")]
+    assert se0["diff"] == pytest.approx(-0.001) and se0["within_tol"]
+    assert se0["rel_diff"] == pytest.approx(-0.001 / 0.101)
+    sd0 = par.loc[(0, "sdcor", "sd((Intercept)|g)")]
+    assert sd0["diff"] == pytest.approx(-0.01) and not sd0["within_tol"]  # > 1e-3 + 0.0061
+    assert len(par) == 12  # 2 replicates x (loglik, 2 fixef, 2 se, 1 sd)
+    assert set(par.reset_index()["engine"]) == {"lme4"}  # nothing to pair for "q"
+
+
+def test_parity_summary(fits):
+    s = compare.parity_summary(compare.parity(fits)).set_index(["problem", "engine"])
+    row = s.loc[("p", "lme4")]
+    assert row["replicates"] == 2
+    assert row["max_abs_d_loglik"] == pytest.approx(0.002)
+    assert row["max_abs_d_fixef"] == pytest.approx(0.0001)
+    assert row["max_rel_d_se"] == pytest.approx(0.001 / 0.101)
+    assert row["max_abs_d_sdcor"] == pytest.approx(0.01)
+    assert row["within_tol"] == "10/12"
+    assert "lme4-laplace-pirls-tolerance" in row["outside_tol_explained_by"]
+    assert math.isnan(row["max_abs_d_threshold"])
+
+
+def test_known_for_conditions():
+    agq = {"family": "binomial", "link": "logit", "nagq": 25,
+           "formula": "cbind(k, n - k) ~ x + (1 | g)"}
+    assert "lme4-agq-binomial-loglik" in compare.known_for("lme4", "loglik", agq)
+    laplace = dict(agq, nagq=1)
+    assert "lme4-agq-binomial-loglik" not in compare.known_for("lme4", "loglik", laplace)
+    lmm = {"family": "gaussian", "link": "identity", "nagq": 1, "formula": "y ~ x + (x || g)"}
+    assert compare.known_for("lme4", "loglik", lmm) == []
+    assert "glmmTMB-double-bar-one-group" in compare.known_for("glmmTMB", "sdcor", lmm)
+    assert "mgcv-loglik-is-conditional" in compare.known_for("mgcv", "loglik", lmm)
+
+
+def test_recovery_by_hand(fits):
+    rec = compare.recovery(fits)
+    nat = rec[rec["engine"] == "glmmbench"].set_index(["quantity", "name"])
+    b0 = nat.loc[("fixef", "(Intercept)")]  # errors 0.2, -0.1; se 0.1, 0.2
+    assert b0["n"] == 2 and b0["truth"] == 1.0
+    assert b0["bias"] == pytest.approx(0.05)
+    assert b0["rmse"] == pytest.approx(math.sqrt((0.04 + 0.01) / 2))
+    assert b0["coverage"] == pytest.approx(0.5)  # 0.2 > 1.96 * 0.1; 0.1 <= 1.96 * 0.2
+    b1 = nat.loc[("fixef", "x")]  # errors -0.1, 0.2; se 0.05 -> half-width 0.098
+    assert b1["bias"] == pytest.approx(0.05)
+    assert b1["coverage"] == 0.0
+    sd = nat.loc[("sdcor", "sd((Intercept)|g)")]  # 0.6, 0.4 against 0.5
+    assert sd["bias"] == pytest.approx(0.0, abs=1e-12)
+    assert sd["rmse"] == pytest.approx(0.1)
+    assert math.isnan(sd["coverage"])
+    assert set(rec["problem"]) == {"p"}  # "q" has no successful fit
+
+
+def test_speed_by_hand(fits):
+    sp = compare.speed(fits)
+    assert list(sp["ratio"]) == pytest.approx([0.25, 2.0])
+    s = compare.speed_summary(sp).iloc[0]
+    assert s["n"] == 2
+    assert s["ratio_geomean"] == pytest.approx(math.sqrt(0.5))
+    assert s["native_median_s"] == pytest.approx(0.75)
+    assert s["r_median_s"] == pytest.approx(1.25)
+
+
+def test_status_counts_and_table(fits):
+    fits.loc[2, "converged"] = False  # one native fit that did not converge
+    c = compare.status_counts(fits).set_index("engine")
+    assert c.loc["glmmbench"].to_dict() == {"fits": 3, "ok": 2, "converged": 1,
+                                            "not_converged": 1, "unsupported": 1, "error": 0,
+                                            "timeout": 0}
+    assert c.loc["ordinal", "error"] == 1
+    t = compare.status_table(fits).set_index(["problem", "engine"])
+    assert t.loc[("q", "glmmbench"), "verdict"] == "not supported"
+    assert "not fitted" in t.loc[("q", "glmmbench"), "message"]
+    assert t.loc[("q", "ordinal"), "verdict"] == "failures"
+    assert t.loc[("p", "glmmbench"), "verdict"] == "ok, some not converged"
+    assert t.loc[("p", "lme4"), "verdict"] == "ok"
+
+
+def test_empty_tables_keep_their_columns():
+    empty = pd.DataFrame(columns=["problem", "replicate", "engine", "family", "link", "formula",
+                                  "nagq", "status", "converged", "loglik", "time_s", "message",
+                                  "record", "truth"])
+    assert compare.recovery(empty).empty
+    assert list(compare.speed_summary(compare.speed(empty)).columns)[-1] == "ratio_geomean"
+    assert np.all(compare.status_counts(empty).columns[:2] == ["engine", "fits"])

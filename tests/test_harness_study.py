@@ -1,0 +1,128 @@
+"""The study end to end through the CLI, with live R: a clean serial run, a run
+killed with SIGKILL and resumed, and the same suite on a local Dask cluster.
+
+All on the ``smoke`` suite (three tiny problems, native + lme4, 10 fits).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmmbench.store import Store
+
+pytestmark = [pytest.mark.r, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[1]
+N_FITS = 10  # smoke: 2 simulated problems x 2 replicates x 2 engines + 2 unsupported
+KEY = ["problem", "replicate", "engine"]
+
+
+def cli(*args: str, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "glmmbench.cli", *args], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def run_cli(*args: str, timeout: float = 300) -> str:
+    proc = cli(*args)
+    out, err = proc.communicate(timeout=timeout)
+    assert proc.returncode == 0, err
+    return err
+
+
+def rows(store: Path) -> pd.DataFrame:
+    with Store(store) as s:
+        return s.frame()
+
+
+def assert_same_fits(a: pd.DataFrame, b: pd.DataFrame) -> None:
+    """Same keys, statuses and log-likelihoods (the data are the same bits)."""
+    assert list(a[KEY].itertuples(index=False)) == list(b[KEY].itertuples(index=False))
+    assert list(a["status"]) == list(b["status"])
+    np.testing.assert_allclose(a["loglik"].astype(float), b["loglik"].astype(float),
+                               rtol=1e-10, atol=0, equal_nan=True)
+
+
+@pytest.fixture(scope="module")
+def clean(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("clean")
+    err = run_cli("run", "--suite", "smoke", "--out", str(out), "--seed", "11")
+    assert f"[{N_FITS}/{N_FITS}] failures 0  unsupported 2" in err
+    return out
+
+
+def test_clean_run_and_report(clean):
+    df = rows(clean / "study.sqlite")
+    assert len(df) == N_FITS and not df.duplicated(KEY).any()
+    assert set(df["status"]) == {"ok", "unsupported"}
+    assert (df.loc[df["problem"] == "smoke_ordinal", "status"] == "unsupported").all()
+    ok = df[df["status"] == "ok"]
+    assert ok["converged"].all() and ok["time_s"].gt(0).all()
+    for name in ("report.md", "report.html", "results.csv", "parity.png", "recovery.png",
+                 "speed.png"):
+        assert (clean / name).stat().st_size > 0
+    html = (clean / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3
+    res = pd.read_csv(clean / "results.csv")
+    assert len(res) == N_FITS and {"fixef:x", "se:x", "sdcor:sigma"} <= set(res.columns)
+    # native Gaussian REML is lme4's to the last digits; the report says so
+    md = (clean / "report.md").read_text()
+    assert "| smoke_gaussian | lme4 | 2 |" in md
+
+
+def test_report_command_rewrites_from_the_store(clean, tmp_path):
+    run_cli("report", "--store", str(clean / "study.sqlite"), "--out", str(tmp_path))
+    assert (tmp_path / "report.md").read_text().split("## Summary")[1] == \
+        (clean / "report.md").read_text().split("## Summary")[1]
+
+
+def test_sigkill_midway_then_resume(clean, tmp_path):
+    store = tmp_path / "study.sqlite"
+    args = ("run", "--suite", "smoke", "--out", str(tmp_path), "--seed", "11", "--no-report")
+    proc = cli(*args, start_new_session=True)  # its own group: R goes down with it
+    deadline = time.monotonic() + 240
+    n = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        if store.exists():
+            with sqlite3.connect(store, timeout=30) as con:
+                try:
+                    n = con.execute("SELECT COUNT(*) FROM fits").fetchone()[0]
+                except sqlite3.OperationalError:  # schema not there yet
+                    n = 0
+            if n >= 3:
+                break
+        time.sleep(0.1)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=30)
+    assert proc.returncode == -signal.SIGKILL
+    killed = rows(store)
+    assert 3 <= len(killed) < N_FITS, "the study must be killed half-way"
+
+    err = run_cli(*args)
+    assert f"resuming: {len(killed)} fits already in the store" in err
+    resumed = rows(store)
+    assert len(resumed) == N_FITS and not resumed.duplicated(KEY).any()
+    assert_same_fits(resumed, rows(clean / "study.sqlite"))
+    # a third run has nothing left to do and leaves the rows alone
+    err = run_cli(*args)
+    assert f"0 fits run, {N_FITS} already in" in err
+    pd.testing.assert_frame_equal(rows(store), resumed)
+
+
+def test_dask_local_cluster_equals_serial(clean, tmp_path):
+    err = run_cli("run", "--suite", "smoke", "--out", str(tmp_path), "--seed", "11",
+                  "--workers", "2", "--no-report")
+    assert f"{N_FITS} fits run" in err
+    dask_rows = rows(tmp_path / "study.sqlite")
+    assert_same_fits(dask_rows, rows(clean / "study.sqlite"))
+    assert dask_rows["worker"].nunique() == 2  # both worker processes fitted
+    assert os.getpid() not in {int(w.split(":")[1]) for w in dask_rows["worker"]}
