@@ -26,6 +26,7 @@ from glmmbench.response import GLMResponse, WorkingValues
 __all__ = ["PIRLSResult", "pirls"]
 
 MAX_HALVINGS = 20
+_RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
 
 
 @dataclass(frozen=True)
@@ -70,8 +71,11 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
         pdev = _pdev(resp, wv.mu, u)
     link, fam = resp.family.link, resp.family
 
-    def valid(eta: np.ndarray) -> bool:
-        return bool(link.valideta(eta) and fam.validmu(link.linkinv(eta)))
+    # links whose inverse can leave the family's mean space (R's glm.fit checks these)
+    restricted = link.name in _RESTRICTED_LINKS or (fam.name, link.name) == ("binomial", "log")
+
+    def valid(eta: np.ndarray, mu: np.ndarray) -> bool:
+        return not restricted or bool(link.valideta(eta) and fam.validmu(mu))
 
     converged = False
     it = 0
@@ -91,16 +95,16 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
                 converged = True
                 break
         s = 1.0
-        enforce = valid(eta)
+        enforce = valid(eta, wv.mu)
         for _ in range(MAX_HALVINGS):
             u_try = u + s * du
             b_try = beta + s * db
             eta_try = (off + X @ b_try if joint else fixed) + ix.Zu(V, u_try)
-            if enforce and not valid(eta_try):
+            wv_try = resp.working(eta_try)
+            if enforce and not valid(eta_try, wv_try.mu):
                 # as R's glm.fit: from a valid eta, halve until eta stays in the domain
                 s /= 2.0
                 continue
-            wv_try = resp.working(eta_try)
             pdev_try = _pdev(resp, wv_try.mu, u_try)
             if np.isfinite(pdev_try) and (pdev_try <= pdev + 1e-12 * abs(pdev)
                                           or not np.isfinite(pdev)):

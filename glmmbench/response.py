@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from glmmbench.families import Family
+from glmmbench.families import _LOGIT_THRESH as LOGIT_THRESH
+from glmmbench.families import EPS, Family
 
 __all__ = ["GLMResponse", "WorkingValues"]
 
@@ -47,12 +48,17 @@ class GLMResponse:
     family: Family
     fast: bool = True
     _consts: tuple | None = field(init=False, default=None, repr=False)
+    _binary: bool = field(init=False, default=False, repr=False)
 
     def __post_init__(self):
         if self.fast and self.family.name in _KERNEL_FAMILIES:
             mu0 = self.mustart()
             wy = self.weights * self.y
             w1y = self.weights - wy
+            # binary responses need one log per observation: log(mu) or log(1 - mu)
+            binary = (self.family.name == "binomial"
+                      and bool(np.all((wy == 0) | (w1y == 0))))
+            object.__setattr__(self, "_binary", binary)
             k0 = self._kernel(mu0, wy, w1y)
             c = float(np.sum(self.family.loglik_obs(self.y, mu0, self.weights))) - k0
             # log f(y | y) = log f(y | mu0) + d(y, mu0) / 2 = c + K(y)
@@ -61,13 +67,19 @@ class GLMResponse:
 
     def _kernel(self, mu: np.ndarray, wy: np.ndarray, w1y: np.ndarray) -> float:
         if self.family.name == "binomial":
+            if self._binary:
+                # R's dev.resids also takes log(1 - mu) for y = 0
+                return float(self.weights @ np.log(np.where(wy > 0, mu, 1.0 - mu)))
             return float(wy @ np.log(mu) + w1y @ np.log1p(-mu))
         return float(wy @ np.log(mu) - self.weights @ mu)
 
     def working(self, eta: np.ndarray) -> WorkingValues:
         link, fam = self.family.link, self.family
-        mu = link.linkinv(eta)
-        d = link.mu_eta(eta)
+        if self.fast and link.name == "logit":
+            mu, d = _logit_mu_and_mu_eta(eta)
+        else:
+            mu = link.linkinv(eta)
+            d = link.mu_eta(eta)
         if fam.canonical_fast:
             w = self.weights * d
         else:
@@ -94,3 +106,18 @@ class GLMResponse:
 
     def mustart(self) -> np.ndarray:
         return self.family.mustart(self.y, self.weights)
+
+
+def _logit_mu_and_mu_eta(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The logit link's ``linkinv`` and ``mu_eta`` from one exponential, with R's clamps
+    (``families.LINKS["logit"]`` is the reference; a test checks they agree)."""
+    big = np.abs(eta) > LOGIT_THRESH
+    t = np.exp(np.clip(eta, -LOGIT_THRESH, LOGIT_THRESH))
+    if big.any():
+        t = np.where(eta < -LOGIT_THRESH, EPS, np.where(eta > LOGIT_THRESH, 1.0 / EPS, t))
+    one_t = 1.0 + t
+    mu = t / one_t
+    d = mu / one_t
+    if big.any():
+        d = np.where(big, EPS, d)
+    return mu, d
