@@ -46,6 +46,9 @@ class ReIndex:
     idx2: np.ndarray  # (n, s2) position in the rest block for each rest column
     qs: tuple[int, ...]  # q of every term
     nlevs: tuple[int, ...]
+    # flat cell of every observation in the (m2 x m1) and (m2 x m2) blocks, per column pair
+    cell21: tuple[tuple[np.ndarray, ...], ...] = ()
+    cell22: tuple[tuple[np.ndarray, ...], ...] = ()
 
     @property
     def m1(self) -> int:
@@ -65,14 +68,23 @@ class ReIndex:
                 cols.append(offset + t.codes * t.q + k)
             offset += t.nlevels * t.q
         idx2 = np.stack(cols, axis=1) if cols else np.zeros((design.n, 0), dtype=np.intp)
+        idx2 = idx2.astype(np.intp)
+        codes1 = np.asarray(first.codes, dtype=np.intp)
+        m1 = first.nlevels * first.q
+        cell21 = tuple(tuple(idx2[:, a] * m1 + codes1 * first.q + b for b in range(first.q))
+                       for a in range(idx2.shape[1]))
+        cell22 = tuple(tuple(idx2[:, a] * offset + idx2[:, b] for b in range(idx2.shape[1]))
+                       for a in range(idx2.shape[1]))
         return cls(
             n1=first.nlevels,
             q1=first.q,
-            codes1=np.asarray(first.codes, dtype=np.intp),
+            codes1=codes1,
             m2=offset,
-            idx2=idx2.astype(np.intp),
+            idx2=idx2,
             qs=tuple(t.q for t in terms),
             nlevs=tuple(t.nlevels for t in terms),
+            cell21=cell21,
+            cell22=cell22,
         )
 
     def split_V(self, V: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -127,18 +139,16 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
     for a in range(q1):
         for b in range(a + 1):
             C11[:, a, b] = C11[:, b, a] = _gsum(c1, wV1[:, a] * V1[:, b], n1)
-    cols1 = [c1 * q1 + b for b in range(q1)]
     s2 = ix.idx2.shape[1]
     C21 = np.zeros(m2 * m1)
     C22 = np.zeros(m2 * m2)
     if m2:
         wV2 = V2 * w[:, None]
         for a in range(s2):
-            ra = ix.idx2[:, a]
             for b in range(q1):
-                C21 += _gsum(ra * m1 + cols1[b], wV2[:, a] * V1[:, b], m2 * m1)
+                C21 += _gsum(ix.cell21[a][b], wV2[:, a] * V1[:, b], m2 * m1)
             for b in range(s2):
-                C22 += _gsum(ra * m2 + ix.idx2[:, b], wV2[:, a] * V2[:, b], m2 * m2)
+                C22 += _gsum(ix.cell22[a][b], wV2[:, a] * V2[:, b], m2 * m2)
     out = CrossProducts(C11, C21.reshape(m2, m1), C22.reshape(m2, m2),
                         None, None, None, None, None, None)
     if X is not None:

@@ -77,6 +77,9 @@ class GLMResponse:
         link, fam = self.family.link, self.family
         if self.fast and link.name == "logit":
             mu, d = _logit_mu_and_mu_eta(eta)
+        elif link.name == "log":
+            mu = link.linkinv(eta)
+            d = mu  # R's log link: mu.eta is linkinv, pmax(exp(eta), eps)
         else:
             mu = link.linkinv(eta)
             d = link.mu_eta(eta)
