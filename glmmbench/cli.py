@@ -1,13 +1,16 @@
 """The ``glmmbench`` command.
 
     glmmbench run --suite quick|full --out DIR [--store FILE] [--workers N]
-                  [--scheduler ADDR] [--replicates K] [--seed S] [--no-report]
+                  [--scheduler ADDR] [--replicates K] [--seed S] [--problems A,B]
+                  [--no-report] [--quiet]
     glmmbench report --store FILE --out DIR
     glmmbench list [--suite NAME]
     glmmbench bench ...            (glmmbench.bench: native vs glmer timings)
 
 ``run`` resumes: rerunning the same command skips the fits already in the store
-(default ``DIR/study.sqlite``) and writes the report at the end.
+(default ``DIR/study.sqlite``) and writes the report at the end. With
+``--scheduler`` the workers must be allowed to start their R process: start
+them as ``DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker ADDR --nthreads 1``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--scheduler", help="address of an existing Dask scheduler")
     run.add_argument("--replicates", type=int, help="replicates per simulated problem")
     run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    run.add_argument("--problems", help="comma-separated names: only these problems of the suite")
     run.add_argument("--no-report", action="store_true", help="only fill the store")
     run.add_argument("--quiet", action="store_true", help="no progress line")
 
@@ -74,9 +78,16 @@ def _run(args) -> int:
     if args.replicates is not None and args.replicates < 1:
         raise SystemExit("glmmbench: --replicates must be >= 1")
     suite = get_suite(args.suite)
+    problems = suite.problems
+    if args.problems:
+        wanted = args.problems.split(",")
+        unknown = set(wanted) - set(suite.problem_names)
+        if unknown:
+            raise SystemExit(f"glmmbench: not in suite {suite.name}: {', '.join(sorted(unknown))}")
+        problems = tuple(p for p in problems if p.name in wanted)
     out = Path(args.out)
     store_path = Path(args.store) if args.store else out / "study.sqlite"
-    tasks = plan(suite.problems, suite.replicates, args.seed, args.replicates)
+    tasks = plan(problems, suite.replicates, args.seed, args.replicates)
     t0 = time.perf_counter()
     with Store(store_path) as store:
         meta = store.meta()
@@ -104,7 +115,9 @@ def _list(args) -> int:
     for p in suite.problems:
         n = replicates_of(p, suite.replicates)
         formula = p.formula or "(scenario's true model)"
-        print(f"  {p.name:24s} {p.family:18s} x{n:<3d} {', '.join(p.all_engines):32s} {formula}")
+        link = p.link or "canonical"
+        print(f"  {p.name:24s} {p.family:18s} {link:9s} x{n:<3d} "
+              f"{', '.join(p.all_engines):32s} nagq={p.nagq} {formula}")
     return 0
 
 

@@ -347,7 +347,7 @@ def _summary(fits, par, rec, sp, counts) -> list[str]:
         items.append(f"recovery (native): mean 95% Wald coverage {fmt(cov['coverage'].mean())}"
                      f" over {len(cov)} coefficients, mean |bias| {fmt(cov['bias'].abs().mean())}")
     for engine, g in sp.groupby("engine"):
-        gm = compare._geomean(g["ratio"])
+        gm = compare.geomean(g["ratio"])
         items.append(f"speed vs {engine}: geometric mean time ratio native/R {fmt(gm)} "
                      f"over {len(g)} fits")
     return items

@@ -44,7 +44,8 @@ from glmmbench.catalogue import NATIVE, Problem, replicates_of
 from glmmbench.errors import FamilyError
 from glmmbench.store import Store
 
-__all__ = ["Instance", "Task", "execute", "instance", "plan", "replicate_rng", "run_study"]
+__all__ = ["Instance", "Progress", "Task", "execute", "failure_row", "instance", "plan",
+           "replicate_rng", "run_study", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -294,9 +295,7 @@ def run_study(tasks: Sequence[Task], store: Store, *, workers: int | None = None
             bar.update(row)
 
     t0 = time.perf_counter()
-    if not todo:
-        pass
-    elif scheduler or workers:
+    if todo and (scheduler or workers):
         _run_dask(todo, on_row, workers, scheduler)
     else:
         for task in todo:

@@ -172,3 +172,11 @@ def test_empty_tables_keep_their_columns():
     assert compare.recovery(empty).empty
     assert list(compare.speed_summary(compare.speed(empty)).columns)[-1] == "ratio_geomean"
     assert np.all(compare.status_counts(empty).columns[:2] == ["engine", "fits"])
+
+
+def test_known_for_cites_an_r_engines_disagreement_on_both_sides():
+    probit = {"family": "binomial", "link": "probit", "nagq": 1, "formula": "y ~ x + (1 | g)"}
+    assert "lme4-noncanonical-laplace" in compare.known_for("lme4", "loglik", probit)
+    assert "lme4-noncanonical-laplace" in compare.known_for("glmmTMB", "loglik", probit)
+    logit = dict(probit, link="logit")
+    assert compare.known_for("glmmTMB", "loglik", logit) == []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 
@@ -149,7 +150,7 @@ def test_failure_rows():
 def test_run_study_native_only_resumes(tmp_path, capsys):
     probs = [Problem("tiny", "gaussian", scenario=PROBLEMS["smoke_gaussian"].scenario),
              PROBLEMS["smoke_ordinal"]]
-    probs = [dataclass_replace(p, engines=()) for p in probs]
+    probs = [dataclasses.replace(p, engines=()) for p in probs]
     tasks = plan(probs, 2, seed=3)
     with Store(tmp_path / "s.sqlite") as s:
         s.add(execute(tasks[1]))  # as if a killed run had finished one fit
@@ -163,13 +164,7 @@ def test_run_study_native_only_resumes(tmp_path, capsys):
     assert "resuming: 1 fits" in err and "[3/3] failures 0  unsupported 2" in err
 
 
-def dataclass_replace(p, **kw):
-    import dataclasses
-
-    return dataclasses.replace(p, **kw)
-
-
-def test_progress_line(capsys):
+def test_progress_line():
     import io
 
     buf = io.StringIO()

@@ -126,3 +126,19 @@ def test_dask_local_cluster_equals_serial(clean, tmp_path):
     assert_same_fits(dask_rows, rows(clean / "study.sqlite"))
     assert dask_rows["worker"].nunique() == 2  # both worker processes fitted
     assert os.getpid() not in {int(w.split(":")[1]) for w in dask_rows["worker"]}
+
+
+def test_existing_scheduler(clean, tmp_path):
+    import logging
+
+    import dask
+    from distributed import LocalCluster
+
+    with dask.config.set({"distributed.worker.daemon": False}), LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+            silence_logs=logging.ERROR) as cluster:
+        run_cli("run", "--suite", "smoke", "--problems", "smoke_poisson", "--out", str(tmp_path),
+                "--seed", "11", "--scheduler", cluster.scheduler_address, "--no-report")
+    got = rows(tmp_path / "study.sqlite")
+    want = rows(clean / "study.sqlite")
+    assert_same_fits(got, want[want["problem"] == "smoke_poisson"].reset_index(drop=True))
