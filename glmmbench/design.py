@@ -127,6 +127,9 @@ class Design:
         Rows dropped because a used column was missing (as ``na.omit``).
     messages : tuple of str
         Notes made while building (rows dropped, ...).
+    trials : ndarray or None
+        Binomial ``cbind(s, f)`` responses: ``s + f`` per row (R's ``n``; the
+        log-density is ``weights / trials * log dbinom(s, s + f, mu)``).
     family : str
         The family the response was coded for.
     row_index : ndarray of int, shape (n,)
@@ -144,6 +147,7 @@ class Design:
     response_levels: tuple[str, ...] | None = None
     n_dropped: int = 0
     messages: tuple[str, ...] = ()
+    trials: np.ndarray | None = None
     spec: Any = field(default=None, repr=False, compare=False)
     family: str = "gaussian"
     row_index: np.ndarray | None = field(default=None, repr=False, compare=False)
@@ -944,8 +948,8 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     data = _as_frame(data)
     ev = _Evaluator(data)
     frame = _model_frame(spec, data, ev, weights, offset)
-    y, w, response_levels, resp_msgs = _response(spec, frame.variables, family, frame.n,
-                                                 frame.weights)
+    y, w, response_levels, trials, resp_msgs = _response(spec, frame.variables, family,
+                                                         frame.n, frame.weights)
     X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n)
     terms, order = _random_terms(spec, frame.variables, frame.n, family)
     design_spec = _DesignSpec(
@@ -960,6 +964,7 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     return Design(
         formula=spec.text or str(formula), response_name=spec.response_name,
         y=_frozen(y), X=_frozen(X), fixef_names=names, weights=_frozen(w),
+        trials=None if trials is None else _frozen(trials),
         offset=_frozen(frame.offset), terms=terms, response_levels=response_levels,
         n_dropped=frame.n_dropped, messages=tuple(frame.messages + resp_msgs + x_msgs),
         spec=design_spec, family=family, row_index=_frozen(frame.rows),
@@ -1012,15 +1017,24 @@ def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights,
     for _, _, values in args:
         if values is not None:
             na |= np.isnan(values)
-    rows = np.flatnonzero(~na)
+    # rows with zero prior weight carry no information: dropped, as if missing
+    w_all = args[0][2]
+    zero_w = (~na & (w_all == 0)) if w_all is not None else np.zeros(n_all, dtype=bool)
+    rows = np.flatnonzero(~(na | zero_w))
     messages = []
-    if rows.size < n_all:
+    if na.any():
         where = _na_columns(data, [node for _, node, _, _ in evaluated + offsets], args)
-        if rows.size == 0:
+        if not (~na).any():
             raise DataError(f"no rows left after removing rows with missing values in: {where}")
-        k = n_all - rows.size
+        k = int(na.sum())
         messages.append(f"dropped {k} row{'s' if k > 1 else ''} with missing values in: "
                         f"{where}")
+    if zero_w.any():
+        label = _arg_name(weights, "weights=")
+        if rows.size == 0:
+            raise DataError(f"weights {label} are zero in every row: nothing to fit")
+        k = int(zero_w.sum())
+        messages.append(f"dropped {k} row{'s' if k > 1 else ''} with zero weights in {label}")
 
     variables: dict[str, _Var] = {}
     for name, _, context, var in evaluated:
@@ -1124,7 +1138,9 @@ def _non_integer(x: np.ndarray) -> bool:
 
 def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: int,
               user_w: np.ndarray | None
-              ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None, list[str]]:
+              ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None, np.ndarray | None,
+                         list[str]]:
+    """``(y, weights, response levels, binomial trials of a cbind() response, messages)``."""
     name = spec.response_name
     w = np.ones(n) if user_w is None else user_w
     messages: list[str] = []
@@ -1149,16 +1165,17 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
             y = np.where(trials > 0, s / trials, 0.0)
         if np.unique(np.column_stack([s, f]), axis=0).shape[0] < 2:
             raise DataError(f"response {name!r} is constant")
-        return y, trials * w, None, messages
+        return y, trials * w, None, trials, messages
 
     var = variables[deparse(spec.response_parts[0])]
     if family in ("ordinal", "multinomial"):
-        return _categorical_response(var, name, family, w)
+        y, w, levels, msgs = _categorical_response(var, name, family, w)
+        return y, w, levels, None, msgs
     if family == "binomial" and var.kind in ("fac", "chr"):
         fac = _drop_unused(_factorize(var))
         if len(fac.levels) < 2:
             raise DataError(f"response {name!r} is constant (only level {fac.levels[0]!r})")
-        return (fac.values > 0).astype(float), w, None, messages
+        return (fac.values > 0).astype(float), w, None, None, messages
     if var.kind not in ("num", "lgl"):
         raise DataError(f"response {name!r} is categorical (a factor or text); the {family} "
                         "family needs numbers")
@@ -1177,10 +1194,12 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
             raise DataError(f"{family} response {name!r} has {int(np.sum(y < 0))} "
                             "negative counts")
         if _non_integer(y):
-            messages.append(f"non-integer counts in {family} response {name!r}")
+            raise DataError(f"{family} response {name!r} has {int(np.sum(y != np.round(y)))} "
+                            "non-integer counts (its log-likelihood is -Inf there, as R's "
+                            "dpois / dnbinom)")
     if family != "gaussian" and y.size and np.all(y == y[0]):
         raise DataError(f"response {name!r} is constant (all values {y[0]:g})")
-    return y, w, None, messages
+    return y, w, None, None, messages
 
 
 def _categorical_response(var: _Var, name: str, family: str, w: np.ndarray):

@@ -23,8 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from glmmbench.design import Design
+from glmmbench.errors import GLMMError
 from glmmbench.linalg import ReIndex
-from glmmbench.pirls import PIRLSResult, pirls
+from glmmbench.pirls import PIRLSFailure, PIRLSResult, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas, ntheta, theta_lower, theta_start
@@ -92,12 +93,14 @@ class GLMMDevfun:
     last: PIRLSResult | None = field(init=False, default=None)
 
     def __post_init__(self):
+        if not isinstance(self.nagq, int | np.integer) or self.nagq < 1:
+            raise GLMMError(f"nagq must be a positive integer, not {self.nagq!r}")
         if self.nagq != 1:
-            raise ValueError("adaptive Gauss-Hermite quadrature (nagq > 1) is not available "
-                             "in this engine yet; use nagq=1 (Laplace)")
+            raise GLMMError("adaptive Gauss-Hermite quadrature (nagq > 1) is not available "
+                            "in this engine yet; use nagq=1 (Laplace)")
         self.ix = ReIndex.from_design(self.design)
         self._u = None
-        self._eta0 = self.response.family.link.linkfun(self.response.mustart())
+        self._beta0 = self._safe_beta()
         self.dispersion = self.response.family.name == "gaussian"
         self._resp = self.response
 
@@ -119,6 +122,21 @@ class GLMMDevfun:
         return np.concatenate([theta_lower(self.qs), np.full(int(self.dispersion), -np.inf),
                                np.full(self.design.p, -np.inf)])
 
+    def _safe_beta(self) -> np.ndarray:
+        """Start for joint PIRLS: the intercept at the weighted mean of ``g(mustart)``.
+
+        A constant predictor inside the link's domain, from which PIRLS can halve
+        steps (starting at ``beta = 0`` means ``eta = offset``, outside the domain of
+        e.g. Poisson-identity or binomial-log models).
+        """
+        r = self.response
+        beta = np.zeros(self.design.p)
+        if "(Intercept)" in self.design.fixef_names:
+            eta0 = r.family.link.linkfun(r.mustart()) - r.offset
+            w = r.weights if np.sum(r.weights) > 0 else np.ones_like(r.weights)
+            beta[self.design.fixef_names.index("(Intercept)")] = np.average(eta0, weights=w)
+        return beta
+
     def cov_start(self) -> np.ndarray:
         """lme4's theta start; for Gaussian, log of the response's sd."""
         start = theta_start(self.qs)
@@ -136,21 +154,34 @@ class GLMMDevfun:
             s2 = self.sigma(cov) ** 2
             self._resp = GLMResponse(r.y, r.weights / s2, r.offset, r.family)
 
-    def laplace(self, res: PIRLSResult) -> float:
+    def laplace(self, res: PIRLSResult | None) -> float:
+        if res is None:
+            return np.inf
         return self._resp.minus2loglik(res.working.mu) + float(res.u @ res.u) + res.ldL2
 
     def _run(self, cov, beta, joint):
+        """PIRLS at ``cov`` from the previous mode; from a cold start if that fails.
+
+        Returns None when PIRLS fails from both starts (the deviance is then inf).
+        """
         cov = np.asarray(cov, dtype=float)
         self._set_sigma(cov)
         V = z_lambda(self.design, cov[: self.ntheta])
-        start = dict(eta_start=self._eta0) if joint and self._u is None else {}
-        res = pirls(self.ix, V, self.design.X, self._resp, beta, self._u, joint=joint,
-                    tol=self.tol, **start)
-        if not np.isfinite(res.pdev) and self._u is not None:
-            # a warm start far from this theta can fail; restart from zero
-            self._u = None
-            res = pirls(self.ix, V, self.design.X, self._resp, beta, None, joint=joint,
-                        tol=self.tol, **(dict(eta_start=self._eta0) if joint else {}))
+        cold_beta = self._beta0 if joint else beta
+        starts = [(self._u, beta if beta is not None else self._beta0), (None, cold_beta)]
+        if self._u is None:
+            starts = starts[1:]
+        res = None
+        for u0, b0 in starts:
+            try:
+                res = pirls(self.ix, V, self.design.X, self._resp, b0, u0, joint=joint,
+                            tol=self.tol)
+            except PIRLSFailure:
+                continue
+            if np.isfinite(res.pdev):
+                break
+        if res is None or not np.isfinite(res.pdev):
+            return None
         self._u = res.u
         self.last = res
         return res
@@ -160,7 +191,7 @@ class GLMMDevfun:
         res = self._run(cov, self.last.beta if self.last is not None else None, joint=True)
         return self.laplace(res)
 
-    def pirls_at(self, params: np.ndarray) -> PIRLSResult:
+    def pirls_at(self, params: np.ndarray) -> PIRLSResult | None:
         params = np.asarray(params, dtype=float)
         k = self.ncov
         return self._run(params[:k], params[k:], joint=False)

@@ -22,7 +22,7 @@ from threadpoolctl import threadpool_limits
 
 from glmmbench.design import Design, build_design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
-from glmmbench.errors import FamilyError
+from glmmbench.errors import FamilyError, GLMMError
 from glmmbench.families import Family, get_family
 from glmmbench.optimize import (
     OptSummary,
@@ -56,8 +56,14 @@ def _control(control: Mapping[str, Any] | None) -> dict[str, Any]:
     out = dict(DEFAULT_CONTROL)
     for key, value in (control or {}).items():
         if key not in out:
-            raise ValueError(f"unknown control option {key!r}; valid: {', '.join(out)}")
-        out[key] = value
+            raise GLMMError(f"unknown control option {key!r}; valid: {', '.join(out)}")
+        default = DEFAULT_CONTROL[key]
+        if isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise GLMMError(f"control option {key!r} must be True or False, not {value!r}")
+        elif not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise GLMMError(f"control option {key!r} must be a positive number, not {value!r}")
+        out[key] = type(default)(value)
     return out
 
 
@@ -105,7 +111,7 @@ def optimize_glmm(devfun: GLMMDevfun,
 def _response(design: Design, family: Family) -> GLMResponse | None:
     if family.name == "gaussian" and family.link.name == "identity":
         return None
-    return GLMResponse(design.y, design.weights, design.offset, family)
+    return GLMResponse(design.y, design.weights, design.offset, family, trials=design.trials)
 
 
 def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
@@ -138,6 +144,8 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
 
 
 def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t0):
+    if reml is not None and not isinstance(reml, bool | np.bool_):
+        raise GLMMError(f"reml must be True, False or None, not {reml!r}")
     if family not in NATIVE_FAMILIES:
         fam_all = ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal",
                    "multinomial")
@@ -175,6 +183,10 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
         converged, conv_msgs = check_convergence(x[:k], devfun.lower[:k], grad, hess)
     else:
         converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
+    if not is_lmm and (devfun.last is None or not devfun.last.converged):
+        converged = False
+        conv_msgs.append("PIRLS did not converge at the optimum (separation, or a mode on "
+                         "the boundary of the link's domain?)")
     if opt.returnvalue == "MAXEVAL_REACHED":
         converged = False
         conv_msgs.append(f"optimizer reached the maximum of {opt.feval} evaluations")

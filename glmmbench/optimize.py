@@ -141,7 +141,7 @@ def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
     ``(x, f(x), gradient at x, moved)``; the Hessian is reused.
     """
     free = ~((x <= lower) & (grad > 0))
-    if not np.any(free):
+    if not (np.any(free) and np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
         return x, fx, grad, False
     try:
         step = np.linalg.solve(hess[np.ix_(free, free)], grad[free])
@@ -197,6 +197,10 @@ def check_convergence(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarr
     g, H = grad[keep], hess[np.ix_(keep, keep)]
     if g.size == 0:
         return converged, messages
+    if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
+        messages.append("Model failed to converge: the deviance is not finite near the "
+                        "optimum, so its gradient and Hessian cannot be evaluated")
+        return False, messages
     try:
         # lme4: solve(chol(H), g) with chol(H) the upper factor R, H = R'R
         R = np.linalg.cholesky(H).T

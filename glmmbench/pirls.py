@@ -23,10 +23,15 @@ import numpy as np
 from glmmbench.linalg import BlockedCholesky, ReIndex, crossproducts, factorize
 from glmmbench.response import GLMResponse, WorkingValues
 
-__all__ = ["PIRLSResult", "pirls"]
+__all__ = ["PIRLSResult", "PIRLSFailure", "pirls"]
 
 MAX_HALVINGS = 20
 _RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
+
+
+class PIRLSFailure(ArithmeticError):
+    """PIRLS could not proceed: a start outside the link's domain, or a factor that
+    is not positive definite (negative working weights)."""
 
 
 @dataclass(frozen=True)
@@ -50,25 +55,18 @@ def _pdev(resp: GLMResponse, mu: np.ndarray, u: np.ndarray) -> float:
 
 def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
           beta: np.ndarray | None, u: np.ndarray | None, *, joint: bool,
-          eta_start: np.ndarray | None = None, tol: float = 1e-12,
-          maxit: int = 40) -> PIRLSResult:
+          tol: float = 1e-12, maxit: int = 50) -> PIRLSResult:
     """Run PIRLS from ``(u, beta)``; with ``joint`` also update ``beta``.
 
-    ``eta_start`` (joint only) starts from a linear predictor instead of
-    ``(u, beta)``, as lme4 starts from the GLM's ``mustart``.
+    Raises ``PIRLSFailure`` when the start lies outside the link's domain or a
+    factorization fails; the caller restarts from a safe point.
     """
     u = np.zeros(ix.m) if u is None else u
     beta = np.zeros(X.shape[1]) if beta is None else beta
     off = resp.offset
     fixed = off + X @ beta  # offset + X beta, constant unless ``joint``
-    if eta_start is not None:
-        eta = eta_start
-        wv = resp.working(eta)
-        pdev = np.inf
-    else:
-        eta = fixed + ix.Zu(V, u)
-        wv = resp.working(eta)
-        pdev = _pdev(resp, wv.mu, u)
+    eta = fixed + ix.Zu(V, u)
+    wv = resp.working(eta)
     link, fam = resp.family.link, resp.family
 
     # links whose inverse can leave the family's mean space (R's glm.fit checks these)
@@ -77,45 +75,58 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     def valid(eta: np.ndarray, mu: np.ndarray) -> bool:
         return not restricted or bool(link.valideta(eta) and fam.validmu(mu))
 
+    if not valid(eta, wv.mu):
+        raise PIRLSFailure("PIRLS start lies outside the link's domain")
+    pdev = _pdev(resp, wv.mu, u)
+
     converged = False
     it = 0
     for it in range(1, maxit + 1):  # noqa: B007
         # working response: for joint updates of (u, beta) it includes X beta
         z = eta - (off if joint else fixed) + wv.wres
         cp = crossproducts(ix, V, wv.w, X if joint else None, z)
-        fac = factorize(cp, ix.q1)
+        fac = _factorize(cp, ix.q1)
         c1, c2, cX = fac.forward(cp.r1, cp.r2, cp.rX if joint else None)
         u_new, beta_new = fac.backward(c1, c2, cX)
         du = u_new - u
         db = (beta_new - beta) if joint else np.zeros_like(beta)
-        if np.isfinite(pdev):
-            step = max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0))
-            if step < tol * (1.0 + max(np.max(np.abs(u), initial=0.0),
-                                       np.max(np.abs(beta), initial=0.0))):
-                converged = True
-                break
+        step = max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0))
+        if step < tol * (1.0 + max(np.max(np.abs(u), initial=0.0),
+                                   np.max(np.abs(beta), initial=0.0))):
+            converged = True
+            break
         s = 1.0
-        enforce = valid(eta, wv.mu)
         for _ in range(MAX_HALVINGS):
             u_try = u + s * du
             b_try = beta + s * db
             eta_try = (off + X @ b_try if joint else fixed) + ix.Zu(V, u_try)
             wv_try = resp.working(eta_try)
-            if enforce and not valid(eta_try, wv_try.mu):
+            if not valid(eta_try, wv_try.mu):
                 # as R's glm.fit: from a valid eta, halve until eta stays in the domain
                 s /= 2.0
                 continue
             pdev_try = _pdev(resp, wv_try.mu, u_try)
-            if np.isfinite(pdev_try) and (pdev_try <= pdev + 1e-12 * abs(pdev)
-                                          or not np.isfinite(pdev)):
+            if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-12 * abs(pdev):
                 break
             s /= 2.0
         else:
-            # no decrease along the scoring direction: we are at the mode to
-            # working precision (or the problem is degenerate; the caller checks)
-            converged = bool(np.isfinite(pdev))
+            # no decrease along the scoring direction: at the mode to working
+            # precision, unless the step was large (a degenerate problem)
+            converged = step < 1e-6 * (1.0 + np.max(np.abs(u), initial=0.0))
             break
         u, beta, eta, wv, pdev = u_try, b_try, eta_try, wv_try, pdev_try
     else:
-        fac = factorize(crossproducts(ix, V, wv.w, None, None), ix.q1)
+        # iteration limit (e.g. separation: beta diverges): the factor at the last iterate
+        z = eta - (off if joint else fixed) + wv.wres
+        fac = _factorize(crossproducts(ix, V, wv.w, X if joint else None, z), ix.q1)
     return PIRLSResult(u, beta, wv, fac, float(pdev), it, converged)
+
+
+def _factorize(cp, q1: int) -> BlockedCholesky:
+    try:
+        fac = factorize(cp, q1)
+    except np.linalg.LinAlgError as err:
+        raise PIRLSFailure(f"PIRLS factorization failed: {err}") from err
+    if not np.isfinite(fac.logdet_Z()):
+        raise PIRLSFailure("PIRLS factorization failed: negative or non-finite weights")
+    return fac

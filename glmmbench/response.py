@@ -47,6 +47,7 @@ class GLMResponse:
     offset: np.ndarray
     family: Family
     fast: bool = True
+    trials: np.ndarray | None = None  # cbind() trials, R's ``n`` in binomial()$aic
     _consts: tuple | None = field(init=False, default=None, repr=False)
     _binary: bool = field(init=False, default=False, repr=False)
 
@@ -60,7 +61,7 @@ class GLMResponse:
                       and bool(np.all((wy == 0) | (w1y == 0))))
             object.__setattr__(self, "_binary", binary)
             k0 = self._kernel(mu0, wy, w1y)
-            c = float(np.sum(self.family.loglik_obs(self.y, mu0, self.weights))) - k0
+            c = float(np.sum(self._loglik_obs(mu0, 1.0))) - k0
             # log f(y | y) = log f(y | mu0) + d(y, mu0) / 2 = c + K(y)
             ksat = c + k0 + float(np.sum(self.family.dev_resids(self.y, mu0, self.weights))) / 2
             object.__setattr__(self, "_consts", (wy, w1y, c, ksat))
@@ -105,7 +106,12 @@ class GLMResponse:
         if self._consts is not None:
             wy, w1y, c, _ = self._consts
             return -2.0 * (c + self._kernel(mu, wy, w1y))
-        return -2.0 * float(np.sum(self.family.loglik_obs(self.y, mu, self.weights, dispersion)))
+        return -2.0 * float(np.sum(self._loglik_obs(mu, dispersion)))
+
+    def _loglik_obs(self, mu: np.ndarray, dispersion: float) -> np.ndarray:
+        if self.trials is not None:
+            return self.family.loglik_obs(self.y, mu, self.weights, dispersion, n=self.trials)
+        return self.family.loglik_obs(self.y, mu, self.weights, dispersion)
 
     def mustart(self) -> np.ndarray:
         return self.family.mustart(self.y, self.weights)

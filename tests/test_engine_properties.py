@@ -68,19 +68,10 @@ DEVFUN_REL = 1e-9
 
 COMBOS = [(f, link) for f in NATIVE_FAMILIES for link in FAMILIES[f].links]
 
-# Engine bugs that the drawn examples hit; each has its own reproducer at the end.
-BUG_MAXIT = pytest.mark.xfail(strict=True, reason="engine bug: PIRLS at maxit leaves "
-                              "fac.LXX None (test_pirls_iteration_limit_does_not_crash)")
-BUG_DOMAIN = pytest.mark.xfail(strict=True, reason="engine bug: PIRLS iterates outside the "
-                               "link's domain (test_invalid_warm_start_does_not_crash, "
-                               "test_fit_does_not_depend_on_a_constant_offset)")
 
-
-def combos(families=NATIVE_FAMILIES, bugs=None):
-    """Every family x link the engine fits, with the xfail marks of known bugs."""
-    bugs = bugs or {}
-    return [pytest.param(f, link, marks=bugs.get((f, link), ()), id=f"{f}-{link}")
-            for f, link in COMBOS if f in families]
+def combos(families=NATIVE_FAMILIES):
+    """Every family x link the engine fits."""
+    return [pytest.param(f, link, id=f"{f}-{link}") for f, link in COMBOS if f in families]
 
 
 # (intercept, slope of x in [-1, 1], sd of the random intercept) per family x link:
@@ -197,7 +188,7 @@ def test_integer_weights_equal_replicated_rows_devfun(family, link, seed, m, k, 
 
 
 @pytest.mark.parametrize(("family", "link"), combos(
-    ("binomial", "poisson"), {("binomial", "log"): BUG_DOMAIN}))
+    ("binomial", "poisson")))
 @given(seed=SEEDS, m=GROUPS, k=PER_GROUP)
 @FIT_SETTINGS
 def test_integer_weights_equal_replicated_rows(family, link, seed, m, k):
@@ -215,7 +206,7 @@ def test_cbind_weights_equal_replicated_rows_estimates(link, seed, m, k):
     """Weights multiply cbind totals; the estimates equal those of repeated rows.
 
     The log-likelihood is checked in
-    ``test_cbind_weights_loglik_equals_replicated_rows_and_lme4`` (engine bug).
+    ``test_cbind_weights_loglik_equals_replicated_rows_and_lme4``.
     """
     data = simulate(np.random.default_rng(seed), "binomial", link, m, k)
     weighted = fit("cbind(s, f) ~ x + (1 | g)", data, "binomial", link, weights="w")
@@ -227,11 +218,6 @@ CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
 
 
 @pytest.mark.r
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: with cbind() and prior weights w the binomial log-density is "
-    "log dbinom(w*s, w*n, mu) instead of R's w * log dbinom(s, n, mu): the response "
-    "keeps only weights = trials * w (design.py _response) and GLMResponse calls "
-    "loglik_obs without the trials n (response.py __post_init__ / minus2loglik)"))
 def test_cbind_weights_loglik_equals_replicated_rows_and_lme4():
     cbpp = datasets.load("cbpp")
     w = np.tile([1.0, 2.0, 3.0], len(cbpp))[: len(cbpp)]
@@ -318,9 +304,7 @@ def test_gaussian_weights_match_lmer():
 
 
 # ------------------------------------------------------------------- offsets
-@pytest.mark.parametrize(("family", "link"), combos(bugs={
-    ("gaussian", "inverse"): BUG_MAXIT, ("poisson", "identity"): BUG_DOMAIN,
-    ("binomial", "log"): BUG_DOMAIN}))
+@pytest.mark.parametrize(("family", "link"), combos())
 @given(seed=SEEDS, m=GROUPS, k=PER_GROUP, c=st.sampled_from([-1.5, -0.3, 0.7]))
 @FIT_SETTINGS
 def test_constant_offset_shifts_the_intercept(family, link, seed, m, k, c):
@@ -351,8 +335,7 @@ def test_formula_offset_equals_offset_argument_design(family, link, seed, m, k):
     assert as_array.fixef_names == in_formula.fixef_names
 
 
-@pytest.mark.parametrize(("family", "link"), combos(bugs={
-    ("binomial", "log"): BUG_DOMAIN}))
+@pytest.mark.parametrize(("family", "link"), combos())
 def test_formula_offset_equals_offset_argument_fit(family, link):
     data = simulate(np.random.default_rng(7), family, link, 6, 4)
     scale = 0.1 if link in ("identity", "sqrt", "inverse") else 1.0
@@ -502,13 +485,7 @@ def test_devfun_does_not_depend_on_warm_start(family, link, seed, m, k, jitter):
         assert devfun(params) == pytest.approx(first, rel=DEVFUN_REL, abs=DEVFUN_REL)
 
 
-# ------------------------------------------------- engine bugs found by the properties
-@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
-    "engine bug: when joint PIRLS (stage 1) reaches maxit without converging, pirls.py "
-    "(the for-loop's else branch) refactors without X, so fac.LXX is None, and "
-    "optimize_glmm's to_beta (fit.py, sla.solve_triangular(LXX, ...)) raises 'object "
-    "arrays are not supported'; slow linear convergence of Fisher scoring for "
-    "non-canonical links (cauchit, Gaussian inverse, binomial log) reaches maxit = 40"))
+# ------------------------------------ reproducers of engine bugs found by the properties
 @pytest.mark.parametrize(("family", "link", "seed", "m", "k", "truth", "weights"), [
     ("binomial", "cauchit", 0, 6, 3, (0.0, 1.0, 0.5), "w"),
     ("gaussian", "inverse", 912, 7, 6, (1.0, 0.2, 0.1), None),
@@ -520,32 +497,12 @@ def test_pirls_iteration_limit_does_not_crash(family, link, seed, m, k, truth, w
     assert res.converged or res.messages
 
 
-@pytest.mark.xfail(strict=True, raises=np.linalg.LinAlgError, reason=(
-    "engine bug: a PIRLS warm start (the previous call's u and beta) whose eta lies "
-    "outside the link's domain (binomial log: mu > 1) gives negative working weights, "
-    "and factorize raises LinAlgError (pirls.py, first factorize of the loop; "
-    "linalg.py factorize's cholesky) before GLMMDevfun._run can restart from zero, "
-    "which it only does for a non-finite pdev. lme4 fits this model: loglik -49.630, "
-    "fixef (-1.470, 0.291), theta 0.403"))
 def test_invalid_warm_start_does_not_crash():
     data = simulate(np.random.default_rng(0), "binomial", "log", 6, 4, (-1.2, 0.4, 0.3))
     res = fit("cbind(s, f) ~ x + (1 | g)", data, "binomial", "log", weights="w")
     assert res.loglik == pytest.approx(-49.63049306318167, abs=2e-3)  # lme4 1.1-31
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine bug: the first joint PIRLS call starts from eta_start (the GLM's mustart) "
-    "with u = 0 and beta = 0, so step halving moves towards eta = offset rather than "
-    "towards eta_start (pirls.py, the halving loop). Where eta = offset is outside the "
-    "link's domain (no offset: Poisson identity mu = 0, binomial log mu = 1) every "
-    "halving is rejected, PIRLS returns pdev = inf with mu = mustart, and "
-    "GLMMDevfun.laplace returns a finite value computed at mustart (deviance.py _run "
-    "restarts only after a warm start). Stage 1 then optimises a bogus objective: "
-    "Poisson identity stops far from the optimum (loglik -434.5, not converged; with "
-    "offset 0.7 it fits to -91.945 as lme4 does, lme4 without the offset fails with "
-    "'PIRLS loop resulted in NaN value'); binomial log crashes in to_beta (fit.py) "
-    "with scipy's 'array must not contain infs or NaNs' (the next PIRLS call starts at "
-    "mu = 1 and factors NaN)"))
 @pytest.mark.parametrize(("family", "link", "seed", "m", "k", "truth", "c"), [
     ("poisson", "identity", 96, 7, 6, (5.0, 1.0, 0.8), 0.7),
     ("binomial", "log", 0, 6, 4, (-1.6, 0.3, 0.25), -1.5),
