@@ -36,8 +36,8 @@ def fit_row(problem, replicate, engine, rec=None, status="ok", message=None, fam
             "record": rec, "truth": truth}
 
 
-@pytest.fixture
-def fits() -> pd.DataFrame:
+def sample_fits(r_error: str = "RError: boom") -> pd.DataFrame:
+    """Two replicates of a problem with a native and an lme4 fit, and an unsupported one."""
     rows = [
         fit_row("p", 0, "glmmbench", record("glmmbench", -100.0, 1.2, 0.4, 0.1, 0.05, 0.6, 0.5)),
         fit_row("p", 0, "lme4", record("lme4", -100.0005, 1.2001, 0.4, 0.101, 0.05, 0.61, 2.0)),
@@ -45,11 +45,16 @@ def fits() -> pd.DataFrame:
         fit_row("p", 1, "lme4", record("lme4", -50.002, 0.9, 0.7, 0.2, 0.05, 0.4, 0.5)),
         fit_row("q", 0, "glmmbench", status="unsupported", family="ordinal",
                 message="FamilyError: family 'ordinal' is not fitted by the native engine yet"),
-        fit_row("q", 0, "ordinal", status="error", family="ordinal", message="RError: boom"),
+        fit_row("q", 0, "ordinal", status="error", family="ordinal", message=r_error),
     ]
     df = pd.DataFrame(rows)
     df["converged"] = df["converged"].astype("boolean")
     return df
+
+
+@pytest.fixture
+def fits() -> pd.DataFrame:
+    return sample_fits()
 
 
 def test_vc_name():

@@ -9,23 +9,12 @@ import pandas as pd
 import pytest
 
 from glmmbench import report
-from tests.test_harness_compare import fit_row, record
+from tests.test_harness_compare import sample_fits
 
 
 @pytest.fixture
 def fits() -> pd.DataFrame:
-    rows = [
-        fit_row("p", 0, "glmmbench", record("glmmbench", -100.0, 1.2, 0.4, 0.1, 0.05, 0.6, 0.5)),
-        fit_row("p", 0, "lme4", record("lme4", -100.0005, 1.2001, 0.4, 0.101, 0.05, 0.61, 2.0)),
-        fit_row("p", 1, "glmmbench", record("glmmbench", -50.0, 0.9, 0.7, 0.2, 0.05, 0.4, 1.0)),
-        fit_row("p", 1, "lme4", record("lme4", -50.002, 0.9, 0.7, 0.2, 0.05, 0.4, 0.5)),
-        fit_row("q", 0, "glmmbench", status="unsupported", family="ordinal",
-                message="FamilyError: family 'ordinal' is not fitted by the native engine yet"),
-        fit_row("q", 0, "ordinal", status="error", family="ordinal", message="RError: a|b"),
-    ]
-    df = pd.DataFrame(rows)
-    df["converged"] = df["converged"].astype("boolean")
-    return df
+    return sample_fits(r_error="RError: a|b")  # a pipe, to check table escaping
 
 
 def test_fmt():
