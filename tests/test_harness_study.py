@@ -56,7 +56,10 @@ def assert_same_fits(a: pd.DataFrame, b: pd.DataFrame) -> None:
 def clean(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("clean")
     err = run_cli("run", "--suite", "smoke", "--out", str(out), "--seed", "11")
-    assert f"[{N_FITS}/{N_FITS}] failures 0  unsupported 2" in err
+    df = rows(out / "study.sqlite")
+    bad = df[~df["status"].isin(["ok", "unsupported"])]
+    assert bad.empty, bad[KEY + ["status", "message"]].to_string() + "\n" + err[-3000:]
+    assert f"[{N_FITS}/{N_FITS}] failures 0  unsupported 2" in err, err[-3000:]
     return out
 
 
