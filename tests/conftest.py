@@ -31,3 +31,20 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "r" in item.keywords:
             item.add_marker(skip)
+
+
+# Embedding R in the test process (rpy2) prepends R's library paths, among them
+# /usr/lib/x86_64-linux-gnu, to LD_LIBRARY_PATH. Python subprocesses started later
+# (the CLI, reference_r's spawned workers, Dask workers) then load the system's
+# libpython instead of their own interpreter's and fail in the stdlib (seen here:
+# "'_thread.RLock' object has no attribute '_recursion_count'"). Restore it.
+_LD_LIBRARY_PATH = os.environ.get("LD_LIBRARY_PATH")
+
+
+@pytest.fixture(autouse=True)
+def _restore_library_path():
+    yield
+    if _LD_LIBRARY_PATH is None:
+        os.environ.pop("LD_LIBRARY_PATH", None)
+    else:
+        os.environ["LD_LIBRARY_PATH"] = _LD_LIBRARY_PATH
