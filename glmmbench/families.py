@@ -53,6 +53,8 @@ class Link:
     linkinv : ``g^{-1}(eta)``, clamped where R clamps it.
     mu_eta : ``d mu / d eta`` at ``eta``, floored where R floors it.
     valideta : whether R accepts the linear predictor.
+    fused : optional ``eta -> (linkinv(eta), mu_eta(eta))`` sharing the work of the
+        two (one exponential for logit; for log, ``mu_eta`` is ``linkinv``).
     """
 
     name: str
@@ -60,6 +62,13 @@ class Link:
     linkinv: Callable[[ArrayLike], Array] = field(repr=False)
     mu_eta: Callable[[ArrayLike], Array] = field(repr=False)
     valideta: Callable[[ArrayLike], bool] = field(repr=False)
+    fused: Callable[[ArrayLike], tuple[Array, Array]] | None = field(default=None, repr=False)
+
+    def linkinv_and_mu_eta(self, eta: ArrayLike) -> tuple[Array, Array]:
+        """``(linkinv(eta), mu_eta(eta))``, through ``fused`` where the link has one."""
+        if self.fused is not None:
+            return self.fused(eta)
+        return self.linkinv(eta), self.mu_eta(eta)
 
 
 def _always_valid(x: ArrayLike) -> bool:
@@ -83,6 +92,26 @@ def _logit_mu_eta(eta: ArrayLike) -> Array:
     eta = _f(eta)
     e = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
     return np.where(np.abs(eta) > _LOGIT_THRESH, EPS, e / ((1.0 + e) * (1.0 + e)))
+
+
+def _logit_fused(eta: ArrayLike) -> tuple[Array, Array]:
+    """``_logit_linkinv`` and ``_logit_mu_eta`` from one exponential, with R's clamps."""
+    eta = _f(eta)
+    big = np.abs(eta) > _LOGIT_THRESH
+    t = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
+    if big.any():
+        t = np.where(eta < -_LOGIT_THRESH, EPS, np.where(eta > _LOGIT_THRESH, 1.0 / EPS, t))
+    one_t = 1.0 + t
+    mu = t / one_t
+    d = mu / one_t
+    if big.any():
+        d = np.where(big, EPS, d)
+    return mu, d
+
+
+def _log_fused(eta: ArrayLike) -> tuple[Array, Array]:
+    mu = _log_linkinv(eta)
+    return mu, mu  # R's log link: mu.eta is linkinv, pmax(exp(eta), eps)
 
 
 def _dnorm(x: Array) -> Array:
@@ -181,12 +210,13 @@ LINKS: Mapping[str, Link] = MappingProxyType(
     {
         link.name: link
         for link in (
-            Link("logit", _logit_linkfun, _logit_linkinv, _logit_mu_eta, _always_valid),
+            Link("logit", _logit_linkfun, _logit_linkinv, _logit_mu_eta, _always_valid,
+                 _logit_fused),
             Link("probit", lambda mu: special.ndtri(_f(mu)), _probit_linkinv, _probit_mu_eta,
                  _always_valid),
             Link("cloglog", _cloglog_linkfun, _cloglog_linkinv, _cloglog_mu_eta, _always_valid),
             Link("cauchit", _cauchit_linkfun, _cauchit_linkinv, _cauchit_mu_eta, _always_valid),
-            Link("log", _log_linkfun, _log_linkinv, _log_linkinv, _always_valid),
+            Link("log", _log_linkfun, _log_linkinv, _log_linkinv, _always_valid, _log_fused),
             Link("identity", _identity, _identity, _ones, _always_valid),
             Link("inverse", _reciprocal, _reciprocal, _inverse_mu_eta, _inverse_valideta),
             Link("sqrt", lambda mu: np.sqrt(_f(mu)), lambda eta: _f(eta) ** 2,
@@ -417,12 +447,14 @@ class Family:
         """True for a canonical pair, where ``mu_eta(eta) == V(mu)``."""
         return (self.name, self.link.name) in _CANONICAL_PAIRS
 
-    def working_weights(self, eta: ArrayLike, mu: ArrayLike, wt: ArrayLike) -> Array:
+    def working_weights(self, eta: ArrayLike, mu: ArrayLike, wt: ArrayLike,
+                        mu_eta: ArrayLike | None = None) -> Array:
         """PIRLS weights ``wt * mu_eta(eta)^2 / V(mu)`` (lme4's ``sqrtWrkWt`` squared).
 
         A canonical pair has ``mu_eta == V``, so the fused ``wt * mu_eta(eta)`` is used.
+        ``mu_eta`` may be passed when already computed.
         """
-        d = self.link.mu_eta(eta)
+        d = self.link.mu_eta(eta) if mu_eta is None else _f(mu_eta)
         if self.canonical_fast:
             return _f(wt) * d
         return _f(wt) * d * d / self.variance(mu)

@@ -38,6 +38,7 @@ from glmmbench.theta import theta_start
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
 
 NATIVE_FAMILIES = ("gaussian", "binomial", "poisson")
+THRESHOLDS = ("flexible", "equidistant", "symmetric")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
 PIRLS_TOL_DERIVS = 1e-12
@@ -131,6 +132,9 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     weights, offset : array or column name, optional
     nagq : int
         1 = Laplace approximation.
+    threshold : str
+        Ordinal models' thresholds (``"flexible"``, ``"equidistant"``, ``"symmetric"``,
+        as clmm); checked here, used by the ordinal family.
     reml : bool, optional
         Gaussian only; default True.
     control : dict, optional
@@ -138,6 +142,8 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     """
     t0 = time.perf_counter()
     # The engine's dense blocks are small: threaded BLAS only adds contention.
+    if threshold not in THRESHOLDS:
+        raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit(formula, data, family, link, weights=weights, offset=offset, nagq=nagq,
                     reml=reml, control=control, t0=t0)

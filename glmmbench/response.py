@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from glmmbench.families import _LOGIT_THRESH as LOGIT_THRESH
-from glmmbench.families import EPS, Family
+from glmmbench.families import Family
 
 __all__ = ["GLMResponse", "WorkingValues"]
 
@@ -75,19 +74,10 @@ class GLMResponse:
         return float(wy @ np.log(mu) - self.weights @ mu)
 
     def working(self, eta: np.ndarray) -> WorkingValues:
-        link, fam = self.family.link, self.family
-        if self.fast and link.name == "logit":
-            mu, d = _logit_mu_and_mu_eta(eta)
-        elif link.name == "log":
-            mu = link.linkinv(eta)
-            d = mu  # R's log link: mu.eta is linkinv, pmax(exp(eta), eps)
-        else:
-            mu = link.linkinv(eta)
-            d = link.mu_eta(eta)
-        if fam.canonical_fast:
-            w = self.weights * d
-        else:
-            w = self.weights * d * d / fam.variance(mu)
+        link = self.family.link
+        mu, d = (link.linkinv_and_mu_eta(eta) if self.fast
+                 else (link.linkinv(eta), link.mu_eta(eta)))
+        w = self.family.working_weights(eta, mu, self.weights, mu_eta=d)
         return WorkingValues(eta, mu, w, (self.y - mu) / d)
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
@@ -116,17 +106,3 @@ class GLMResponse:
     def mustart(self) -> np.ndarray:
         return self.family.mustart(self.y, self.weights)
 
-
-def _logit_mu_and_mu_eta(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The logit link's ``linkinv`` and ``mu_eta`` from one exponential, with R's clamps
-    (``families.LINKS["logit"]`` is the reference; a test checks they agree)."""
-    big = np.abs(eta) > LOGIT_THRESH
-    t = np.exp(np.clip(eta, -LOGIT_THRESH, LOGIT_THRESH))
-    if big.any():
-        t = np.where(eta < -LOGIT_THRESH, EPS, np.where(eta > LOGIT_THRESH, 1.0 / EPS, t))
-    one_t = 1.0 + t
-    mu = t / one_t
-    d = mu / one_t
-    if big.any():
-        d = np.where(big, EPS, d)
-    return mu, d

@@ -103,8 +103,6 @@ class GLMMResult:
         if type not in ("response", "link"):
             raise ValueError(f"type must be 'response' or 'link', not {type!r}")
         design = self.design if newdata is None else self.design.new_data(newdata)
-        if design.X.shape[1] != self.fixef.size:
-            design = _subset_columns(design, self.design.fixef_names)
         eta = self._eta(design, re)
         return eta if type == "link" else self.family.link.linkinv(eta)
 
@@ -168,13 +166,6 @@ class GLMMResult:
             "time_s": float(self.time_s),
             "smooths": [] if self.smooths is None else self.smooths.to_dict(orient="records"),
         }
-
-
-def _subset_columns(design: Design, names: tuple[str, ...]) -> Design:
-    import dataclasses
-
-    idx = [design.fixef_names.index(n) for n in names]
-    return dataclasses.replace(design, X=design.X[:, idx], fixef_names=names)
 
 
 def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.ndarray,
@@ -273,15 +264,15 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
                     vcov = V
             except np.linalg.LinAlgError:
                 pass
-        V_lam = z_lambda(design, theta)
-        # res.working.w already carries 1 / sigma^2 for Gaussian responses
-        cp = crossproducts(devfun.ix, V_lam, res.working.w, design.X, None)
-        fac = factorize(cp, devfun.ix.q1)
+        fac = res.fac  # L_Z at the conditional mode
         if vcov is None:
             if hess is not None:
                 messages.append("variance-covariance matrix from the finite-difference "
                                 "Hessian is not positive definite; using R_X instead")
-            Linv = sla.solve_triangular(fac.LXX, np.eye(p), lower=True)
+            # res.working.w already carries 1 / sigma^2 for Gaussian responses
+            cp = crossproducts(devfun.ix, z_lambda(design, theta), res.working.w, design.X,
+                               None)
+            Linv = sla.solve_triangular(factorize(cp, devfun.ix.q1).LXX, np.eye(p), lower=True)
             vcov = Linv.T @ Linv
     vcov = 0.5 * (vcov + vcov.T)
     inv_blocks = fac.inverse_diag_blocks(devfun.ix)

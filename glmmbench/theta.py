@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["ntheta", "theta_lower", "theta_start", "lambdas", "lambda_to_theta"]
+__all__ = ["ntheta", "theta_lower", "theta_start", "lambdas"]
 
 
 def _tril_colmajor(q: int) -> tuple[np.ndarray, np.ndarray]:
@@ -52,10 +52,3 @@ def lambdas(theta: np.ndarray, qs: tuple[int, ...]) -> list[np.ndarray]:
         pos += k
     return out
 
-
-def lambda_to_theta(Ls: list[np.ndarray]) -> np.ndarray:
-    parts = []
-    for L in Ls:
-        r, c = _tril_colmajor(L.shape[0])
-        parts.append(L[r, c])
-    return np.concatenate(parts)

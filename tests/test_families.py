@@ -555,3 +555,14 @@ def test_densities_equal_r_over_wide_ranges(r):
             fam._log_dnbinom(y, theta, mu),
             call(ro.r("function(y, t, m) dnbinom(y, size = t, mu = m, log = TRUE)"),
                  y, [theta], mu), rtol=1e-12, err_msg=f"theta={theta}")
+
+
+@pytest.mark.parametrize("link", list(fam.LINKS))
+def test_fused_linkinv_and_mu_eta_agree_with_the_plain_functions(link):
+    """The fused path (logit: one exponential; log: mu_eta is linkinv) gives R's clamps."""
+    lk = fam.LINKS[link]
+    eta = np.concatenate([np.linspace(-40.0, 40.0, 20001), [-30.0, 30.0, -30.0000001, 29.99999]])
+    eta = eta[np.array([bool(lk.valideta(np.array([e]))) for e in eta])]
+    mu, d = lk.linkinv_and_mu_eta(eta)
+    np.testing.assert_allclose(mu, lk.linkinv(eta), rtol=1e-15, atol=0)
+    np.testing.assert_allclose(d, lk.mu_eta(eta), rtol=1e-15, atol=0)
