@@ -21,12 +21,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy import sparse
 
 from glmmbench.design import Design
 from glmmbench.errors import GLMMError
 from glmmbench.linalg import ReIndex
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
+from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas, ntheta, theta_lower, theta_start
 
@@ -93,12 +95,16 @@ class GLMMDevfun:
     last: PIRLSResult | None = field(init=False, default=None)
 
     def __post_init__(self):
-        if not isinstance(self.nagq, int | np.integer) or self.nagq < 1:
-            raise GLMMError(f"nagq must be a positive integer, not {self.nagq!r}")
-        if self.nagq != 1:
-            raise GLMMError("adaptive Gauss-Hermite quadrature (nagq > 1) is not available "
-                            "in this engine yet; use nagq=1 (Laplace)")
+        self.nagq = check_nagq(self.nagq)
         self.ix = ReIndex.from_design(self.design)
+        self.rule = None
+        if self.nagq > 1:
+            _check_agq_design(self.design)
+            check_nodes(self.nagq, self.ix.q1)
+            self.rule = gh_rule(self.nagq, self.ix.q1)
+            self._group_sum = sparse.csr_matrix(
+                (np.ones(self.design.n), (self.ix.codes1, np.arange(self.design.n))),
+                shape=(self.ix.n1, self.design.n))
         self._u = None
         self._beta0 = self._safe_beta()
         self.dispersion = self.response.family.name == "gaussian"
@@ -159,6 +165,28 @@ class GLMMDevfun:
             return np.inf
         return self._resp.minus2loglik(res.working.mu) + float(res.u @ res.u) + res.ldL2
 
+    def agq(self, res: PIRLSResult | None) -> float:
+        """The AGQ deviance (``glmmbench.quadrature``) around the mode of ``res``."""
+        if res is None:
+            return np.inf
+        ix = self.ix
+        fixed = res.working.eta - ix.Zu(self._V, res.u)
+        V1 = self._V[0]
+        codes = ix.codes1
+
+        def group_loglik(U: np.ndarray) -> np.ndarray:
+            Ui = U[codes]  # (n, M, q)
+            eta = fixed[:, None] + np.einsum("ia,ima->im", V1, Ui)
+            return self._group_sum @ self._resp.loglik_obs(eta)
+
+        value = agq_deviance(self.rule, res.u.reshape(ix.n1, ix.q1), res.fac.L11,
+                             res.fac.L11inv, group_loglik, self.design.n)
+        return value if np.isfinite(value) else np.inf
+
+    def objective(self, res: PIRLSResult | None) -> float:
+        """The deviance at a PIRLS result: Laplace for ``nagq = 1``, AGQ otherwise."""
+        return self.laplace(res) if self.nagq == 1 else self.agq(res)
+
     def _run(self, cov, beta, joint):
         """PIRLS at ``cov`` from the previous mode; from a cold start if that fails.
 
@@ -166,7 +194,7 @@ class GLMMDevfun:
         """
         cov = np.asarray(cov, dtype=float)
         self._set_sigma(cov)
-        V = z_lambda(self.design, cov[: self.ntheta])
+        V = self._V = z_lambda(self.design, cov[: self.ntheta])
         cold_beta = self._beta0 if joint else beta
         starts = [(self._u, beta if beta is not None else self._beta0), (None, cold_beta)]
         if self._u is None:
@@ -197,12 +225,27 @@ class GLMMDevfun:
         return self._run(params[:k], params[k:], joint=False)
 
     def __call__(self, params: np.ndarray) -> float:
-        return self.laplace(self.pirls_at(params))
+        return self.objective(self.pirls_at(params))
+
+
+def _check_agq_design(design: Design) -> None:
+    """AGQ integrates over the effects of one grouping factor (as lme4's nAGQ)."""
+    if len(design.terms) != 1:
+        terms = ", ".join(f"({t.term})" if t.term else t.group for t in design.terms)
+        raise GLMMError(
+            "adaptive Gauss-Hermite quadrature (nagq > 1) needs a single random-effects "
+            f"term over one grouping factor; this model has {len(design.terms)}: {terms}. "
+            "Use nagq=1 (Laplace), or write correlated effects of one factor as one term "
+            "such as (1 + x | g)"
+        )
 
 
 def make_devfun(design: Design, response: GLMResponse | None = None, nagq: int = 1,
                 reml: bool = False) -> LMMDevfun | GLMMDevfun:
     """The deviance function of the model: LMM when ``response`` is None."""
     if response is None:
+        if check_nagq(nagq) != 1:
+            raise GLMMError("nagq > 1 applies to generalized models: a linear mixed "
+                            "model's likelihood is exact, with no integral to approximate")
         return LMMDevfun(design, reml)
     return GLMMDevfun(design, response, nagq)

@@ -131,7 +131,9 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         R's link name; default canonical.
     weights, offset : array or column name, optional
     nagq : int
-        1 = Laplace approximation.
+        1 = Laplace approximation; k > 1 = adaptive Gauss-Hermite quadrature with k
+        nodes per random effect (k^q per group: a product rule for q-vector
+        effects), for models with a single grouping factor.
     threshold : str
         Ordinal models' thresholds (``"flexible"``, ``"equidistant"``, ``"symmetric"``,
         as clmm); checked here, used by the ordinal family.

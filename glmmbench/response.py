@@ -60,10 +60,11 @@ class GLMResponse:
                       and bool(np.all((wy == 0) | (w1y == 0))))
             object.__setattr__(self, "_binary", binary)
             k0 = self._kernel(mu0, wy, w1y)
+            c_obs = self._loglik_obs(mu0, 1.0) - self._kernel_obs(mu0, wy, w1y)
             c = float(np.sum(self._loglik_obs(mu0, 1.0))) - k0
             # log f(y | y) = log f(y | mu0) + d(y, mu0) / 2 = c + K(y)
             ksat = c + k0 + float(np.sum(self.family.dev_resids(self.y, mu0, self.weights))) / 2
-            object.__setattr__(self, "_consts", (wy, w1y, c, ksat))
+            object.__setattr__(self, "_consts", (wy, w1y, c, ksat, c_obs))
 
     def _kernel(self, mu: np.ndarray, wy: np.ndarray, w1y: np.ndarray) -> float:
         if self.family.name == "binomial":
@@ -72,6 +73,17 @@ class GLMResponse:
                 return float(self.weights @ np.log(np.where(wy > 0, mu, 1.0 - mu)))
             return float(wy @ np.log(mu) + w1y @ np.log1p(-mu))
         return float(wy @ np.log(mu) - self.weights @ mu)
+
+    def _kernel_obs(self, mu: np.ndarray, wy: np.ndarray, w1y: np.ndarray) -> np.ndarray:
+        """The kernel term by term; ``mu`` is ``(n,)`` or ``(n, M)``."""
+        if mu.ndim == 2:
+            wy, w1y = wy[:, None], w1y[:, None]
+        w = self.weights if mu.ndim == 1 else self.weights[:, None]
+        if self.family.name == "binomial":
+            if self._binary:
+                return w * np.log(np.where(wy > 0, mu, 1.0 - mu))
+            return wy * np.log(mu) + w1y * np.log1p(-mu)
+        return wy * np.log(mu) - w * mu
 
     def working(self, eta: np.ndarray) -> WorkingValues:
         link = self.family.link
@@ -86,7 +98,7 @@ class GLMResponse:
     def deviance(self, mu: np.ndarray) -> float:
         """``sum_i d(y_i, mu_i)``, the sum of the deviance residuals."""
         if self._consts is not None:
-            wy, w1y, c, ksat = self._consts
+            wy, w1y, c, ksat, _ = self._consts
             # K(y) - K(mu) = (c + K(y)) - (c + K(mu)); c + K(y) is ksat
             return 2.0 * (ksat - c - self._kernel(mu, wy, w1y))
         return float(np.sum(self.dev_resids(mu)))
@@ -94,14 +106,29 @@ class GLMResponse:
     def minus2loglik(self, mu: np.ndarray, dispersion: float = 1.0) -> float:
         """``-2 sum log f(y_i | mu_i)`` with every constant R's ``family$aic`` carries."""
         if self._consts is not None:
-            wy, w1y, c, _ = self._consts
+            wy, w1y, c, _, _ = self._consts
             return -2.0 * (c + self._kernel(mu, wy, w1y))
         return -2.0 * float(np.sum(self._loglik_obs(mu, dispersion)))
 
+    def loglik_obs(self, eta: np.ndarray) -> np.ndarray:
+        """``log f(y_i | eta_i)`` term by term, constants included (as ``minus2loglik``).
+
+        ``eta`` is ``(n,)`` or ``(n, M)``: M linear predictors per observation, as
+        adaptive quadrature evaluates them at M nodes.
+        """
+        mu = self.family.link.linkinv(eta)
+        if self._consts is not None:
+            wy, w1y, _, _, c_obs = self._consts
+            c = c_obs if mu.ndim == 1 else c_obs[:, None]
+            return c + self._kernel_obs(mu, wy, w1y)
+        return self._loglik_obs(mu, 1.0)
+
     def _loglik_obs(self, mu: np.ndarray, dispersion: float) -> np.ndarray:
+        col = (lambda a: a) if mu.ndim == 1 else (lambda a: a[:, None])
         if self.trials is not None:
-            return self.family.loglik_obs(self.y, mu, self.weights, dispersion, n=self.trials)
-        return self.family.loglik_obs(self.y, mu, self.weights, dispersion)
+            return self.family.loglik_obs(col(self.y), mu, col(self.weights), dispersion,
+                                          n=col(self.trials))
+        return self.family.loglik_obs(col(self.y), mu, col(self.weights), dispersion)
 
     def mustart(self) -> np.ndarray:
         return self.family.mustart(self.y, self.weights)

@@ -2,7 +2,8 @@
 
 Conventions follow R's reference engine for the model (lme4):
 
-- ``loglik``: LMM, the (RE)ML log-likelihood; GLMM, ``-1/2`` the Laplace deviance.
+- ``loglik``: LMM, the (RE)ML log-likelihood; GLMM, ``-1/2`` the Laplace (``nagq = 1``)
+  or AGQ deviance, with every constant of the conditional density (for AGQ, unlike lme4).
 - ``deviance``: LMM, ``-2 loglik`` (R's ``REMLcrit`` for REML fits); GLMM, the
   sum of squared deviance residuals at the conditional modes (R's ``deviance()``).
 - ``df``: number of parameters (beta, theta, and sigma for an LMM);
@@ -250,7 +251,7 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         theta, beta = opt.final[:devfun.ntheta].copy(), opt.final[k:].copy()
         res = devfun.last
         u = res.u
-        loglik = -devfun.laplace(res) / 2
+        loglik = -devfun.objective(res) / 2
         deviance = devfun.response.deviance(res.working.mu)
         sigma = devfun.sigma(opt.final[:k])
         df = p + k
@@ -277,7 +278,9 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
     vcov = 0.5 * (vcov + vcov.T)
     inv_blocks = fac.inverse_diag_blocks(devfun.ix)
     ranef, b = _ranef(design, theta, u, inv_blocks, scale2)
-    optinfo = {"stages": [s.to_dict() for s in stages]}
+    optinfo = {"stages": [s.to_dict() for s in stages], "nagq": nagq}
+    if not lmm and devfun.rule is not None:
+        optinfo["agq_nodes_per_group"] = devfun.rule.nnodes
     if grad is not None:
         optinfo["derivs"] = {"gradient": grad.tolist(), "Hessian": hess.tolist()}
     fixef = pd.Series(beta, index=names, name="fixef")
