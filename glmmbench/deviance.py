@@ -170,14 +170,13 @@ class GLMMDevfun:
         if res is None:
             return np.inf
         ix = self.ix
-        fixed = res.working.eta - ix.Zu(self._V, res.u)
-        V1 = self._V[0]
-        codes = ix.codes1
+        eta_star, V1, codes = res.working.eta, self._V[0], ix.codes1
 
-        def group_loglik(U: np.ndarray) -> np.ndarray:
-            Ui = U[codes]  # (n, M, q)
-            eta = fixed[:, None] + np.einsum("ia,ima->im", V1, Ui)
-            return self._group_sum @ self._resp.loglik_obs(eta)
+        def group_loglik(z: np.ndarray, C: np.ndarray) -> np.ndarray:
+            # eta at u*_j + C_j z is eta* + A z with A_i = (Z Lambda)_i C_j
+            A = (V1 * C[codes, 0, 0][:, None] if ix.q1 == 1
+                 else np.einsum("ia,iab->ib", V1, C[codes]))
+            return self._group_sum @ self._resp.loglik_affine(eta_star, A, z)
 
         value = agq_deviance(self.rule, res.u.reshape(ix.n1, ix.q1), res.fac.L11,
                              res.fac.L11inv, group_loglik, self.design.n)

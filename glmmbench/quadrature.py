@@ -109,7 +109,8 @@ def check_nodes(nagq: int, q: int) -> None:
 
 
 def agq_deviance(rule: GHRule, u: np.ndarray, L: np.ndarray, Linv: np.ndarray,
-                 group_loglik: Callable[[np.ndarray], np.ndarray], nobs: int) -> float:
+                 group_loglik: Callable[[np.ndarray, np.ndarray], np.ndarray],
+                 nobs: int) -> float:
     """``-2 log`` of the marginal likelihood by AGQ (module docstring).
 
     Parameters
@@ -117,8 +118,10 @@ def agq_deviance(rule: GHRule, u: np.ndarray, L: np.ndarray, Linv: np.ndarray,
     rule : the product rule (``rule.q == q``).
     u : ``(G, q)`` conditional modes ``u*_j``.
     L, Linv : ``(G, q, q)`` lower blocks ``L_j`` of the factor and their inverses.
-    group_loglik : maps ``U`` of shape ``(G, M, q)`` (M nodes per group) to the
-        ``(G, M)`` conditional log-densities ``log f(y_j | U[j, m])``.
+    group_loglik : ``(z, C)`` -> the ``(G, M)`` conditional log-densities
+        ``log f(y_j | u*_j + C_j z_m)`` at the M standardized nodes ``z`` (``(M, q)``),
+        with ``C`` the ``(G, q, q)`` scalings (the caller forms the linear
+        predictor as it likes, e.g. ``eta* + (Z_j C_j) z``).
     nobs : observations behind ``group_loglik``; nodes are taken in chunks so that
         about ``2^22`` observation-node values are held at once.
     """
@@ -131,6 +134,6 @@ def agq_deviance(rule: GHRule, u: np.ndarray, L: np.ndarray, Linv: np.ndarray,
     for s in range(0, rule.nnodes, step):
         z = rule.z[s:s + step]
         U = u[:, None, :] + np.einsum("jab,mb->jma", C, z)
-        acc[:, s:s + step] = (group_loglik(U) - 0.5 * np.sum(U**2, axis=2)
+        acc[:, s:s + step] = (group_loglik(z, C) - 0.5 * np.sum(U**2, axis=2)
                               + (half_z2[s:s + step] + rule.logw[s:s + step])[None, :])
     return ldL2 - 2.0 * float(np.sum(logsumexp(acc, axis=1)))

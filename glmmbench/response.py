@@ -49,6 +49,8 @@ class GLMResponse:
     trials: np.ndarray | None = None  # cbind() trials, R's ``n`` in binomial()$aic
     _consts: tuple | None = field(init=False, default=None, repr=False)
     _binary: bool = field(init=False, default=False, repr=False)
+    _minus_sign: np.ndarray | None = field(init=False, default=None, repr=False)
+    _minus_weights: np.ndarray | None = field(init=False, default=None, repr=False)
 
     def __post_init__(self):
         if self.fast and self.family.name in _KERNEL_FAMILIES:
@@ -59,6 +61,8 @@ class GLMResponse:
             binary = (self.family.name == "binomial"
                       and bool(np.all((wy == 0) | (w1y == 0))))
             object.__setattr__(self, "_binary", binary)
+            object.__setattr__(self, "_minus_sign", np.where(wy > 0, -1.0, 1.0))
+            object.__setattr__(self, "_minus_weights", -self.weights)
             k0 = self._kernel(mu0, wy, w1y)
             c_obs = self._loglik_obs(mu0, 1.0) - self._kernel_obs(mu0, wy, w1y)
             c = float(np.sum(self._loglik_obs(mu0, 1.0))) - k0
@@ -116,12 +120,39 @@ class GLMResponse:
         ``eta`` is ``(n,)`` or ``(n, M)``: M linear predictors per observation, as
         adaptive quadrature evaluates them at M nodes.
         """
-        mu = self.family.link.linkinv(eta)
-        if self._consts is not None:
-            wy, w1y, _, _, c_obs = self._consts
-            c = c_obs if mu.ndim == 1 else c_obs[:, None]
-            return c + self._kernel_obs(mu, wy, w1y)
-        return self._loglik_obs(mu, 1.0)
+        if self._consts is None:
+            return self._loglik_obs(self.family.link.linkinv(eta), 1.0)
+        wy, w1y, _, _, c_obs = self._consts
+        col = (lambda a: a) if eta.ndim == 1 else (lambda a: a[:, None])
+        link = self.family.link.name
+        if self.family.name == "poisson" and link == "log":
+            return col(c_obs) + col(wy) * eta - col(self.weights) * np.exp(eta)
+        return col(c_obs) + self._kernel_obs(self.family.link.linkinv(eta), wy, w1y)
+
+    def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
+        """``loglik_obs`` at the ``(n, M)`` predictors ``eta0[:, None] + A @ z.T``.
+
+        Adaptive quadrature's predictors are affine in the nodes ``z`` (``(M, q)``);
+        for binary logit models the sign and the overflow check are then applied
+        to the n-vectors, and the rest is done in place: ``w log mu`` is
+        ``-w log(1 + exp(-eta))`` for ``y = 1`` and ``-w log(1 + exp(eta))`` for
+        ``y = 0``. A test checks this path against ``loglik_obs``.
+        """
+        if not (self._binary and self.family.link.name == "logit"):
+            return self.loglik_obs(eta0[:, None] + A @ z.T)
+        sign = self._minus_sign
+        t = (np.multiply.outer(sign * A[:, 0], z[:, 0]) if A.shape[1] == 1
+             else (sign[:, None] * A) @ z.T)
+        t += (sign * eta0)[:, None]
+        bound = np.max(np.abs(eta0)) + np.max(np.abs(A).sum(axis=1)) * np.max(np.abs(z))
+        if bound < 700.0:  # exp cannot overflow
+            np.exp(t, out=t)
+            np.log1p(t, out=t)
+        else:
+            t = np.logaddexp(0.0, t)
+        t *= self._minus_weights[:, None]
+        c_obs = self._consts[4]
+        return t if not np.any(c_obs) else t + c_obs[:, None]
 
     def _loglik_obs(self, mu: np.ndarray, dispersion: float) -> np.ndarray:
         col = (lambda a: a) if mu.ndim == 1 else (lambda a: a[:, None])

@@ -26,6 +26,7 @@ from glmmbench.errors import GLMMError
 from glmmbench.families import get_family
 from glmmbench.fit import PIRLS_TOL_DERIVS, _response
 from glmmbench.quadrature import MAX_NODES, gh_rule
+from glmmbench.response import GLMResponse
 
 INTEGRAL_REL = 1e-8  # AGQ with many nodes vs an independent integral, relative
 NAGQ1_ABS = 1e-10  # the one-node rule vs the Laplace formula
@@ -266,3 +267,31 @@ def test_too_many_nodes():
 def test_lmm_rejects_nagq():
     with pytest.raises(GLMMError, match="linear mixed model's likelihood is exact"):
         fit("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"), nagq=5)
+
+
+# ------------------------------------------------------------- fast paths
+@pytest.mark.parametrize("family,link,weights", [
+    ("binomial", "logit", False), ("binomial", "logit", True), ("binomial", "probit", False),
+    ("poisson", "log", False), ("gaussian", "log", False),
+])
+@pytest.mark.parametrize("q", [1, 2])
+def test_affine_loglik_equals_plain(family, link, weights, q):
+    """The fused per-node log-density (binary logit, Poisson log) equals the family's
+    general, R-exact functions at every node."""
+    rng = np.random.default_rng(8)
+    data = clustered(rng, family)
+    if weights:
+        data["w"] = rng.integers(1, 4, len(data)).astype(float)
+    design = build_design("y ~ x + (1 | g)", data, family, weights="w" if weights else None)
+    fam = get_family(family, link)
+    fast = _response(design, fam)
+    plain = GLMResponse(design.y, design.weights, design.offset, fam, fast=False,
+                        trials=design.trials)
+    eta0 = rng.normal(0, 1.5, design.n) + (3.0 if family == "gaussian" else 0.0)
+    A = rng.normal(0, 0.7, (design.n, q))
+    z = gh_rule(5, q).z
+    want = plain._loglik_obs(fam.link.linkinv(eta0[:, None] + A @ z.T), 1.0)
+    np.testing.assert_allclose(fast.loglik_affine(eta0, A, z), want, rtol=1e-12, atol=1e-12)
+    eta = eta0 + A[:, 0]
+    np.testing.assert_allclose(fast.loglik_obs(eta), plain._loglik_obs(fam.link.linkinv(eta), 1.0),
+                               rtol=1e-12, atol=1e-12)
