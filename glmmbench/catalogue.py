@@ -63,6 +63,9 @@ class Problem:
         (None: the suite's count). A dataset problem has one replicate.
     timeout
         Seconds an R fit may take before it is recorded as a timeout.
+    data_key
+        Replicates are drawn under this key (default: the name), so problems that
+        differ only in their estimator (e.g. a series over ``nagq``) fit the same data.
     """
 
     name: str
@@ -77,6 +80,7 @@ class Problem:
     options: Mapping[str, Mapping] = field(default_factory=dict)
     replicates: int | None = None
     timeout: float = 300.0
+    data_key: str | None = None
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.scenario is None):
@@ -99,6 +103,11 @@ class Problem:
         return (NATIVE, *self.engines)
 
     @property
+    def key(self) -> str:
+        """The key replicates are drawn under."""
+        return self.data_key or self.name
+
+    @property
     def source(self) -> str:
         return f"dataset {self.dataset}" if self.dataset else "simulated"
 
@@ -111,7 +120,7 @@ class Problem:
             "formula": self.formula, "nagq": self.nagq, "reml": self.reml,
             "engines": list(self.all_engines),
             "options": {k: dict(v) for k, v in self.options.items()},
-            "timeout": self.timeout,
+            "timeout": self.timeout, "data_key": self.key,
         }
 
 
@@ -180,6 +189,15 @@ _SIM_PROBLEMS = tuple(
     for name in simulate.SCENARIOS
 )
 
+# Accuracy against node count: one small-cluster binary model (clusters of 3, where
+# the Laplace approximation is biased) fitted at increasing nagq on the same data.
+AGQ_NODES = (1, 3, 5, 9, 15, 25)
+_AGQ_SERIES = tuple(
+    _sim(f"agq_nodes_{k:02d}", "binomial_small_groups", nagq=k, data_key="agq_nodes",
+         engines=("lme4",))
+    for k in AGQ_NODES
+)
+
 # Seconds-long problems for smoke tests of the harness itself.
 _SMOKE_PROBLEMS = (
     _sim("smoke_gaussian", dataclasses.replace(
@@ -194,7 +212,7 @@ _SMOKE_PROBLEMS = (
 )
 
 PROBLEMS: dict[str, Problem] = {
-    p.name: p for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, *_SMOKE_PROBLEMS)
+    p.name: p for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, *_AGQ_SERIES, *_SMOKE_PROBLEMS)
 }
 
 
@@ -220,13 +238,13 @@ SUITES: dict[str, Suite] = {
         "quick",
         ("cbpp", "cbpp_agq25", "cbpp_probit", "sleepstudy", "sleepstudy_uncorr_ml",
          "penicillin", "grouseticks", "grouseticks_nb", "verbagg_crossed", "verbagg_multinom",
-         "wine", *_QUICK_SIM),
+         "wine", *_QUICK_SIM, *(p.name for p in _AGQ_SERIES)),
         2,
         "every family with an R engine, real datasets and modest simulations; "
         "a few minutes on two cores"),
     "full": Suite(
         "full",
-        tuple(p.name for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS)),
+        tuple(p.name for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, *_AGQ_SERIES)),
         20,
         "every dataset problem and every simulate scenario (large ones 5 times)"),
 }

@@ -12,6 +12,7 @@ dict, ``truth`` the simulated truth or None).
   `reference_r.known_discrepancies` entries that apply. `parity_summary` per
   problem and engine.
 - `recovery`: bias, RMSE and 95% Wald-interval coverage against the truth.
+- `agq_nodes`: estimates and log-likelihood against the number of AGQ nodes.
 - `speed`: native / R time ratio in the same replicate; `speed_summary`.
 - `status_counts`, `status_table`: convergence and failures.
 """
@@ -29,6 +30,7 @@ from glmmbench.catalogue import NATIVE
 
 __all__ = [
     "PARITY_TOL",
+    "agq_nodes",
     "Tolerance",
     "WALD_Z",
     "estimates",
@@ -212,6 +214,7 @@ def parity(fits: pd.DataFrame, tol: dict[str, Tolerance] | None = None) -> pd.Da
         rows.append(part[["problem", "replicate", "engine", "quantity", "name", "native",
                           "reference"]])
     out = pd.concat(rows, ignore_index=True)
+    out["native"] = _on_reference_scale(out, fits)
     out["diff"] = out["native"] - out["reference"]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rel_diff"] = out["diff"] / out["reference"].abs()
@@ -226,6 +229,25 @@ def parity(fits: pd.DataFrame, tol: dict[str, Tolerance] | None = None) -> pd.Da
                           key=lambda s: s.map(order) if s.name == "quantity" else s,
                           kind="stable")
     return out[_PARITY_COLS].reset_index(drop=True)
+
+
+def _on_reference_scale(out: pd.DataFrame, fits: pd.DataFrame) -> pd.Series:
+    """Native log-likelihoods moved to lme4's AGQ scale where lme4 uses it.
+
+    At ``nAGQ > 1`` lme4's ``logLik()`` leaves out the saturated log-likelihood
+    (``lme4-agq-binomial-loglik``, ``lme4-agq-poisson-loglik``); the native record
+    carries it (``loglik_saturated``), so the comparison is made on lme4's scale
+    and the entry is still cited.
+    """
+    saturated = {(f.problem, int(f.replicate)): f.record.get("loglik_saturated")
+                 for f in fits[(fits["engine"] == NATIVE) & (fits["status"] == "ok")]
+                 .itertuples(index=False) if int(f.nagq or 1) > 1}
+    native = out["native"].copy()
+    for i, row in enumerate(out.itertuples(index=False)):
+        sat = saturated.get((row.problem, int(row.replicate)))
+        if row.quantity == "loglik" and row.engine == "lme4" and sat is not None:
+            native.iloc[i] = row.native - sat
+    return native
 
 
 def _models(fits: pd.DataFrame) -> dict[tuple, dict]:
@@ -255,6 +277,49 @@ def parity_summary(par: pd.DataFrame) -> pd.DataFrame:
             "max_abs_d_threshold", "max_rel_d_se", "max_abs_d_sdcor", "within_tol",
             "outside_tol_explained_by"]
     return pd.DataFrame(out, columns=cols)
+
+
+# ------------------------------------------------------------------ AGQ nodes
+
+
+def agq_nodes(fits: pd.DataFrame, problems: dict[str, dict]) -> pd.DataFrame:
+    """Estimates against the number of quadrature nodes.
+
+    A series is the problems that share their data (``data_key``) and differ only
+    in ``nagq``. Per series, engine and nagq, over the replicates: the mean of each
+    estimate, and ``loglik_gap`` = mean of ``loglik(nagq) - loglik(largest nagq)``
+    in the same replicate (lme4's AGQ values are first put back on the full scale
+    with the native record's ``loglik_saturated``). Columns ``series, engine,
+    nagq, replicates, quantity, name, mean``; ``quantity`` ``loglik_gap`` for the gap.
+    """
+    cols = ["series", "engine", "nagq", "replicates", "quantity", "name", "mean"]
+    key = {name: spec.get("data_key") or name for name, spec in problems.items()}
+    ok = fits[fits["status"] == "ok"].assign(series=lambda d: d["problem"].map(key))
+    series = [s for s, g in ok.groupby("series") if g["nagq"].nunique() > 1]
+    if not series:
+        return pd.DataFrame(columns=cols)
+    ok = ok[ok["series"].isin(series)]
+    sat = {(f.series, int(f.replicate)): f.record.get("loglik_saturated")
+           for f in ok[ok["engine"] == NATIVE].itertuples(index=False)}
+    est = estimates(ok).merge(ok[["problem", "replicate", "engine", "series", "nagq"]],
+                              on=["problem", "replicate", "engine"])
+    ll = est[est["quantity"] == "loglik"].copy()
+    shift = [sat.get((s, int(r))) or 0.0 if e == "lme4" and int(k) > 1 else 0.0
+             for s, r, e, k in zip(ll["series"], ll["replicate"], ll["engine"], ll["nagq"],
+                                   strict=True)]
+    ll["value"] = ll["value"] + np.asarray(shift, dtype=float)
+    top = ll.loc[ll.groupby(["series", "engine", "replicate"])["nagq"].idxmax()]
+    ll = ll.merge(top[["series", "engine", "replicate", "value"]],
+                  on=["series", "engine", "replicate"], suffixes=("", "_top"))
+    ll = ll.assign(quantity="loglik_gap", name="loglik", value=ll["value"] - ll["value_top"])
+    long = pd.concat([ll[est.columns], est[est["quantity"] != "loglik"]], ignore_index=True)
+    g = long.groupby(["series", "engine", "nagq", "quantity", "name"], sort=False)
+    out = g.agg(replicates=("replicate", "nunique"), mean=("value", "mean")).reset_index()
+    order = {"loglik_gap": 0, "fixef": 1, "threshold": 2, "sdcor": 3}
+    out = out.sort_values(["series", "engine", "quantity", "name", "nagq"],
+                          key=lambda c: c.map(order) if c.name == "quantity" else c,
+                          kind="stable")
+    return out[cols].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ recovery

@@ -27,6 +27,7 @@ from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.families import Family
 from glmmbench.linalg import ReIndex, crossproducts, factorize
 from glmmbench.optimize import OptSummary
+from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas
 
 __all__ = ["GLMMResult", "make_result"]
@@ -78,6 +79,18 @@ class GLMMResult:
     @property
     def is_lmm(self) -> bool:
         return self.family.name == "gaussian" and self.family.link.name == "identity"
+
+    @property
+    def loglik_saturated(self) -> float | None:
+        """``sum log f(y_i | mu_i = y_i)`` for binomial and Poisson responses (0 for
+        binary ones), None otherwise. lme4's ``logLik()`` at ``nAGQ > 1`` is
+        ``loglik - loglik_saturated`` (known_discrepancies ``lme4-agq-*-loglik``)."""
+        if self.family.name not in ("binomial", "poisson"):
+            return None
+        d = self.design
+        resp = GLMResponse(d.y, d.weights, d.offset, self.family, trials=d.trials)
+        mu = resp.mustart()  # any valid mu: -2 log f(y | mu) - deviance(mu) is constant
+        return float(-(resp.minus2loglik(mu) - resp.deviance(mu)) / 2)
 
     # ----------------------------------------------------------------- predict
     def _eta(self, design: Design, re: bool) -> np.ndarray:
@@ -158,6 +171,7 @@ class GLMMResult:
             "theta": [float(v) for v in self.theta],
             "sigma": float(self.sigma),
             "loglik": float(self.loglik),
+            "loglik_saturated": self.loglik_saturated,
             "deviance": float(self.deviance),
             "aic": float(self.aic),
             "bic": float(self.bic),

@@ -10,8 +10,9 @@ worker) and returns a row; it never raises for a failed fit and never touches
 the store. Only this process writes, as each fit completes, so a killed study
 resumes: `run_study` skips the keys already in the store.
 
-Replicate data are a pure function of (seed, problem, replicate): the generator
-is ``np.random.default_rng(SeedSequence([seed, crc32(problem), replicate]))``,
+Replicate data are a pure function of (seed, problem key, replicate): the generator
+is ``np.random.default_rng(SeedSequence([seed, crc32(key), replicate]))`` with the
+problem's ``key`` (its name, or a ``data_key`` shared by a series of estimators),
 so serial and distributed runs fit the same data, and every engine of a
 replicate sees the same rows.
 
@@ -94,7 +95,7 @@ def instance(problem: Problem, replicate: int, seed: int) -> Instance:
         from glmmbench import datasets
 
         return Instance(datasets.load(problem.dataset), problem.formula, None)
-    sim = simulate.generate(problem.scenario, replicate_rng(seed, problem.name, replicate))
+    sim = simulate.generate(problem.scenario, replicate_rng(seed, problem.key, replicate))
     return Instance(sim.data, problem.formula or sim.formula, sim.truth)
 
 

@@ -185,3 +185,40 @@ def test_known_for_cites_an_r_engines_disagreement_on_both_sides():
     assert "lme4-noncanonical-laplace" in compare.known_for("glmmTMB", "loglik", probit)
     logit = dict(probit, link="logit")
     assert compare.known_for("glmmTMB", "loglik", logit) == []
+
+
+def _agq_fits() -> pd.DataFrame:
+    """A series over nagq (problems s1, s5 share data_key 's') for one replicate, with
+    a saturated log-likelihood of -40 that lme4 leaves out at nagq > 1."""
+    rows = []
+    for problem, k, ll_n, ll_r, b0 in (("s1", 1, -100.3, -100.3, 1.0), ("s5", 5, -100.0, -60.0,
+                                                                         1.1)):
+        nat = dict(record("glmmbench", ll_n, b0, 0.5, 0.1, 0.05, 0.6, 0.1),
+                   loglik_saturated=-40.0)
+        for engine, rec in (("glmmbench", nat),
+                            ("lme4", record("lme4", ll_r, b0, 0.5, 0.1, 0.05, 0.6, 1.0))):
+            row = fit_row(problem, 0, engine, rec)
+            row["nagq"] = k
+            rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def test_parity_compares_agq_loglik_on_lme4_scale():
+    par = compare.parity(_agq_fits())
+    ll = par[(par["quantity"] == "loglik")].set_index("problem")
+    assert ll.loc["s5", "native"] == pytest.approx(-60.0)  # -100 - (-40)
+    assert ll.loc["s5", "diff"] == pytest.approx(0.0) and ll.loc["s5", "within_tol"]
+    assert ll.loc["s1", "native"] == pytest.approx(-100.3)  # Laplace: the same scale
+
+
+def test_agq_nodes_by_hand():
+    problems = {"s1": {"data_key": "s"}, "s5": {"data_key": "s"}}
+    out = compare.agq_nodes(_agq_fits(), problems).set_index(["engine", "nagq", "name"])
+    assert out.loc[("glmmbench", 1, "loglik"), "mean"] == pytest.approx(-0.3)
+    assert out.loc[("glmmbench", 5, "loglik"), "mean"] == pytest.approx(0.0)
+    # lme4 at nagq 5 back on the full scale: -60 + (-40) = -100
+    assert out.loc[("lme4", 1, "loglik"), "mean"] == pytest.approx(-0.3)
+    assert out.loc[("glmmbench", 5, "(Intercept)"), "mean"] == pytest.approx(1.1)
+    assert set(out["series"]) == {"s"}
+    # problems that do not share data form no series
+    assert compare.agq_nodes(_agq_fits(), {}).empty
