@@ -135,6 +135,8 @@ def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:
         return ("mgcv",)
     if family == "negative_binomial" and link != "log":
         return ("glmmTMB",)  # glmer.nb fits the log link only
+    if family == "nbinom1":
+        return ("glmmTMB",)  # lme4 has no NB1
     return ("lme4", "glmmTMB")
 
 
@@ -180,7 +182,8 @@ _DATASET_PROBLEMS = (
 _QUICK_SIM = (
     "gaussian_intercept", "gaussian_slopes", "gaussian_crossed", "binomial_binary",
     "binomial_trials", "poisson_intercept", "poisson_crossed", "negbin_intercept",
-    "ordinal_logit", "multinomial_intercept", "gaussian_smooth",
+    "ordinal_logit", "multinomial_intercept", "gaussian_smooth", "gamma_log",
+    "nbinom1_crossed",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
 

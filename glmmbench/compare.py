@@ -129,7 +129,8 @@ def estimates(fits: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ parity
 
-_CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
+_CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log",
+              "Gamma": "inverse"}
 _QUANTITY_FIELD = {"loglik": "loglik", "fixef": "fixef", "threshold": "thresholds",
                    "se": "se", "sdcor": "varcorr"}
 
@@ -147,6 +148,9 @@ def _applies(entry_id: str, model: dict) -> bool | None:
     rules = {
         "lme4-agq-binomial-loglik": nagq > 1 and family == "binomial" and "cbind(" in formula,
         "lme4-agq-poisson-loglik": nagq > 1 and family == "poisson",
+        "lme4-nb-expected-information-laplace": family == "negative_binomial",
+        "lme4-gamma-loglik-hybrid": family == "Gamma",
+        "lme4-gamma-estimates": family == "Gamma",
         "lme4-noncanonical-laplace": (family == "negative_binomial"
                                       or _CANONICAL.get(family, link) != link),
         "lme4-laplace-pirls-tolerance": glmer and nagq == 1,

@@ -15,6 +15,8 @@ LINKS = {
     "binomial": {"logit", "probit", "cloglog", "cauchit", "log"},
     "poisson": {"log", "identity", "sqrt"},
     "negative_binomial": {"log", "identity", "sqrt"},
+    "nbinom1": {"log", "identity", "sqrt"},
+    "Gamma": {"inverse", "identity", "log"},
     "ordinal": {"logit", "probit", "cloglog", "loglog", "cauchit"},
     "multinomial": {"logit"},
 }
@@ -30,9 +32,10 @@ OPTIONS = {
 THRESHOLDS = {"flexible", "equidistant", "symmetric"}
 
 
-def _check(engine, family, link, nagq, options) -> str:
+def _check(engine, family, link, nagq, options) -> tuple[str, str]:
     if engine not in ENGINES:
         raise ValueError(f"unknown engine {engine!r}; one of {', '.join(ENGINES)}")
+    family = nm.FAMILY_ALIASES.get(family, family)
     if family not in nm.ENGINE_FAMILIES[engine]:
         fams = ", ".join(sorted(nm.ENGINE_FAMILIES[engine]))
         raise ValueError(f"engine {engine!r} does not fit family {family!r}; it fits {fams}")
@@ -50,7 +53,7 @@ def _check(engine, family, link, nagq, options) -> str:
         raise ValueError(f"nagq must be a positive integer, got {nagq!r}")
     if nagq > 1 and engine not in ("lme4", "ordinal"):
         raise ValueError(f"engine {engine!r} fits by Laplace only (nagq=1)")
-    return link
+    return family, link
 
 
 def _method(engine, lmm, reml, nagq, options) -> str:
@@ -62,7 +65,7 @@ def _method(engine, lmm, reml, nagq, options) -> str:
 
 
 def _prepare(engine, formula, family, link, nagq, reml, options):
-    link = _check(engine, family, link, nagq, options)
+    family, link = _check(engine, family, link, nagq, options)
     lmm = family == "gaussian" and link == "identity"
     options = dict(options)
     if engine == "mgcv" and reml is not None and lmm:
@@ -121,7 +124,11 @@ def fit_reference(
     data : pandas.DataFrame
         Sent to R column by column (see `convert`).
     family, link : str
-        glmmbench family name and R link name (default: canonical).
+        glmmbench family name and R link name (default: R's canonical link;
+        log for the negative binomials). ``"negative_binomial"`` (alias
+        ``"nbinom2"``; glmer.nb / glmmTMB ``nbinom2``), ``"nbinom1"`` (glmmTMB
+        only), ``"Gamma"`` (glmer / glmmTMB ``Gamma``; links inverse, identity,
+        log). The record's ``model.family`` is the canonical name.
     nagq : int
         1 = Laplace; > 1 adaptive Gauss-Hermite (lme4 glmer, ordinal clmm).
     reml : bool, optional

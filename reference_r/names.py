@@ -20,6 +20,7 @@ from dataclasses import dataclass
 __all__ = [
     "DEFAULT_LINK",
     "ENGINE_FAMILIES",
+    "FAMILY_ALIASES",
     "NAME_TABLES",
     "MGCV_SMOOTH_CLASSES",
     "RandomTerm",
@@ -31,18 +32,26 @@ __all__ = [
 ]
 
 ENGINE_FAMILIES: dict[str, frozenset[str]] = {
-    "lme4": frozenset({"gaussian", "binomial", "poisson", "negative_binomial"}),
-    "glmmTMB": frozenset({"gaussian", "binomial", "poisson", "negative_binomial"}),
+    "lme4": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "Gamma"}),
+    "glmmTMB": frozenset(
+        {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma"}
+    ),
     "ordinal": frozenset({"ordinal"}),
     "mgcv": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "multinomial"}),
     "gamm4": frozenset({"gaussian", "binomial", "poisson"}),
 }
 
+# Other names a caller may use for a family; records carry the canonical name.
+FAMILY_ALIASES: dict[str, str] = {"nbinom2": "negative_binomial"}
+
+# R's canonical link, except log for the negative binomials (as glmer.nb / glmmTMB).
 DEFAULT_LINK: dict[str, str] = {
     "gaussian": "identity",
     "binomial": "logit",
     "poisson": "log",
     "negative_binomial": "log",
+    "nbinom1": "log",
+    "Gamma": "inverse",
     "ordinal": "logit",
     "multinomial": "logit",
 }

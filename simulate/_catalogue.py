@@ -87,6 +87,17 @@ SCENARIOS: dict[str, Scenario] = {
     "negbin_unbalanced": Scenario(
         "negative_binomial", n_groups=50, group_size=8, size_dist="uniform",
         min_group_size=2, nb_theta=1.5, intercept=1.5, beta_x=0.3, var_intercept=0.3),
+    "negbin_crossed": Scenario(
+        "negative_binomial", **_G, design="crossed", n_groups2=25, var_group2=0.2,
+        nb_theta=2.0, intercept=1.0, beta_x=0.3, var_intercept=0.3),
+    # --- NB1 (glmmTMB nbinom1: Var = mu (1 + phi)) ---
+    "nbinom1_crossed": Scenario(
+        "nbinom1", **_G, design="crossed", n_groups2=25, var_group2=0.2, nb_phi=1.5,
+        intercept=1.0, beta_x=0.3, var_intercept=0.3),
+    # --- Gamma (glmmTMB / glmer Gamma; CV = 1 / sqrt(shape)) ---
+    "gamma_log": Scenario(
+        "Gamma", "log", **_G, gamma_shape=2.0, intercept=1.0, beta_x=0.5, beta_z=0.3,
+        var_intercept=0.3),
     # --- ordinal (clmm) ---
     "ordinal_logit": Scenario(
         "ordinal", "logit", **_G, n_categories=4, thresholds=(-1.0, 0.2, 1.5), beta_x=0.8,

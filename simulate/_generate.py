@@ -34,8 +34,9 @@ class SimulatedData:
         ``as.data.frame(VarCorr(fit))`` in lme4's term order (multinomial: one
         variance row per category, ``var1 = "b~(Intercept)"``); and where they
         apply ``thresholds`` {``"1|2"``: value}, ``smooth`` (term, name, grid,
-        centred values), ``dispersion`` (negative binomial ``theta``), ``sigma``
-        (Gaussian). JSON-serializable.
+        centred values), ``dispersion`` (the value glmmTMB's ``sigma()`` estimates:
+        NB2 ``theta``, NB1 ``phi``, Gamma coefficient of variation ``1 /
+        sqrt(shape)``), ``sigma`` (Gaussian). JSON-serializable.
     ranef
         The realised random effects: {grp: DataFrame indexed by level, one column
         per coefficient}, ``grp`` as in ``truth["varcorr"]``.

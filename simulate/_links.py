@@ -46,12 +46,16 @@ LINKS: dict[str, Link] = {
     "cloglog": Link("cloglog", _cloglog_cdf, _cloglog_cdf, _cloglog_quantile, math.pi**2 / 6),
 }
 
-#: links each family accepts, canonical (the default) first
+#: links each family accepts, the default first: the canonical link, except log for
+#: the negative binomials and Gamma (Gamma's canonical inverse link, and identity,
+#: cannot keep the mean positive under normal random effects, so they are not offered)
 FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "gaussian": ("identity",),
     "binomial": ("logit", "probit", "cloglog"),
     "poisson": ("log",),
     "negative_binomial": ("log",),
+    "nbinom1": ("log",),
+    "Gamma": ("log",),
     "ordinal": ("logit", "probit", "cloglog"),
     "multinomial": ("logit",),
 }

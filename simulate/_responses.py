@@ -36,6 +36,20 @@ def _negative_binomial(rng, s: Scenario, eta):
     return {"y": rng.negative_binomial(s.nb_theta, s.nb_theta / (s.nb_theta + mu))}
 
 
+def _nbinom1(rng, s: Scenario, eta):
+    # NB1 (glmmTMB): Var = mu (1 + phi) is an NB with size mu / phi, so
+    # p = size / (size + mu) = 1 / (1 + phi); the floor keeps size > 0 if exp underflows
+    size = np.maximum(np.exp(eta) / s.nb_phi, np.finfo(float).tiny)
+    return {"y": rng.negative_binomial(size, 1.0 / (1.0 + s.nb_phi))}
+
+
+def _gamma(rng, s: Scenario, eta):
+    # shape k, scale mu / k: mean mu, Var mu^2 / k. R's Gamma family needs y > 0: a draw
+    # that underflows to 0 (only for shapes far below 0.1) becomes the smallest double.
+    y = rng.gamma(s.gamma_shape, LINKS[s.resolved_link].linkinv(eta) / s.gamma_shape)
+    return {"y": np.maximum(y, np.finfo(float).tiny)}
+
+
 def _ordinal(rng, s: Scenario, eta):
     # latent Y* = eta + e with e ~ F, Y = k when theta_{k-1} < Y* <= theta_k,
     # so P(Y <= k) = F(theta_k - eta) (clmm's convention)
@@ -63,6 +77,8 @@ RESPONSES = {
     "binomial": _binomial,
     "poisson": _poisson,
     "negative_binomial": _negative_binomial,
+    "nbinom1": _nbinom1,
+    "Gamma": _gamma,
     "ordinal": _ordinal,
     "multinomial": _multinomial,
 }

@@ -41,8 +41,10 @@ class Scenario:
     ----------
     family, link
         Response family (``gaussian``, ``binomial``, ``poisson``,
-        ``negative_binomial``, ``ordinal``, ``multinomial``) and link by R's name;
-        ``link=None`` is the canonical link (``logit`` for ordinal).
+        ``negative_binomial`` (NB2), ``nbinom1``, ``Gamma``, ``ordinal``,
+        ``multinomial``) and link by R's name; ``link=None`` is the family's default
+        (``FAMILY_LINKS[family][0]``: the canonical link, ``log`` for the negative
+        binomials and Gamma, ``logit`` for ordinal).
     n_groups
         Levels of the grouping factor ``g`` (at least 2).
     group_size, size_dist, min_group_size
@@ -82,7 +84,13 @@ class Scenario:
         Binomial trials per observation: 1 is a binary response ``y``; more gives
         ``cbind(y, n - y)`` with a column ``n``.
     nb_theta
-        Negative binomial size, R's ``theta``: ``Var = mu + mu^2 / theta``.
+        Negative binomial (NB2) size, R's ``theta``: ``Var = mu + mu^2 / theta``.
+    nb_phi
+        NB1 dispersion, glmmTMB's ``nbinom1`` phi: ``Var = mu (1 + phi)`` (an NB with
+        size ``mu / phi``).
+    gamma_shape
+        Gamma shape ``k``: ``Var = mu^2 / k``; the coefficient of variation
+        ``1 / sqrt(k)`` is glmmTMB's ``sigma()`` of a Gamma fit.
     n_categories, thresholds
         Ordinal and multinomial categories. Ordinal thresholds (clmm's
         ``P(Y <= k) = F(theta_k - eta)``) must increase; ``None`` makes the
@@ -109,6 +117,8 @@ class Scenario:
     sigma: float = 1.0
     trials: int = 1
     nb_theta: float = 2.0
+    nb_phi: float = 1.0
+    gamma_shape: float = 2.0
     n_categories: int = 3
     thresholds: tuple[float, ...] | None = None
 
@@ -259,6 +269,10 @@ def _check_response(s: Scenario) -> None:
     _int_at_least(s, "trials", 1)
     if not _is_real(s.nb_theta) or s.nb_theta <= 0:
         _fail("nb_theta", "must be a finite size > 0", s.nb_theta)
+    if not _is_real(s.nb_phi) or s.nb_phi <= 0:
+        _fail("nb_phi", "must be a finite dispersion > 0", s.nb_phi)
+    if not _is_real(s.gamma_shape) or s.gamma_shape <= 0:
+        _fail("gamma_shape", "must be a finite shape > 0", s.gamma_shape)
     _int_at_least(s, "n_categories", 2)
     if s.thresholds is not None:
         t = s.thresholds

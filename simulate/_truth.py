@@ -159,8 +159,13 @@ def truth(s: Scenario, terms: list[Term]) -> dict:
         out["thresholds"] = dict(zip(names, s.resolved_thresholds, strict=True))
     if s.smooth is not None:
         out["smooth"] = smooth_truth(s)
+    # "dispersion" is what glmmTMB's sigma() estimates: NB2 theta, NB1 phi, Gamma CV
     if s.family == "negative_binomial":
         out["dispersion"] = float(s.nb_theta)
+    elif s.family == "nbinom1":
+        out["dispersion"] = float(s.nb_phi)
+    elif s.family == "Gamma":
+        out["dispersion"] = float(1.0 / np.sqrt(s.gamma_shape))
     if s.family == "gaussian":
         out["sigma"] = float(s.sigma)
     return out

@@ -73,6 +73,36 @@ def nbsim():
     return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{v:02d}" for v in g])})
 
 
+@pytest.fixture(scope="module")
+def nb1sim():
+    """NB1 counts (var = mu (1 + phi), phi 1.5) with a random intercept, 25 groups."""
+    rng = np.random.default_rng(5)
+    n, k, phi = 400, 25, 1.5
+    x = rng.normal(size=n)
+    g = rng.integers(0, k, size=n)
+    mu = np.exp(1.0 + 0.4 * x + rng.normal(scale=0.5, size=k)[g])
+    y = rng.negative_binomial(mu / phi, 1 / (1 + phi))  # size mu / phi
+    return pd.DataFrame({"y": y, "x": x, "g": pd.Categorical([f"g{v:02d}" for v in g])})
+
+
+@pytest.fixture(scope="module")
+def gammasim():
+    """Gamma responses (shape 3, CV 0.577), random intercept, 30 groups: ``y_log``,
+    ``y_inverse``, ``y_identity`` drawn with the mean on the named link's scale."""
+    rng = np.random.default_rng(11)
+    n, k, shape = 600, 30, 3.0
+    x = rng.uniform(-1, 1, size=n)
+    g = rng.integers(0, k, size=n)
+    b = rng.normal(size=k)[g]
+    means = {
+        "log": np.exp(1.0 + 0.5 * x + 0.5 * b),
+        "inverse": 1 / (0.25 + 0.05 * x + 0.03 * b),
+        "identity": 4.0 + 0.5 * x + 0.5 * b,
+    }
+    cols = {f"y_{link}": rng.gamma(shape, mu / shape) for link, mu in means.items()}
+    return pd.DataFrame({**cols, "x": x, "g": pd.Categorical([f"g{v:02d}" for v in g])})
+
+
 def put(r, name, df):
     """Hand ``df`` to the test process's R (independently of reference_r)."""
     cols = {}
@@ -182,6 +212,104 @@ def test_glmer_nb(r, nbsim):
     assert_named_close(rec["fixef"], named(r, "fixef(m)"), FIXEF_RTOL)
 
 
+def test_nbinom2_alias_is_negative_binomial(nbsim):
+    a = fit_reference("lme4", "y ~ x + (1 | g)", nbsim, family="nbinom2")
+    b = fit_reference("lme4", "y ~ x + (1 | g)", nbsim, family="negative_binomial")
+    assert a["model"] == b["model"] and a["model"]["family"] == "negative_binomial"
+    assert a["loglik"] == b["loglik"] and a["sigma"] == b["sigma"]
+
+
+@pytest.mark.parametrize("nagq", [1, 5])
+def test_glmer_gamma(r, gammasim, nagq):
+    f = "y_log ~ x + (1 | g)"
+    rec = fit_reference("lme4", f, gammasim, family="Gamma", link="log", nagq=nagq)
+    assert_record_basics(rec)
+    put(r, "gsim", gammasim)
+    r.r(f"m <- glmer({f}, gsim, Gamma(link = 'log'), nAGQ = {nagq})")
+    assert close(rec["loglik"], num(r, "logLik(m)"), LOGLIK_RTOL)
+    assert close(rec["deviance"], num(r, "deviance(m)"), LOGLIK_RTOL)
+    assert rec["df"] == 4  # two fixed effects, one sd, the dispersion
+    assert_named_close(rec["fixef"], named(r, "fixef(m)"), FIXEF_RTOL)
+    assert close(rec["sigma"], num(r, "sigma(m)"), VC_RTOL)
+    # sigma(glmer Gamma) = sqrt((Pearson X^2 + |u|^2) / n)  (sigma-meaning)
+    moment = "sqrt((sum((gsim$y_log - fitted(m))^2 / fitted(m)^2) + sum(getME(m, 'u')^2)) / 600)"
+    assert close(rec["sigma"], num(r, moment), 1e-8)
+    # R's VarCorr kept: sd = theta * sigma(m) and a Residual row (lme4-gamma-estimates)
+    assert rec["theta"] == pytest.approx([num(r, "getME(m, 'theta')")], rel=VC_RTOL)
+    vc = r.r("as.data.frame(VarCorr(m))")
+    assert [row["grp"] for row in rec["varcorr"]] == list(vc.rx2("grp")) == ["g", "Residual"]
+    sds = [row["sdcor"] for row in rec["varcorr"]]
+    assert sds == pytest.approx(list(vc.rx2("sdcor")), rel=VC_RTOL)
+    assert sds == pytest.approx([rec["theta"][0] * rec["sigma"], rec["sigma"]], rel=1e-10)
+
+
+def test_glmer_gamma_loglik_is_the_documented_hybrid(r, gammasim):
+    """lme4-gamma-loglik-hybrid: -2 logLik = Gamma()$aic at dispersion dev/n (+2)
+    + |u|^2 + log|L|^2, with log|L|^2 from weights that leave phi out (all 1 for
+    the log link)."""
+    f = "y_log ~ x + (1 | g)"
+    rec = fit_reference("lme4", f, gammasim, family="Gamma", link="log")
+    put(r, "gsim", gammasim)
+    r.r(
+        f"m <- glmer({f}, gsim, Gamma(link = 'log')); mu <- fitted(m); n <- nrow(gsim);"
+        "dev <- sum(Gamma()$dev.resids(gsim$y_log, mu, rep(1, n)));"
+        "aic <- Gamma()$aic(gsim$y_log, n, mu, rep(1, n), dev);"
+        "ldL2 <- sum(log(1 + getME(m, 'theta')^2 * table(gsim$g)))"
+    )
+    parts = -(num(r, "aic") + num(r, "sum(getME(m, 'u')^2)") + num(r, "ldL2")) / 2
+    assert close(rec["loglik"], parts, 1e-9)
+    tmb = fit_reference("glmmTMB", f, gammasim, family="Gamma", link="log")
+    assert rec["loglik"] - tmb["loglik"] > 5  # the hybrid is far above the Laplace value
+
+
+def test_gamma_discrepancy_evidence_reproduces(r):
+    """The numbers of lme4-gamma-loglik-hybrid, from the R code in CONVENTIONS.md."""
+    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
+
+    entry = next(d for d in KNOWN_DISCREPANCIES if d["id"] == "lme4-gamma-loglik-hybrid")
+    r.r(
+        "set.seed(20240611); g <- factor(rep(sprintf('g%02d', 1:50), each = 20));"
+        "x <- rnorm(1000); b <- rnorm(50, sd = sqrt(0.3));"
+        "y <- rgamma(1000, shape = 2, rate = 2 / exp(1 + 0.5 * x + b[g]));"
+        "gd <- data.frame(y, x, g)"
+    )
+    gd = pd.DataFrame(
+        {
+            "y": list(r.r("gd$y")),
+            "x": list(r.r("gd$x")),
+            "g": pd.Categorical([f"g{k:02d}" for k in range(1, 51) for _ in range(20)]),
+        }
+    )
+    lme = fit_reference("lme4", "y ~ x + (1 | g)", gd, family="Gamma", link="log")
+    tmb = fit_reference("glmmTMB", "y ~ x + (1 | g)", gd, family="Gamma", link="log")
+    assert lme["loglik"] == pytest.approx(entry["measured"]["loglik_glmer"], abs=1e-5)
+    assert tmb["loglik"] == pytest.approx(entry["measured"]["loglik_glmmTMB"], abs=1e-5)
+    assert lme["sigma"] == pytest.approx(0.6853917, abs=1e-6)
+    assert tmb["sigma"] == pytest.approx(0.6966624, abs=1e-6)
+
+
+def test_nb_epil_discrepancy_evidence_reproduces(r):
+    """lme4-nb-expected-information-laplace: glmer.nb above glmmTMB on MASS::epil."""
+    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
+
+    entry = next(
+        d for d in KNOWN_DISCREPANCIES if d["id"] == "lme4-nb-expected-information-laplace"
+    )
+    r.r("data(epil, package = 'MASS')")
+    epil = pd.DataFrame({c: list(r.r(f"epil${c}")) for c in ("y", "lbase", "lage", "V4")})
+    epil["trt"] = pd.Categorical(list(r.r("as.character(epil$trt)")), ["placebo", "progabide"])
+    epil["subject"] = pd.Categorical([str(int(v)) for v in r.r("epil$subject")])
+    f = "y ~ lbase*trt + lage + V4 + (1 | subject)"
+    lme = fit_reference("lme4", f, epil, family="negative_binomial")
+    tmb = fit_reference("glmmTMB", f, epil, family="nbinom2")
+    m = entry["measured"]
+    assert lme["loglik"] == pytest.approx(m["loglik_lme4"], abs=1e-5)
+    assert tmb["loglik"] == pytest.approx(m["loglik_glmmTMB"], abs=1e-5)
+    assert lme["loglik"] - tmb["loglik"] == pytest.approx(m["gap"], abs=1e-4)
+    assert lme["sigma"] == pytest.approx(7.416726, abs=1e-5)
+    assert tmb["sigma"] == pytest.approx(7.418097, abs=1e-5)
+
+
 # --------------------------------------------------------------------------- glmmTMB
 
 
@@ -201,6 +329,47 @@ def test_glmmtmb_nbinom2_grouseticks(r):
     )
     assert rec["ngroups"] == {"BROOD": 118, "LOCATION": 63}
     assert rec["deviance"] is None and rec["theta"] == []
+
+
+def test_glmmtmb_nbinom1(r, nb1sim):
+    rec = fit_reference("glmmTMB", "y ~ x + (1 | g)", nb1sim, family="nbinom1")
+    assert_record_basics(rec)
+    assert rec["model"]["family"] == "nbinom1" and rec["model"]["link"] == "log"
+    put(r, "nb1sim", nb1sim)
+    r.r("m <- glmmTMB(y ~ x + (1 | g), nb1sim, family = nbinom1)")
+    assert close(rec["loglik"], num(r, "logLik(m)"), LOGLIK_RTOL)
+    assert close(rec["sigma"], num(r, "sigma(m)"), VC_RTOL)
+    assert_named_close(rec["fixef"], named(r, "fixef(m)$cond"), FIXEF_RTOL)
+    assert_named_close(rec["se"], named(r, "sqrt(diag(vcov(m)$cond))"), SE_RTOL)
+    assert rec["varcorr"][0]["sdcor"] == pytest.approx(
+        num(r, "attr(VarCorr(m)$cond$g, 'stddev')"), rel=VC_RTOL
+    )
+    assert rec["df"] == 4 and rec["deviance"] is None
+    # sigma is phi of var = mu (1 + phi): simulated with phi = 1.5
+    assert 1.0 < rec["sigma"] < 2.2
+
+
+@pytest.mark.parametrize("link", ["log", "inverse", "identity"])
+def test_glmmtmb_gamma(r, gammasim, link):
+    f = f"y_{link} ~ x + (1 | g)"
+    rec = fit_reference("glmmTMB", f, gammasim, family="Gamma", link=link)
+    assert_record_basics(rec)
+    assert rec["model"]["family"] == "Gamma" and rec["model"]["link"] == link
+    put(r, "gsim", gammasim)
+    r.r(f"m <- glmmTMB({f}, gsim, family = Gamma(link = '{link}'))")
+    assert close(rec["loglik"], num(r, "logLik(m)"), LOGLIK_RTOL)
+    assert_named_close(rec["fixef"], named(r, "fixef(m)$cond"), FIXEF_RTOL)
+    assert_named_close(rec["se"], named(r, "sqrt(diag(vcov(m)$cond))"), SE_RTOL)
+    # sigma() is the CV 1 / sqrt(shape); glmmTMB estimates betad = log(shape)
+    assert close(rec["sigma"], num(r, "sigma(m)"), VC_RTOL)
+    assert close(rec["sigma"], num(r, "1 / sqrt(exp(m$fit$par[['betad']]))"), 1e-10)
+    assert rec["sigma"] == pytest.approx(1 / np.sqrt(3.0), rel=0.1)  # simulated shape 3
+    assert [row["grp"] for row in rec["varcorr"]] == ["g"]  # no Residual row
+
+
+def test_gamma_default_link_is_inverse(gammasim):
+    rec = fit_reference("glmmTMB", "y_inverse ~ x + (1 | g)", gammasim, family="Gamma")
+    assert rec["model"]["link"] == "inverse" and rec["converged"]
 
 
 def test_glmmtmb_reml_equals_lmer_reml(r):

@@ -214,6 +214,11 @@ def test_record_renames_mgcv_multinomial():
         ({"engine": "lme4", "threshold": "flexible"}, TypeError, "no option"),
         ({"engine": "ordinal", "family": "ordinal", "threshold": "x"}, ValueError, "threshold"),
         ({"engine": "mgcv", "reml": True, "method": "ML"}, ValueError, "contradicts"),
+        ({"engine": "lme4", "family": "nbinom1"}, ValueError, "does not fit family"),
+        ({"engine": "mgcv", "family": "Gamma"}, ValueError, "does not fit family"),
+        ({"engine": "glmmTMB", "family": "gamma"}, ValueError, "does not fit family"),
+        ({"engine": "glmmTMB", "family": "Gamma", "link": "logit"}, ValueError, "link"),
+        ({"engine": "lme4", "family": "nbinom2", "link": "sqrt"}, ValueError, "log"),
     ],
 )
 def test_bad_arguments_fail_before_r(kwargs, exc, match):
@@ -238,6 +243,26 @@ def test_bad_arguments_fail_before_r(kwargs, exc, match):
 def test_model_description(engine, family, link, nagq, reml, expected):
     _, model, _ = _prepare(engine, "y ~ x + (1 | g)", family, link, nagq, reml, {})
     assert (model["link"], model["method"], model["reml"]) == expected
+
+
+@pytest.mark.parametrize(
+    ("engine", "family", "link", "job_family", "job_link"),
+    [
+        ("lme4", "nbinom2", None, "negative_binomial", "log"),
+        ("glmmTMB", "nbinom2", "sqrt", "negative_binomial", "sqrt"),
+        ("glmmTMB", "nbinom1", None, "nbinom1", "log"),
+        ("glmmTMB", "Gamma", None, "Gamma", "inverse"),
+        ("glmmTMB", "Gamma", "identity", "Gamma", "identity"),
+        ("lme4", "Gamma", "log", "Gamma", "log"),
+    ],
+)
+def test_new_families_and_the_nbinom2_alias(engine, family, link, job_family, job_link):
+    """The record and the R job carry the canonical family name; Gamma's default link
+    is R's canonical inverse, the negative binomials' log."""
+    job, model, _ = _prepare(engine, "y ~ x + (1 | g)", family, link, 1, None, {})
+    assert (job["family"], job["link"]) == (job_family, job_link)
+    assert (model["family"], model["link"], model["method"]) == (job_family, job_link, "Laplace")
+    assert model["reml"] is None
 
 
 # ------------------------------------------------------------- data encoding

@@ -126,7 +126,7 @@ def test_scenario_contract(name):
             assert r["vcov"] == pytest.approx(r["sdcor"] ** 2)
     assert ("thresholds" in sim.truth) == (s.family == "ordinal")
     assert ("smooth" in sim.truth) == (s.smooth is not None)
-    assert ("dispersion" in sim.truth) == (s.family == "negative_binomial")
+    assert ("dispersion" in sim.truth) == (s.family in ("negative_binomial", "nbinom1", "Gamma"))
 
 
 def test_formulas_and_truth_layout():
@@ -163,6 +163,13 @@ def test_formulas_and_truth_layout():
     assert [r["var1"] for r in m.truth["varcorr"]] == ["b~(Intercept)", "c~(Intercept)"]
     nb = generate("negbin_intercept", rng())
     assert nb.truth["dispersion"] == 2.0
+    assert f["negbin_crossed"] == f["nbinom1_crossed"] == "y ~ x + (1 | g) + (1 | h)"
+    nb1 = generate("nbinom1_crossed", rng())
+    assert (nb1.family, nb1.link, nb1.truth["dispersion"]) == ("nbinom1", "log", 1.5)
+    ga = generate("gamma_log", rng())
+    assert (ga.family, ga.link, f["gamma_log"]) == ("Gamma", "log", "y ~ x + z + (1 | g)")
+    assert ga.truth["dispersion"] == pytest.approx(1 / np.sqrt(2.0))  # glmmTMB's sigma(): CV
+    assert [r["grp"] for r in ga.truth["varcorr"]] == ["g"]  # no Residual row
     sm = generate("gaussian_smooth", rng()).truth["smooth"]
     assert sm["term"] == "s(x)" and sm["name"] == "sin"
     assert np.allclose(sm["values"], SMOOTHS["sin"](np.asarray(sm["grid"])))
@@ -419,7 +426,7 @@ def test_multinomial_category_frequencies(name):
     check_category_frequencies(sim, multinomial_marginal_probs(sim.scenario))
 
 
-@pytest.mark.parametrize("name", ["negbin_intercept", "negbin_unbalanced"])
+@pytest.mark.parametrize("name", ["negbin_intercept", "negbin_unbalanced", "negbin_crossed"])
 def test_negative_binomial_conditional_mean_and_variance(name):
     """Given eta: E y = mu and Var y = mu + mu^2 / theta. The Pearson residuals are
     independent given eta, mean 0 and variance 1; their SEs come from the sample."""
@@ -433,6 +440,50 @@ def test_negative_binomial_conditional_mean_and_variance(name):
     assert_within_se(sq.mean(), 1.0, sq.std() / np.sqrt(n), "NB Pearson variance")
 
 
+def test_nbinom1_conditional_moments_and_zeros():
+    """NB1 given eta: E y = mu, Var y = mu (1 + phi) (Pearson residuals mean 0,
+    variance 1), and P(y = 0) = (1 + phi)^(-mu / phi), which separates NB1 from other
+    count laws with the same two moments."""
+    sim = big("nbinom1_crossed")
+    y = sim.data["y"].to_numpy(float)
+    mu, phi = np.exp(sim.eta), sim.truth["dispersion"]
+    n = y.size
+    pearson = (y - mu) / np.sqrt(mu * (1 + phi))
+    assert_within_se(pearson.mean(), 0.0, pearson.std() / np.sqrt(n), "NB1 Pearson mean")
+    sq = pearson**2
+    assert_within_se(sq.mean(), 1.0, sq.std() / np.sqrt(n), "NB1 Pearson variance")
+    zero = (y == 0) - (1 + phi) ** (-mu / phi)
+    assert_within_se(zero.mean(), 0.0, zero.std() / np.sqrt(n), "NB1 P(y = 0)")
+
+
+def test_gamma_conditional_moments_and_shape():
+    """Gamma(shape k, mean mu) given eta: Pearson residuals (y - mu) / (mu / sqrt(k))
+    have mean 0 and variance 1; log(y / mu) has mean digamma(k) - log(k) and variance
+    trigamma(k), which pins the shape, not only the CV."""
+    sim = big("gamma_log")
+    y = sim.data["y"].to_numpy()
+    mu, k = np.exp(sim.eta), sim.scenario.gamma_shape
+    assert sim.truth["dispersion"] == pytest.approx(1 / np.sqrt(k))
+    n = y.size
+    pearson = (y - mu) / (mu * sim.truth["dispersion"])
+    assert_within_se(pearson.mean(), 0.0, pearson.std() / np.sqrt(n), "Gamma Pearson mean")
+    sq = pearson**2
+    assert_within_se(sq.mean(), 1.0, sq.std() / np.sqrt(n), "Gamma Pearson variance")
+    d = np.log(y / mu) - (special.digamma(k) - np.log(k))
+    assert_within_se(d.mean(), 0.0, d.std() / np.sqrt(n), "Gamma E log(y / mu)")
+    d2 = d**2
+    assert_within_se(d2.mean(), special.polygamma(1, k), d2.std() / np.sqrt(n),
+                     "Gamma Var log(y / mu)")
+
+
+def test_gamma_marginal_mean_lognormal():
+    sim = big("gamma_log")
+    s = sim.scenario
+    mean, se = mean_and_se_by_group(sim.data["y"].to_numpy(), sim.data["g"])
+    expected = np.exp(s.intercept + (fixed_variance(s) + s.var_intercept) / 2)
+    assert_within_se(mean, expected, se, "Gamma marginal mean")
+
+
 def test_gaussian_residuals_given_eta():
     sim = big("gaussian_crossed")
     e = sim.data["y"].to_numpy() - sim.eta
@@ -441,6 +492,7 @@ def test_gaussian_residuals_given_eta():
 
 @pytest.mark.parametrize("name,grp,var", [("gaussian_nested", "c", "var_group2"),
                                           ("gaussian_crossed", "h", "var_group2"),
+                                          ("nbinom1_crossed", "h", "var_group2"),
                                           ("poisson_olre", "obs", "var_obs")])
 def test_realised_effects_have_the_scenario_variance(name, grp, var):
     s = dataclasses.replace(SCENARIOS[name], n_groups2=400, n_groups=800) \
@@ -487,11 +539,17 @@ def test_icc_helpers():
     assert icc_to_variance(0.5, "poisson", mu=2.0) == pytest.approx(np.log(1.5))
     assert latent_residual_variance("negative_binomial", mu=2.0, nb_theta=4.0) == \
         pytest.approx(np.log(1 + 0.5 + 0.25))
+    assert latent_residual_variance("nbinom1", mu=2.0, nb_phi=1.0) == pytest.approx(np.log(2))
+    assert latent_residual_variance("Gamma", gamma_shape=2.0) == pytest.approx(np.log(1.5))
+    assert icc_to_variance(0.5, "Gamma", "log", gamma_shape=4.0) == pytest.approx(np.log(1.25))
     for fam, link in [("gaussian", None), ("multinomial", None), ("binomial", "probit")]:
         v = icc_to_variance(0.37, fam, link)
         assert variance_to_icc(v, fam, link) == pytest.approx(0.37)
     for bad, knob in [(dict(icc=1.0), "icc"), (dict(icc=-0.1), "icc"),
                       (dict(icc=0.2, family="poisson"), "mu"),
+                      (dict(icc=0.2, family="nbinom1", mu=1.0), "nb_phi"),
+                      (dict(icc=0.2, family="Gamma"), "gamma_shape"),
+                      (dict(icc=0.2, family="Gamma", link="inverse"), "link"),
                       (dict(icc=0.2, family="binomial", link="log"), "link"),
                       (dict(icc=0.2, family="weibull"), "family")]:
         with pytest.raises(ValueError, match=f"^{knob}:"):
@@ -553,6 +611,8 @@ def valid_scenarios(draw) -> Scenario:
         sigma=draw(st.floats(0.1, 3.0)),
         trials=draw(st.integers(1, 20)),
         nb_theta=draw(st.floats(0.2, 20.0)),
+        nb_phi=draw(st.floats(0.05, 10.0)),
+        gamma_shape=draw(st.floats(0.1, 50.0)),
         n_categories=K,
         thresholds=thresholds,
     )
@@ -575,7 +635,9 @@ def test_valid_knobs_give_valid_data(s, seed):
     y = d["y"]
     if s.family == "gaussian":
         assert y.dtype == np.float64 and np.isfinite(y).all()
-    elif s.family in ("binomial", "poisson", "negative_binomial"):
+    elif s.family == "Gamma":
+        assert y.dtype == np.float64 and np.isfinite(y).all() and (y > 0).all()
+    elif s.family in ("binomial", "poisson", "negative_binomial", "nbinom1"):
         assert np.issubdtype(y.dtype, np.integer) and (y >= 0).all()
         if s.family == "binomial":
             n = d["n"] if s.trials > 1 else 1
@@ -607,6 +669,8 @@ BAD_KNOBS = {
     "trials": st.integers(-3, 0),
     "sigma": st.floats(-5, 0.0),
     "nb_theta": st.floats(-5, 0.0),
+    "nb_phi": st.floats(-5, 0.0),
+    "gamma_shape": st.floats(-5, 0.0),
     "family": st.sampled_from(["normal", "Binomial", "gamma", ""]),
     "design": st.sampled_from(["cross", "multi"]),
     "size_dist": st.sampled_from(["poisson", "lognormal"]),

@@ -27,7 +27,7 @@ import dataclasses
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import special
+from scipy import special, stats
 
 from simulate import SCENARIOS, SMOOTHS, generate
 from simulate._links import LINKS
@@ -69,6 +69,10 @@ PLANS = {
     "poisson_crossed_large": Plan("lme4", dict(n_groups=150, n_groups2=50)),
     "negbin_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "negbin_unbalanced": Plan("glmmTMB", dict(n_groups=300)),
+    "negbin_crossed": Plan("glmmTMB", dict(n_groups=300, n_groups2=150)),
+    "nbinom1_crossed": Plan("glmmTMB", dict(n_groups=300, n_groups2=150)),  # lme4 has no NB1
+    # glmmTMB: glmer's Gamma fit is not maximum likelihood (lme4-gamma-estimates)
+    "gamma_log": Plan("glmmTMB", dict(n_groups=300)),
     "ordinal_logit": Plan("ordinal", dict(n_groups=200)),
     "ordinal_probit": Plan("ordinal", dict(n_groups=200)),
     "ordinal_slopes": Plan("ordinal", dict(n_groups=150)),
@@ -103,6 +107,10 @@ def working_variance(sim) -> np.ndarray:
     elif s.family == "negative_binomial":
         mu = np.exp(eta)
         info = mu * s.nb_theta / (mu + s.nb_theta)
+    elif s.family == "nbinom1":  # mu^2 / Var, ignoring that the size mu / phi moves with mu
+        info = np.exp(eta) / (1 + s.nb_phi)
+    elif s.family == "Gamma":  # log link: mu^2 / Var = shape
+        info = np.full(eta.shape, s.gamma_shape)
     elif s.family == "ordinal":
         F = LINKS[s.resolved_link].cdf
         th = np.array([-np.inf, *s.resolved_thresholds, np.inf])[None, :] - eta[:, None]
@@ -170,9 +178,31 @@ def variance_rows(sim, rec) -> list[tuple[str, float, float, float]]:
                 inflation *= 1 + noise / vrow["vcov"]
             out.append((f"cor {what}", est["sdcor"], rho,
                         (1 - rho**2) / np.sqrt(m) * np.sqrt(inflation)))
-    if sim.family == "negative_binomial":
-        out.append(("theta", rec["sigma"], sim.truth["dispersion"], nb_theta_se(sim)))
+    if sim.family in DISPERSION:
+        name, _ = DISPERSION[sim.family]
+        out.append((name, rec["sigma"], sim.truth["dispersion"], dispersion_se(sim)))
     return out
+
+
+# family -> (name, log density of y given mu and the dispersion as glmmTMB's sigma())
+DISPERSION = {
+    "negative_binomial": ("theta", lambda y, mu, th: stats.nbinom.logpmf(y, th, th / (th + mu))),
+    "nbinom1": ("phi", lambda y, mu, phi: stats.nbinom.logpmf(y, mu / phi, 1 / (1 + phi))),
+    "Gamma": ("sigma (CV)",
+              lambda y, mu, cv: stats.gamma.logpdf(y, 1 / cv**2, scale=mu * cv**2)),
+}
+
+
+def dispersion_se(sim) -> float:
+    """1 / sqrt(observed information for the dispersion at the truth, mu known):
+    the closed form for NB2, a central second difference otherwise."""
+    if sim.family == "negative_binomial":
+        return nb_theta_se(sim)
+    logf = DISPERSION[sim.family][1]
+    y, mu, v = sim.data["y"].to_numpy(float), np.exp(sim.eta), sim.truth["dispersion"]
+    h = 1e-3 * v
+    d2 = (logf(y, mu, v + h).sum() - 2 * logf(y, mu, v).sum() + logf(y, mu, v - h).sum()) / h**2
+    return float(1 / np.sqrt(-d2))
 
 
 def nb_theta_se(sim) -> float:

@@ -38,7 +38,8 @@ gb_formula <- function(text) {
 
 gb_glm_family <- function(family, link) {
   ctor <- switch(family, gaussian = stats::gaussian, binomial = stats::binomial,
-                 poisson = stats::poisson, stop("no stats family for ", family))
+                 poisson = stats::poisson, Gamma = stats::Gamma,
+                 stop("no stats family for ", family))
   do.call(ctor, list(link = link))
 }
 

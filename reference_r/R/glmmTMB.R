@@ -1,9 +1,14 @@
 ## glmmTMB: Laplace approximation by TMB; REML for Gaussian responses.
 
 gb_tmb_family <- function(family, link) {
-  if (family == "negative_binomial") return(glmmTMB::nbinom2(link = link))
-  gb_glm_family(family, link)
+  switch(family,
+    negative_binomial = glmmTMB::nbinom2(link = link),
+    nbinom1 = glmmTMB::nbinom1(link = link),
+    gb_glm_family(family, link))
 }
+
+## Families whose sigma() is a free parameter of the fit (sigma-meaning).
+gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma")
 
 gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   f <- gb_formula(formula)
@@ -12,8 +17,9 @@ gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   beta <- glmmTMB::fixef(m)$cond
   se <- sqrt(diag(as.matrix(stats::vcov(m)$cond)))[names(beta)]
   gaussian <- family == "gaussian"
-  ## sigma(): residual sd (Gaussian), the size parameter theta (nbinom2).
-  sigma <- if (gaussian || family == "negative_binomial") stats::sigma(m) else NA_real_
+  ## sigma(): residual sd (Gaussian), size theta (nbinom2: var = mu (1 + mu / theta)),
+  ## phi (nbinom1: var = mu (1 + phi)), 1 / sqrt(shape) = CV (Gamma).
+  sigma <- if (family %in% gb_tmb_sigma_families) stats::sigma(m) else NA_real_
   ok <- identical(as.numeric(m$fit$convergence), 0)
   pd <- isTRUE(m$sdr$pdHess)
   msgs <- c(if (!ok) paste0("nlminb (code ", m$fit$convergence, "): ", m$fit$message),

@@ -17,8 +17,11 @@ gb_record_lme4 <- function(m, elapsed, family, engine = "lme4") {
   beta <- lme4::fixef(m)
   se <- sqrt(diag(as.matrix(stats::vcov(m))))
   names(se) <- names(beta)
+  ## NB: the size theta (sigma() is 1 for glmer.nb). Gaussian: the residual sd.
+  ## Gamma: sigma() = sqrt((Pearson X^2 + |u|^2) / n), a moment estimate of the
+  ## CV (lme4-gamma-loglik-hybrid), the quantity glmmTMB's sigma() estimates by ML.
   sigma <- if (family == "negative_binomial") lme4::getME(m, "glmer.nb.theta") else
-    if (family == "gaussian") stats::sigma(m) else NA_real_
+    if (family %in% c("gaussian", "Gamma")) stats::sigma(m) else NA_real_
   ## deviance() is deprecated for REML fits; report the criterion optimised.
   dev <- if (lme4::isLMM(m) && lme4::isREML(m)) lme4::REMLcrit(m) else stats::deviance(m)
   conv <- gb_lme4_convergence(m)
