@@ -77,6 +77,19 @@ def poisson_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb
                          "b": _factor(bb, "b", nb)})
 
 
+def negbin_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb: int = 100
+                   ) -> pd.DataFrame:
+    """NB2 counts (size 2) with crossed random intercepts (sd 0.5 and 0.3)."""
+    a = rng.integers(0, na, n)
+    bb = rng.integers(0, nb, n)
+    x = rng.standard_normal(n)
+    eta = 0.3 + 0.4 * x + 0.5 * rng.standard_normal(na)[a] + 0.3 * rng.standard_normal(nb)[bb]
+    mu = np.exp(eta)
+    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
+    return pd.DataFrame({"y": y.astype(float), "x": x, "a": _factor(a, "a", na),
+                         "b": _factor(bb, "b", nb)})
+
+
 def binomial_intercept(rng: np.random.Generator, n: int = 50_000, ngroups: int = 1000
                        ) -> pd.DataFrame:
     """Binary response, random intercept (sd 0.8)."""
@@ -108,6 +121,8 @@ BENCH_MODELS = (
                binomial_slopes),
     BenchModel("Poisson crossed n=20000, 500 x 100", "y ~ x + (1 | a) + (1 | b)", "poisson",
                poisson_crossed),
+    BenchModel("NB2 crossed n=20000, 500 x 100", "y ~ x + (1 | a) + (1 | b)",
+               "negative_binomial", negbin_crossed, r_engine="glmmTMB"),
     BenchModel("binomial (1|g) n=50000, 1000 groups, nAGQ=25", "y ~ x + (1 | g)", "binomial",
                binomial_intercept, nagq=25),
     BenchModel("binomial (1+x|g) n=20000, 500 groups, vector AGQ nagq=7",

@@ -56,7 +56,8 @@ from glmmbench.formula import (
 
 __all__ = ["RandomTerm", "Design", "build_design", "FAMILIES"]
 
-FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal", "multinomial")
+FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
+            "ordinal", "multinomial")
 RANK_TOL = 1e-7  # lme4's chkRank.drop.cols tolerance (qr, LINPACK dqrdc2)
 
 
@@ -1189,7 +1190,11 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
                 "cbind(successes, failures), or a proportion with weights = trials")
         if _non_integer(y * w):
             messages.append(f"non-integer number of successes in binomial response {name!r}")
-    elif family in ("poisson", "negative_binomial"):
+    elif family == "Gamma":
+        if np.any(y <= 0):
+            raise DataError(f"Gamma response {name!r} has {int(np.sum(y <= 0))} non-positive "
+                            "values (the Gamma family needs y > 0, as R's Gamma())")
+    elif family in ("poisson", "negative_binomial", "nbinom1"):
         if np.any(y < 0):
             raise DataError(f"{family} response {name!r} has {int(np.sum(y < 0))} "
                             "negative counts")

@@ -18,21 +18,24 @@ Both can be evaluated at R's optimum: the sharpest parity test there is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import sparse
 
 from glmmbench.design import Design
 from glmmbench.errors import GLMMError
-from glmmbench.linalg import ReIndex
+from glmmbench.linalg import ReIndex, crossproducts, factorize
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas, ntheta, theta_lower, theta_start
 
-__all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda"]
+__all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda", "DISPERSION_BOUND"]
+
+# |log d| bound of a dispersion parameter (d = theta, phi, sigma): e^18.4 = 1e8
+DISPERSION_BOUND = float(np.log(1e8))
 
 
 def z_lambda(design: Design, theta: np.ndarray) -> list[np.ndarray]:
@@ -77,11 +80,15 @@ class LMMDevfun:
 class GLMMDevfun:
     """``f(concat(theta, beta))``: Laplace deviance of a GLMM (see module docstring).
 
-    Gaussian responses with a non-identity link carry the residual sd: the
-    parameters are ``concat(theta, [log sigma], beta)`` and the conditional
-    density is ``N(y; mu, sigma^2 / w)``, i.e. PIRLS runs with prior weights
-    ``w / sigma^2``. (lme4's glmer leaves sigma out of the penalized problem and
-    so shrinks the random effects to zero; glmmTMB fits this model.)
+    Families with a dispersion parameter carry its logarithm among the
+    covariance parameters: ``concat(theta, [log d], beta)`` with ``d`` the
+    residual sd of a Gaussian with a non-identity link, NB2's theta, NB1's phi or
+    Gamma's coefficient of variation (glmmTMB's ``sigma()``), estimated jointly
+    with ``theta`` and ``beta`` as glmmTMB does. (lme4's glmer leaves a Gaussian
+    sigma out of the penalized problem and shrinks the random effects to zero;
+    glmer.nb alternates between theta and glmer.) ``log d`` is kept within
+    ``+-DISPERSION_BOUND``; an estimate on that bound means the dispersion runs off
+    (NB2 theta -> inf: no overdispersion).
 
     The conditional mode of the previous call warm-starts PIRLS; the state
     (``last``) depends on the order of calls only through that start.
@@ -107,7 +114,8 @@ class GLMMDevfun:
                 shape=(self.ix.n1, self.design.n))
         self._u = None
         self._beta0 = self._safe_beta()
-        self.dispersion = self.response.family.name == "gaussian"
+        family = self.response.family
+        self.dispersion_name = "sigma" if family.name == "gaussian" else family.dispersion_name
         self._resp = self.response
 
     @property
@@ -119,14 +127,29 @@ class GLMMDevfun:
         return ntheta(self.qs)
 
     @property
+    def has_dispersion(self) -> bool:
+        return self.dispersion_name is not None
+
+    @property
     def ncov(self) -> int:
-        """Number of covariance parameters: theta, and log sigma for Gaussian."""
-        return self.ntheta + int(self.dispersion)
+        """Number of covariance parameters: theta, and the log-dispersion if any."""
+        return self.ntheta + int(self.has_dispersion)
+
+    @property
+    def _dispersion_bound(self) -> np.ndarray:
+        # a Gaussian sigma takes the response's units: no bound
+        bound = np.inf if self.response.family.name == "gaussian" else DISPERSION_BOUND
+        return np.full(int(self.has_dispersion), bound)
 
     @property
     def lower(self) -> np.ndarray:
-        return np.concatenate([theta_lower(self.qs), np.full(int(self.dispersion), -np.inf),
+        return np.concatenate([theta_lower(self.qs), -self._dispersion_bound,
                                np.full(self.design.p, -np.inf)])
+
+    @property
+    def upper(self) -> np.ndarray:
+        return np.concatenate([np.full(self.ntheta, np.inf), self._dispersion_bound,
+                               np.full(self.design.p, np.inf)])
 
     def _safe_beta(self) -> np.ndarray:
         """Start for joint PIRLS: the intercept at the weighted mean of ``g(mustart)``.
@@ -144,21 +167,24 @@ class GLMMDevfun:
         return beta
 
     def cov_start(self) -> np.ndarray:
-        """lme4's theta start; for Gaussian, log of the response's sd."""
+        """lme4's theta start, then the log of a moment estimate of the dispersion."""
         start = theta_start(self.qs)
-        if self.dispersion:
-            sd = float(np.std(self.response.y)) or 1.0
-            start = np.append(start, np.log(sd))
+        if self.has_dispersion:
+            start = np.append(start, np.log(_dispersion_start(self.response)))
         return start
 
     def sigma(self, cov: np.ndarray) -> float:
-        return float(np.exp(cov[self.ntheta])) if self.dispersion else 1.0
+        """glmmTMB's ``sigma()``: the dispersion parameter, 1 for families without one."""
+        return float(np.exp(cov[self.ntheta])) if self.has_dispersion else 1.0
 
-    def _set_sigma(self, cov: np.ndarray) -> None:
-        if self.dispersion:
-            r = self.response
-            s2 = self.sigma(cov) ** 2
-            self._resp = GLMResponse(r.y, r.weights / s2, r.offset, r.family)
+    def _set_dispersion(self, cov: np.ndarray) -> None:
+        if self.has_dispersion:
+            self._resp = self.response.with_dispersion(self.sigma(cov))
+
+    @property
+    def fitted_response(self) -> GLMResponse:
+        """The response at the dispersion of the last evaluation."""
+        return self._resp
 
     def laplace(self, res: PIRLSResult | None) -> float:
         if res is None:
@@ -192,7 +218,7 @@ class GLMMDevfun:
         Returns None when PIRLS fails from both starts (the deviance is then inf).
         """
         cov = np.asarray(cov, dtype=float)
-        self._set_sigma(cov)
+        self._set_dispersion(cov)
         V = self._V = z_lambda(self.design, cov[: self.ntheta])
         cold_beta = self._beta0 if joint else beta
         starts = [(self._u, beta if beta is not None else self._beta0), (None, cold_beta)]
@@ -209,9 +235,37 @@ class GLMMDevfun:
                 break
         if res is None or not np.isfinite(res.pdev):
             return None
+        if self._resp.observed:
+            try:
+                res = replace(res, fac=self._curvature_factor(res, V, joint))
+            except PIRLSFailure:
+                return None
         self._u = res.u
         self.last = res
         return res
+
+    def _curvature_factor(self, res: PIRLSResult, V: list[np.ndarray], joint: bool):
+        """``L`` with the exact-Hessian weights at the mode (``GLMResponse.observed``).
+
+        PIRLS's own factor is at the mode with its Newton weights: it is that factor
+        unless some exact weight was not positive there (Fisher weights used instead).
+        """
+        w = self._resp.curvature_weights(res.working)
+        if np.array_equal(w, res.working.w):
+            return res.fac
+        cp = crossproducts(self.ix, V, w, self.design.X if joint else None, None)
+        try:
+            fac = factorize(cp, self.ix.q1)
+        except np.linalg.LinAlgError as err:
+            raise PIRLSFailure(f"exact-Hessian factor is not positive definite: {err}") from err
+        if not np.isfinite(fac.logdet_Z()):
+            raise PIRLSFailure("exact-Hessian factor is not positive definite")
+        return fac
+
+    def restore(self, res: PIRLSResult) -> None:
+        """Make ``res`` the last result and the warm start of the next PIRLS."""
+        self.last = res
+        self._u = res.u
 
     def stage1(self, cov: np.ndarray) -> float:
         """Laplace deviance with ``beta`` updated jointly in PIRLS (lme4's nAGQ = 0)."""
@@ -225,6 +279,23 @@ class GLMMDevfun:
 
     def __call__(self, params: np.ndarray) -> float:
         return self.objective(self.pirls_at(params))
+
+
+def _dispersion_start(response: GLMResponse) -> float:
+    """A moment estimate from the raw response: sd for gaussian, the coefficient of
+    variation for Gamma, NB2's theta from ``var = m + m^2 / theta`` and NB1's phi from
+    ``var = m (1 + phi)`` (1 where the counts are not overdispersed)."""
+    y, w = response.y, response.weights
+    m = float(np.average(y, weights=w))
+    v = float(np.average((y - m) ** 2, weights=w))
+    name = response.family.name
+    if name == "gaussian":
+        return float(np.sqrt(v)) or 1.0
+    if name == "Gamma":
+        return float(np.sqrt(v) / m) if v > 0 else 1.0
+    if name == "negative_binomial":
+        return m * m / (v - m) if v > m else 1.0
+    return v / m - 1.0 if v > 2 * m else 1.0
 
 
 def _check_agq_design(design: Design) -> None:

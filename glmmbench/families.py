@@ -318,7 +318,10 @@ def _stirlerr(n: Array) -> Array:
     out[half] = _STIRLERR_HALVES[twice[half].astype(np.intp)]
     other = (n > 0) & (n <= 15.0) & ~half
     if np.any(other):
-        out[other] = _stirlerr_recursive(n[other])
+        # R 4.2's stirlerr for n <= 15 off the half-integers: the lgamma form
+        no = n[other]
+        out[other] = (special.gammaln(no + 1.0) - (no + 0.5) * np.log(no) + no
+                      - 0.5 * _LOG_2PI)
     return out
 
 

@@ -23,7 +23,7 @@ from threadpoolctl import threadpool_limits
 from glmmbench.design import Design, build_design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
 from glmmbench.errors import FamilyError, GLMMError
-from glmmbench.families import Family, get_family
+from glmmbench.families import FAMILY_ALIASES, Family, get_family
 from glmmbench.optimize import (
     OptSummary,
     bobyqa,
@@ -37,7 +37,8 @@ from glmmbench.theta import theta_start
 
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
 
-NATIVE_FAMILIES = ("gaussian", "binomial", "poisson")
+NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma")
+EXPECTED_INFORMATION_FAMILIES = ("binomial", "poisson")
 THRESHOLDS = ("flexible", "equidistant", "symmetric")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
@@ -81,10 +82,10 @@ def optimize_glmm(devfun: GLMMDevfun,
     """lme4's two stages; returns both OptSummaries (stage 2 is the fit)."""
     ctl = _control(control)
     k = devfun.ncov
-    lower_theta = devfun.lower[:k]
-    s1 = bobyqa(devfun.stage1, devfun.cov_start(), lower_theta, ftol_rel=1e-8,
-                ftol_abs=ctl["stage1_ftol_abs"], xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
-    devfun.stage1(s1.final)
+    lower_theta, upper_theta = devfun.lower[:k], devfun.upper[:k]
+    s1 = bobyqa(_keep_best(devfun, devfun.stage1), devfun.cov_start(), lower_theta,
+                upper=upper_theta, ftol_rel=1e-8, ftol_abs=ctl["stage1_ftol_abs"],
+                xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
     beta1 = devfun.last.beta
     # Stage 2 works in whitened coordinates gamma, beta = beta1 + R_X^{-1} gamma with
     # R_X from stage 1's joint factor: the deviance's beta-block is then close to
@@ -98,21 +99,78 @@ def optimize_glmm(devfun: GLMMDevfun,
     def f2(x: np.ndarray) -> float:
         return devfun(np.concatenate([x[:k], to_beta(x[k:])]))
 
+    f2 = _keep_best(devfun, f2)
+
     step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final, 0.1), 0.05),
                            np.ones(k_beta)])
     x0 = np.concatenate([s1.final, np.zeros(k_beta)])
     lower = np.concatenate([lower_theta, np.full(k_beta, -np.inf)])
-    s2 = bobyqa(f2, x0, lower, initial_step=step, ftol_rel=ctl["ftol_rel"],
+    upper = np.concatenate([upper_theta, np.full(k_beta, np.inf)])
+    s2 = bobyqa(f2, x0, lower, upper=upper, initial_step=step, ftol_rel=ctl["ftol_rel"],
                 ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
     s2.initial = np.concatenate([s1.final, beta1])
     s2.final = np.concatenate([s2.final[:k], to_beta(s2.final[k:])])
     return s1, s2
 
 
+def _keep_best(devfun: GLMMDevfun, f):
+    """``f`` that leaves ``devfun`` at the PIRLS result of its lowest value so far.
+
+    PIRLS warm-starts from the last evaluation; where the conditional mode is not
+    unique (e.g. inverse links), re-evaluating the optimum after a search could
+    land on another mode. The search's best result is restored instead.
+    """
+    best: list = [np.inf, None]  # value, PIRLS result
+
+    def wrapped(x: np.ndarray) -> float:
+        value = f(x)
+        if value < best[0]:
+            best[:] = [value, devfun.last]
+        elif best[1] is not None:
+            devfun.restore(best[1])
+        return value
+
+    return wrapped
+
+
 def _response(design: Design, family: Family) -> GLMResponse | None:
+    """The GLM response, None for an LMM.
+
+    The Laplace factor uses the expected information for the families glmer fits
+    (binomial, Poisson: lme4's approximation, so that values equal glmer's) and the
+    exact Hessian for the rest, whose reference is glmmTMB (they differ for
+    non-canonical links only; ``reference_r.known_discrepancies``
+    ``lme4-noncanonical-laplace``, ``lme4-nb-expected-information-laplace``).
+    """
     if family.name == "gaussian" and family.link.name == "identity":
         return None
-    return GLMResponse(design.y, design.weights, design.offset, family, trials=design.trials)
+    return GLMResponse(design.y, design.weights, design.offset, family, trials=design.trials,
+                       observed=family.name not in EXPECTED_INFORMATION_FAMILIES)
+
+
+# NB2's theta (NB1's phi) counts as infinite (zero) when the extra variance,
+# mu^2 / theta (phi mu), is below this share of the Poisson variance mu everywhere
+NO_OVERDISPERSION = 1e-3
+
+
+def _dispersion_messages(devfun: GLMMDevfun, x: np.ndarray) -> list[str]:
+    """Say so when the dispersion runs off: to its bound, or (negative binomials) so
+    far that the model is Poisson's, where the likelihood is flat in it."""
+    i = devfun.ntheta
+    name, family = devfun.dispersion_name, devfun.response.family.name
+    value = float(np.exp(x[i]))
+    mu_max = float(np.max(devfun.last.working.mu)) if devfun.last is not None else np.nan
+    if family == "negative_binomial" and mu_max / value < NO_OVERDISPERSION:
+        why = ("theta -> infinity: the counts show no overdispersion given the random "
+               "effects, and the Poisson model is the limit")
+    elif family == "nbinom1" and value < NO_OVERDISPERSION:
+        why = ("phi -> 0: the counts show no overdispersion given the random effects, "
+               "and the Poisson model is the limit")
+    elif x[i] >= devfun.upper[i] - 1e-3 or x[i] <= devfun.lower[i] + 1e-3:
+        why = "the estimate runs off to the boundary of the parameter space"
+    else:
+        return []
+    return [f"dispersion {name} on the boundary ({name} = {value:.4g}): {why}"]
 
 
 def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
@@ -126,7 +184,8 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         ``"y ~ x + (1 + x | g)"``; see ``glmmbench.formula``.
     data : DataFrame
     family : str
-        ``"gaussian"``, ``"binomial"``, ``"poisson"`` (this engine), as R names them.
+        ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"negative_binomial"`` (alias
+        ``"nbinom2"``), ``"nbinom1"``, ``"Gamma"`` (alias ``"gamma"``), as R names them.
     link : str, optional
         R's link name; default canonical.
     weights, offset : array or column name, optional
@@ -154,9 +213,9 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
 def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t0):
     if reml is not None and not isinstance(reml, bool | np.bool_):
         raise GLMMError(f"reml must be True, False or None, not {reml!r}")
+    family = FAMILY_ALIASES.get(family, family) if isinstance(family, str) else family
     if family not in NATIVE_FAMILIES:
-        fam_all = ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal",
-                   "multinomial")
+        fam_all = (*NATIVE_FAMILIES, "ordinal", "multinomial")
         if family in fam_all:
             raise FamilyError(f"family {family!r} is not fitted by the native engine yet "
                               f"(available: {', '.join(NATIVE_FAMILIES)})")
@@ -183,7 +242,8 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
     grad = hess = None
     if ctl["calc_derivs"]:
         grad, hess = derivatives(devfun, x, fx)
-        x, fx, grad, moved = newton_polish(devfun, x, fx, grad, hess, devfun.lower)
+        x, fx, grad, moved = newton_polish(devfun, x, fx, grad, hess, devfun.lower,
+                                           None if is_lmm else devfun.upper)
         if moved:
             opt.final, opt.fmin = x, fx
         devfun(x)  # leave the devfun's state at the optimum
@@ -195,6 +255,8 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
         converged = False
         conv_msgs.append("PIRLS did not converge at the optimum (separation, or a mode on "
                          "the boundary of the link's domain?)")
+    if not is_lmm and devfun.has_dispersion:
+        conv_msgs += _dispersion_messages(devfun, x)
     if opt.returnvalue == "MAXEVAL_REACHED":
         converged = False
         conv_msgs.append(f"optimizer reached the maximum of {opt.feval} evaluations")

@@ -69,15 +69,16 @@ _RETURN = {
 
 
 def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, *,
-           initial_step: np.ndarray | None = None, ftol_rel: float = 1e-12,
-           ftol_abs: float = 1e-8, xtol_abs: float = 1e-10, maxfeval: int = 10_000,
-           name: str = "LN_BOBYQA") -> OptSummary:
-    """Minimise ``f`` from ``x0`` subject to ``x >= lower`` with nlopt's BOBYQA.
+           upper: np.ndarray | None = None, initial_step: np.ndarray | None = None,
+           ftol_rel: float = 1e-12, ftol_abs: float = 1e-8, xtol_abs: float = 1e-10,
+           maxfeval: int = 10_000, name: str = "LN_BOBYQA") -> OptSummary:
+    """Minimise ``f`` from ``x0`` subject to ``lower <= x <= upper`` with nlopt's BOBYQA.
 
     Non-finite objective values are mapped to ``+inf``-like large values so
     that BOBYQA backs off instead of stopping.
     """
-    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    upper = np.full(len(lower), np.inf) if upper is None else np.asarray(upper, dtype=float)
+    x0 = np.minimum(np.maximum(np.asarray(x0, dtype=float), lower), upper)
     k = x0.size
     step = (np.where(np.isfinite(lower), 0.75, 0.5) if initial_step is None
             else np.asarray(initial_step, dtype=float))
@@ -98,6 +99,7 @@ def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, 
     opt = nlopt.opt(getattr(nlopt, name), k)
     opt.set_min_objective(objective)
     opt.set_lower_bounds(np.where(np.isfinite(lower), lower, -np.inf))
+    opt.set_upper_bounds(np.where(np.isfinite(upper), upper, np.inf))
     opt.set_ftol_rel(ftol_rel)
     opt.set_ftol_abs(ftol_abs)
     opt.set_xtol_abs(xtol_abs)
@@ -131,7 +133,8 @@ def gradient(f: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-
 
 
 def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
-                  grad: np.ndarray, hess: np.ndarray, lower: np.ndarray
+                  grad: np.ndarray, hess: np.ndarray, lower: np.ndarray,
+                  upper: np.ndarray | None = None
                   ) -> tuple[np.ndarray, float, np.ndarray, bool]:
     """One Newton step from a derivative-free optimum, kept only if it lowers ``f``.
 
@@ -140,7 +143,8 @@ def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
     lower bound with a positive gradient stay there. Returns
     ``(x, f(x), gradient at x, moved)``; the Hessian is reused.
     """
-    free = ~((x <= lower) & (grad > 0))
+    upper = np.full(x.size, np.inf) if upper is None else upper
+    free = ~(((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0)))
     if not (np.any(free) and np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
         return x, fx, grad, False
     try:
@@ -149,7 +153,7 @@ def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
         return x, fx, grad, False
     x_new = x.copy()
     x_new[free] -= step
-    x_new = np.maximum(x_new, lower)
+    x_new = np.minimum(np.maximum(x_new, lower), upper)
     f_new = f(x_new)
     if not (np.isfinite(f_new) and f_new < fx):
         return x, fx, grad, False

@@ -11,11 +11,22 @@ Fast path: for binomial and Poisson the log-density is
 ``sum d(y, mu) = 2 (K(y) - K(mu))`` and ``-2 log L = -2 (c + K(mu))`` both come
 from one evaluation of ``K``; ``c`` and ``K(y)`` are computed once with the
 family's general (R-exact) functions. A test checks the two paths agree.
+
+Dispersion: a family with a dispersion parameter (gaussian's sigma; NB2's theta,
+NB1's phi, Gamma's sigma; see ``Family.dispersion``) gets it through
+``with_dispersion``. PIRLS minimises ``sum d(y, mu) / scale + ||u||^2`` with
+``scale = sigma^2`` for gaussian and Gamma (1 otherwise), i.e. the conditional
+log-density up to terms free of ``mu``.
+
+Laplace curvature: ``observed`` chooses the weights of the factor ``L`` whose
+log-determinant enters the Laplace approximation (and whose blocks scale AGQ):
+the expected (Fisher) information, lme4's choice, or the exact Hessian of the
+conditional log-density, glmmTMB's. They coincide for canonical links.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -47,6 +58,8 @@ class GLMResponse:
     family: Family
     fast: bool = True
     trials: np.ndarray | None = None  # cbind() trials, R's ``n`` in binomial()$aic
+    scale: float = 1.0  # sigma^2 for gaussian and Gamma: PIRLS's deviance is d / scale
+    observed: bool = False  # exact-Hessian (True) or Fisher (False) weights in L
     _consts: tuple | None = field(init=False, default=None, repr=False)
     _binary: bool = field(init=False, default=False, repr=False)
     _minus_sign: np.ndarray | None = field(init=False, default=None, repr=False)
@@ -93,26 +106,56 @@ class GLMResponse:
         link = self.family.link
         mu, d = (link.linkinv_and_mu_eta(eta) if self.fast
                  else (link.linkinv(eta), link.mu_eta(eta)))
-        w = self.family.working_weights(eta, mu, self.weights, mu_eta=d)
-        return WorkingValues(eta, mu, w, (self.y - mu) / d)
+        fam = self.family
+        w = fam.working_weights(eta, mu, self.weights, mu_eta=d)
+        if self._consts is not None:
+            return WorkingValues(eta, mu, w, (self.y - mu) / d)
+        wres = fam.working_residuals(self.y, mu, d)
+        if self.observed:
+            # Newton steps where the exact curvature is positive (quadratic convergence
+            # near the mode; Fisher scoring is only linear for NB1), Fisher elsewhere;
+            # the residual keeps w * wres the exact gradient
+            w_obs = fam.observed_weights(self.y, eta, mu, self.weights, mu_eta=d)
+            newton = w_obs > 0
+            wres = np.where(newton, wres * w / np.where(newton, w_obs, 1.0), wres)
+            w = np.where(newton, w_obs, w)
+        if self.scale != 1.0:
+            w = w / self.scale
+        return WorkingValues(eta, mu, w, wres)
+
+    def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
+        """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
+        if not self.observed:
+            return wv.w
+        w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
+        return w / self.scale if self.scale != 1.0 else w
+
+    def with_dispersion(self, value: float) -> GLMResponse:
+        """The response with the family's dispersion parameter set to ``value``
+        (gaussian: the residual sd sigma, which only sets ``scale``)."""
+        if self.family.name == "gaussian":
+            return replace(self, scale=float(value) ** 2)
+        family = self.family.with_dispersion(value)
+        scale = float(value) ** 2 if family.name == "Gamma" else 1.0
+        return replace(self, family=family, scale=scale)
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
         return self.family.dev_resids(self.y, mu, self.weights)
 
     def deviance(self, mu: np.ndarray) -> float:
-        """``sum_i d(y_i, mu_i)``, the sum of the deviance residuals."""
+        """``sum_i d(y_i, mu_i) / scale``: the part of ``-2 log f`` that depends on mu."""
         if self._consts is not None:
             wy, w1y, c, ksat, _ = self._consts
             # K(y) - K(mu) = (c + K(y)) - (c + K(mu)); c + K(y) is ksat
             return 2.0 * (ksat - c - self._kernel(mu, wy, w1y))
-        return float(np.sum(self.dev_resids(mu)))
+        return float(np.sum(self.dev_resids(mu))) / self.scale
 
-    def minus2loglik(self, mu: np.ndarray, dispersion: float = 1.0) -> float:
+    def minus2loglik(self, mu: np.ndarray) -> float:
         """``-2 sum log f(y_i | mu_i)`` with every constant R's ``family$aic`` carries."""
         if self._consts is not None:
             wy, w1y, c, _, _ = self._consts
             return -2.0 * (c + self._kernel(mu, wy, w1y))
-        return -2.0 * float(np.sum(self._loglik_obs(mu, dispersion)))
+        return -2.0 * float(np.sum(self._loglik_obs(mu, self.scale)))
 
     def loglik_obs(self, eta: np.ndarray) -> np.ndarray:
         """``log f(y_i | eta_i)`` term by term, constants included (as ``minus2loglik``).
@@ -121,7 +164,7 @@ class GLMResponse:
         adaptive quadrature evaluates them at M nodes.
         """
         if self._consts is None:
-            return self._loglik_obs(self.family.link.linkinv(eta), 1.0)
+            return self._loglik_obs(self.family.link.linkinv(eta), self.scale)
         wy, w1y, _, _, c_obs = self._consts
         col = (lambda a: a) if eta.ndim == 1 else (lambda a: a[:, None])
         link = self.family.link.name

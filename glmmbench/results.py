@@ -193,6 +193,12 @@ def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.
     if name == "binomial":
         trials = np.round(weights).astype(np.int64)
         return rng.binomial(trials, mu) / np.maximum(trials, 1)
+    if name == "negative_binomial":  # numpy's (n, p): mean n (1 - p) / p
+        return rng.negative_binomial(sigma, sigma / (sigma + mu)).astype(float)
+    if name == "nbinom1":  # size mu / phi, p = 1 / (1 + phi)
+        return rng.negative_binomial(mu / sigma, 1.0 / (1.0 + sigma)).astype(float)
+    if name == "Gamma":  # shape 1 / sigma^2, scale mu sigma^2
+        return rng.gamma(1.0 / sigma**2, mu * sigma**2)
     raise ValueError(f"simulate() has no sampler for family {name!r}")
 
 
@@ -239,6 +245,21 @@ def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np
     return out, np.concatenate(bs)
 
 
+def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) -> dict:
+    """The dispersion estimate and its Wald standard error (delta method from the
+    Hessian of the deviance over ``(theta, log d, beta)``: ``Var = 2 H^{-1}``)."""
+    i = devfun.ntheta
+    se_log = np.nan
+    if hess is not None:
+        try:
+            v = 2.0 * np.linalg.inv(hess)[i, i]
+            se_log = float(np.sqrt(v)) if v > 0 else np.nan
+        except np.linalg.LinAlgError:
+            pass
+    return {"name": devfun.dispersion_name, "value": value, "se": value * se_log,
+            "se_log": se_log}
+
+
 def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
                 stages: tuple[OptSummary, ...], *, grad: np.ndarray | None,
                 hess: np.ndarray | None, converged: bool, messages: list[str], reml: bool,
@@ -266,8 +287,9 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         res = devfun.last
         u = res.u
         loglik = -devfun.objective(res) / 2
-        deviance = devfun.response.deviance(res.working.mu)
+        deviance = float(np.sum(devfun.fitted_response.dev_resids(res.working.mu)))
         sigma = devfun.sigma(opt.final[:k])
+        family = devfun.fitted_response.family
         df = p + k
         scale2 = 1.0
         vcov = None
@@ -297,6 +319,8 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         optinfo["agq_nodes_per_group"] = devfun.rule.nnodes
     if grad is not None:
         optinfo["derivs"] = {"gradient": grad.tolist(), "Hessian": hess.tolist()}
+    if not lmm and devfun.has_dispersion:
+        optinfo["dispersion"] = _dispersion_info(devfun, sigma, hess)
     fixef = pd.Series(beta, index=names, name="fixef")
     return GLMMResult(
         formula=design.formula, family=family, design=design, fixef=fixef,

@@ -62,6 +62,14 @@ def render_summary(res: GLMMResult) -> str:
         lines.append(f"  Corr({row['grp']}: {row['var1']}, {row['var2']}) = {row['sdcor']:.3f}")
     groups = ", ".join(f"{g}, {n}" for g, n in res.ngroups.items())
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
+    disp = res.optinfo.get("dispersion")
+    if disp is not None and res.family.name != "gaussian":
+        what = {"theta": "size theta (var = mu + mu^2/theta)",
+                "phi": "phi (var = mu (1 + phi))",
+                "sigma": "coefficient of variation sigma (var = sigma^2 mu^2)"}[disp["name"]]
+        lines.append("")
+        lines.append(f"Dispersion parameter for {res.family.name} family, {what}: "
+                     f"{disp['value']:.4g} (SE {disp['se']:.3g})")
     lines.append("")
     lines.append("Fixed effects:")
     lines.append(coef_table(res).to_string(float_format=lambda v: f"{v:.5g}"))

@@ -43,6 +43,11 @@ def clustered(rng: np.random.Generator, family: str, G: int = 8, m: int = 10,
         y = rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float)
     elif family == "poisson":
         y = rng.poisson(np.exp(eta)).astype(float)
+    elif family == "negative_binomial":
+        mu = np.exp(eta + 1.0)
+        y = rng.negative_binomial(3.0, 3.0 / (3.0 + mu)).astype(float)
+    elif family == "Gamma":
+        y = rng.gamma(4.0, np.exp(eta) / 4.0)
     else:
         y = np.exp(eta + 3.0) + rng.normal(0, 2.0, G * m)
     return pd.DataFrame({"y": y, "x": x,
@@ -50,11 +55,16 @@ def clustered(rng: np.random.Generator, family: str, G: int = 8, m: int = 10,
 
 
 def _logf(family: str, y, eta, sigma):
-    """Conditional log-densities from scipy.stats (canonical links; gaussian: log)."""
+    """Conditional log-densities from scipy.stats (canonical links; gaussian, NB2 and
+    Gamma: log), ``sigma`` the dispersion (sd, NB2 size, Gamma CV)."""
     if family == "binomial":
         return stats.bernoulli.logpmf(y, 1 / (1 + np.exp(-eta)))
     if family == "poisson":
         return stats.poisson.logpmf(y, np.exp(eta))
+    if family == "negative_binomial":
+        return stats.nbinom.logpmf(y, sigma, sigma / (sigma + np.exp(eta)))
+    if family == "Gamma":
+        return stats.gamma.logpdf(y, a=1 / sigma**2, scale=np.exp(eta) * sigma**2)
     return stats.norm.logpdf(y, np.exp(eta), sigma)
 
 
@@ -135,6 +145,8 @@ def test_product_rule():
     ("binomial", "probit", "y ~ x + (1 + x | g)"),
     ("poisson", None, "y ~ x + (1 + x | g)"),
     ("gaussian", "log", "y ~ x + (1 | g)"),
+    ("negative_binomial", None, "y ~ x + (1 + x | g)"),
+    ("Gamma", "log", "y ~ x + (1 | g)"),
 ])
 def test_one_node_rule_is_laplace(family, link, formula):
     """The AGQ formula with the one-node rule (z = 0, w = 1) is the Laplace value."""
@@ -159,14 +171,19 @@ def test_nagq1_fit_is_the_laplace_fit():
 
 
 # ------------------------------------------------- against independent integrals
+DISPERSION = {"gaussian": 2.5, "negative_binomial": 2.0, "Gamma": 0.6}
+
+
 @pytest.mark.parametrize("family,link", [("binomial", None), ("poisson", None),
-                                         ("gaussian", "log")])
+                                         ("gaussian", "log"), ("negative_binomial", None),
+                                         ("Gamma", "log")])
 def test_scalar_agq_equals_quad(family, link):
     data = clustered(np.random.default_rng(2), family)
     f = _devfun(data, "y ~ x + (1 | g)", family, link, nagq=25)
     theta = np.array([0.9])
-    beta = np.array([3.1, 0.6]) if family == "gaussian" else np.array([0.1, 0.6])
-    sigma = 2.5 if family == "gaussian" else None
+    beta = {"gaussian": np.array([3.1, 0.6]), "negative_binomial": np.array([1.1, 0.6])
+            }.get(family, np.array([0.1, 0.6]))
+    sigma = DISPERSION.get(family)
     cov = theta if sigma is None else np.append(theta, np.log(sigma))
     value = f(np.concatenate([cov, beta]))
     want = reference_deviance_q1(data, family, theta, beta, sigma)

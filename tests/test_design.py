@@ -427,8 +427,8 @@ def test_lme4_level_and_size_checks():
 
 
 def test_families_list():
-    assert FAMILIES == ("gaussian", "binomial", "poisson", "negative_binomial", "ordinal",
-                        "multinomial")
+    assert FAMILIES == ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1",
+                        "Gamma", "ordinal", "multinomial")
     with pytest.raises(FamilyError):
         build_design("y ~ x + (1 | g)", SIM, family=None)
 

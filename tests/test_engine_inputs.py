@@ -80,7 +80,7 @@ BAD_INPUTS = {
     "extra_closing_parenthesis": (dict(formula="y ~ x + (1 | g))"), FormulaError, ")"),
     "missing_tilde": (dict(formula="y + x + (1 | g)"), FormulaError, "~"),
     "no_random_term": (dict(formula="y ~ x"), FormulaError, "random"),
-    "unknown_family": (dict(family="gamma"), FamilyError, "'gamma'"),
+    "unknown_family": (dict(family="tweedie"), FamilyError, "'tweedie'"),
     "family_not_fitted_yet": (dict(family="ordinal"), FamilyError, "'ordinal'"),
     "unknown_link": (dict(family="binomial", link="foo", formula="b ~ x + (1 | g)"),
                      FamilyError, "'foo'"),
