@@ -32,10 +32,7 @@ from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas, ntheta, theta_lower, theta_start
 
-__all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda", "DISPERSION_BOUND"]
-
-# |log d| bound of a dispersion parameter (d = theta, phi, sigma): e^18.4 = 1e8
-DISPERSION_BOUND = float(np.log(1e8))
+__all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda"]
 
 
 def z_lambda(design: Design, theta: np.ndarray) -> list[np.ndarray]:
@@ -86,9 +83,9 @@ class GLMMDevfun:
     Gamma's coefficient of variation (glmmTMB's ``sigma()``), estimated jointly
     with ``theta`` and ``beta`` as glmmTMB does. (lme4's glmer leaves a Gaussian
     sigma out of the penalized problem and shrinks the random effects to zero;
-    glmer.nb alternates between theta and glmer.) ``log d`` is kept within
-    ``+-DISPERSION_BOUND``; an estimate on that bound means the dispersion runs off
-    (NB2 theta -> inf: no overdispersion).
+    glmer.nb alternates between theta and glmer.) These parameters belong to the
+    response (``nparams``, ``param_start``, ``param_bounds``, ``with_params``); an
+    ordinal response's are its threshold parameters.
 
     The conditional mode of the previous call warm-starts PIRLS; the state
     (``last``) depends on the order of calls only through that start.
@@ -114,8 +111,6 @@ class GLMMDevfun:
                 shape=(self.ix.n1, self.design.n))
         self._u = None
         self._beta0 = self._safe_beta()
-        family = self.response.family
-        self.dispersion_name = "sigma" if family.name == "gaussian" else family.dispersion_name
         self._resp = self.response
 
     @property
@@ -127,28 +122,19 @@ class GLMMDevfun:
         return ntheta(self.qs)
 
     @property
-    def has_dispersion(self) -> bool:
-        return self.dispersion_name is not None
-
-    @property
     def ncov(self) -> int:
-        """Number of covariance parameters: theta, and the log-dispersion if any."""
-        return self.ntheta + int(self.has_dispersion)
-
-    @property
-    def _dispersion_bound(self) -> np.ndarray:
-        # a Gaussian sigma takes the response's units: no bound
-        bound = np.inf if self.response.family.name == "gaussian" else DISPERSION_BOUND
-        return np.full(int(self.has_dispersion), bound)
+        """Number of parameters before beta: theta, then the response's (a
+        log-dispersion; an ordinal model's threshold parameters)."""
+        return self.ntheta + self.response.nparams
 
     @property
     def lower(self) -> np.ndarray:
-        return np.concatenate([theta_lower(self.qs), -self._dispersion_bound,
+        return np.concatenate([theta_lower(self.qs), self.response.param_bounds()[0],
                                np.full(self.design.p, -np.inf)])
 
     @property
     def upper(self) -> np.ndarray:
-        return np.concatenate([np.full(self.ntheta, np.inf), self._dispersion_bound,
+        return np.concatenate([np.full(self.ntheta, np.inf), self.response.param_bounds()[1],
                                np.full(self.design.p, np.inf)])
 
     def _safe_beta(self) -> np.ndarray:
@@ -161,25 +147,22 @@ class GLMMDevfun:
         r = self.response
         beta = np.zeros(self.design.p)
         if "(Intercept)" in self.design.fixef_names:
-            eta0 = r.family.link.linkfun(r.mustart()) - r.offset
+            eta0 = r.eta_start()
             w = r.weights if np.sum(r.weights) > 0 else np.ones_like(r.weights)
             beta[self.design.fixef_names.index("(Intercept)")] = np.average(eta0, weights=w)
         return beta
 
     def cov_start(self) -> np.ndarray:
-        """lme4's theta start, then the log of a moment estimate of the dispersion."""
-        start = theta_start(self.qs)
-        if self.has_dispersion:
-            start = np.append(start, np.log(_dispersion_start(self.response)))
-        return start
+        """lme4's theta start, then the start of the response's parameters."""
+        return np.concatenate([theta_start(self.qs), self.response.param_start()])
 
     def sigma(self, cov: np.ndarray) -> float:
         """glmmTMB's ``sigma()``: the dispersion parameter, 1 for families without one."""
-        return float(np.exp(cov[self.ntheta])) if self.has_dispersion else 1.0
+        return self.response.sigma(cov[self.ntheta:self.ncov])
 
-    def _set_dispersion(self, cov: np.ndarray) -> None:
-        if self.has_dispersion:
-            self._resp = self.response.with_dispersion(self.sigma(cov))
+    def _set_params(self, cov: np.ndarray) -> None:
+        if self.response.nparams:
+            self._resp = self.response.with_params(cov[self.ntheta:self.ncov])
 
     @property
     def fitted_response(self) -> GLMResponse:
@@ -218,7 +201,7 @@ class GLMMDevfun:
         Returns None when PIRLS fails from both starts (the deviance is then inf).
         """
         cov = np.asarray(cov, dtype=float)
-        self._set_dispersion(cov)
+        self._set_params(cov)
         V = self._V = z_lambda(self.design, cov[: self.ntheta])
         cold_beta = self._beta0 if joint else beta
         starts = [(self._u, beta if beta is not None else self._beta0), (None, cold_beta)]
@@ -279,23 +262,6 @@ class GLMMDevfun:
 
     def __call__(self, params: np.ndarray) -> float:
         return self.objective(self.pirls_at(params))
-
-
-def _dispersion_start(response: GLMResponse) -> float:
-    """A moment estimate from the raw response: sd for gaussian, the coefficient of
-    variation for Gamma, NB2's theta from ``var = m + m^2 / theta`` and NB1's phi from
-    ``var = m (1 + phi)`` (1 where the counts are not overdispersed)."""
-    y, w = response.y, response.weights
-    m = float(np.average(y, weights=w))
-    v = float(np.average((y - m) ** 2, weights=w))
-    name = response.family.name
-    if name == "gaussian":
-        return float(np.sqrt(v)) or 1.0
-    if name == "Gamma":
-        return float(np.sqrt(v) / m) if v > 0 else 1.0
-    if name == "negative_binomial":
-        return m * m / (v - m) if v > m else 1.0
-    return v / m - 1.0 if v > 2 * m else 1.0
 
 
 def _check_agq_design(design: Design) -> None:

@@ -157,7 +157,7 @@ def _dispersion_messages(devfun: GLMMDevfun, x: np.ndarray) -> list[str]:
     """Say so when the dispersion runs off: to its bound, or (negative binomials) so
     far that the model is Poisson's, where the likelihood is flat in it."""
     i = devfun.ntheta
-    name, family = devfun.dispersion_name, devfun.response.family.name
+    name, family = devfun.response.dispersion_name, devfun.response.family.name
     value = float(np.exp(x[i]))
     mu_max = float(np.max(devfun.last.working.mu)) if devfun.last is not None else np.nan
     if family == "negative_binomial" and mu_max / value < NO_OVERDISPERSION:
@@ -255,7 +255,7 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
         converged = False
         conv_msgs.append("PIRLS did not converge at the optimum (separation, or a mode on "
                          "the boundary of the link's domain?)")
-    if not is_lmm and devfun.has_dispersion:
+    if not is_lmm and getattr(devfun.response, "dispersion_name", None) is not None:
         conv_msgs += _dispersion_messages(devfun, x)
     if opt.returnvalue == "MAXEVAL_REACHED":
         converged = False

@@ -26,7 +26,6 @@ from glmmbench.response import GLMResponse, WorkingValues
 __all__ = ["PIRLSResult", "PIRLSFailure", "pirls"]
 
 MAX_HALVINGS = 20
-_RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
 
 
 class PIRLSFailure(ArithmeticError):
@@ -67,13 +66,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     fixed = off + X @ beta  # offset + X beta, constant unless ``joint``
     eta = fixed + ix.Zu(V, u)
     wv = resp.working(eta)
-    link, fam = resp.family.link, resp.family
-
-    # links whose inverse can leave the family's mean space (R's glm.fit checks these)
-    restricted = link.name in _RESTRICTED_LINKS or (fam.name, link.name) == ("binomial", "log")
-
-    def valid(eta: np.ndarray, mu: np.ndarray) -> bool:
-        return not restricted or bool(link.valideta(eta) and fam.validmu(mu))
+    valid = resp.valid
 
     if not valid(eta, wv.mu):
         raise PIRLSFailure("PIRLS start lies outside the link's domain")

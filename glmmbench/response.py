@@ -32,15 +32,20 @@ import numpy as np
 
 from glmmbench.families import Family
 
-__all__ = ["GLMResponse", "WorkingValues"]
+__all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND"]
 
 _KERNEL_FAMILIES = ("binomial", "poisson")
+_RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
+# |log d| bound of a dispersion parameter (d = theta, phi, sigma): e^18.4 = 1e8
+DISPERSION_BOUND = float(np.log(1e8))
 
 
 @dataclass(frozen=True)
 class WorkingValues:
-    """IRLS quantities at one ``eta``: ``mu``, the working weights
-    ``w = wt mu_eta^2 / V(mu)`` and the working residual ``(y - mu) / mu_eta``."""
+    """IRLS quantities at one ``eta``: ``mu`` (what ``deviance`` and ``minus2loglik``
+    take: the mean of a GLM response), the working weights ``w`` (``wt mu_eta^2 / V(mu)``
+    for a GLM) and the working residual (``(y - mu) / mu_eta``), with ``w * wres`` the
+    gradient of the log-density in ``eta``."""
 
     eta: np.ndarray
     mu: np.ndarray
@@ -130,6 +135,45 @@ class GLMResponse:
         w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
         return w / self.scale if self.scale != 1.0 else w
 
+    # ---- outer parameters: the dispersion, on the log scale (none for binomial, Poisson)
+    @property
+    def dispersion_name(self) -> str | None:
+        """``"sigma"`` (gaussian, Gamma), ``"theta"`` (NB2), ``"phi"`` (NB1) or None."""
+        return "sigma" if self.family.name == "gaussian" else self.family.dispersion_name
+
+    @property
+    def nparams(self) -> int:
+        """Parameters of the response optimised with theta: ``log d`` if any."""
+        return int(self.dispersion_name is not None)
+
+    def param_start(self) -> np.ndarray:
+        """The log of a moment estimate of the dispersion (``_dispersion_start``)."""
+        return np.log([_dispersion_start(self)]) if self.nparams else np.empty(0)
+
+    def param_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        """``|log d| <= DISPERSION_BOUND``, except a Gaussian sigma (the response's units)."""
+        bound = np.inf if self.family.name == "gaussian" else DISPERSION_BOUND
+        return np.full(self.nparams, -bound), np.full(self.nparams, bound)
+
+    def with_params(self, params: np.ndarray) -> GLMResponse:
+        return self.with_dispersion(float(np.exp(params[0]))) if self.nparams else self
+
+    def sigma(self, params: np.ndarray) -> float:
+        """glmmTMB's ``sigma()``: the dispersion, 1 for families without one."""
+        return float(np.exp(params[0])) if self.nparams else 1.0
+
+    def eta_start(self) -> np.ndarray:
+        """A linear predictor (without offset) inside the link's domain: ``g(mustart)``."""
+        return self.family.link.linkfun(self.mustart()) - self.offset
+
+    def valid(self, eta: np.ndarray, mu: np.ndarray) -> bool:
+        """Whether ``eta`` and ``mu`` lie in the link's and family's domains (checked,
+        as R's glm.fit does, only for links whose inverse can leave the mean space)."""
+        link, fam = self.family.link, self.family
+        restricted = (link.name in _RESTRICTED_LINKS
+                      or (fam.name, link.name) == ("binomial", "log"))
+        return not restricted or bool(link.valideta(eta) and fam.validmu(mu))
+
     def with_dispersion(self, value: float) -> GLMResponse:
         """The response with the family's dispersion parameter set to ``value``
         (gaussian: the residual sd sigma, which only sets ``scale``)."""
@@ -207,3 +251,20 @@ class GLMResponse:
     def mustart(self) -> np.ndarray:
         return self.family.mustart(self.y, self.weights)
 
+
+
+def _dispersion_start(response: GLMResponse) -> float:
+    """A moment estimate from the raw response: sd for gaussian, the coefficient of
+    variation for Gamma, NB2's theta from ``var = m + m^2 / theta`` and NB1's phi from
+    ``var = m (1 + phi)`` (1 where the counts are not overdispersed)."""
+    y, w = response.y, response.weights
+    m = float(np.average(y, weights=w))
+    v = float(np.average((y - m) ** 2, weights=w))
+    name = response.family.name
+    if name == "gaussian":
+        return float(np.sqrt(v)) or 1.0
+    if name == "Gamma":
+        return float(np.sqrt(v) / m) if v > 0 else 1.0
+    if name == "negative_binomial":
+        return m * m / (v - m) if v > m else 1.0
+    return v / m - 1.0 if v > 2 * m else 1.0

@@ -256,7 +256,7 @@ def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) 
             se_log = float(np.sqrt(v)) if v > 0 else np.nan
         except np.linalg.LinAlgError:
             pass
-    return {"name": devfun.dispersion_name, "value": value, "se": value * se_log,
+    return {"name": devfun.response.dispersion_name, "value": value, "se": value * se_log,
             "se_log": se_log}
 
 
@@ -319,7 +319,7 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         optinfo["agq_nodes_per_group"] = devfun.rule.nnodes
     if grad is not None:
         optinfo["derivs"] = {"gradient": grad.tolist(), "Hessian": hess.tolist()}
-    if not lmm and devfun.has_dispersion:
+    if not lmm and getattr(devfun.response, "dispersion_name", None) is not None:
         optinfo["dispersion"] = _dispersion_info(devfun, sigma, hess)
     fixef = pd.Series(beta, index=names, name="fixef")
     return GLMMResult(
