@@ -951,7 +951,9 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     frame = _model_frame(spec, data, ev, weights, offset)
     y, w, response_levels, trials, resp_msgs = _response(spec, frame.variables, family,
                                                          frame.n, frame.weights)
-    X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n)
+    # clmm: the thresholds take the intercept's place
+    X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n,
+                                                drop_intercept=family == "ordinal")
     terms, order = _random_terms(spec, frame.variables, frame.n, family)
     design_spec = _DesignSpec(
         formula=spec, family=family, state=dict(ev.state),
@@ -1043,7 +1045,12 @@ def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights,
         if var.kind == "chr":
             var = _factorize(var)
         if var.kind == "fac":
-            var = _drop_unused(var)
+            kept = _drop_unused(var)
+            if context.startswith("response ") and len(kept.levels) < len(var.levels):
+                unused = [lv for lv in var.levels if lv not in kept.levels]
+                messages.append(f"response {name!r}: categories that never occur were "
+                                f"dropped: {', '.join(unused)}")
+            var = kept
         elif var.kind == "num" and not np.all(np.isfinite(var.values)):
             bad = int(np.sum(~np.isfinite(var.values)))
             raise DataError(f"{name!r} ({context}) has {bad} non-finite value"
@@ -1070,20 +1077,26 @@ def _arg_name(arg: Any, default: str) -> str:
     return repr(arg) if isinstance(arg, str) else f"({default} array)"
 
 
-def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int
+def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int,
+                  drop_intercept: bool = False
                   ) -> tuple[np.ndarray, tuple[str, ...], list[int], list[str]]:
-    """X as lme4 builds it: model.matrix, then rank-deficient columns dropped."""
+    """X as lme4 builds it: model.matrix, then rank-deficient columns dropped.
+
+    ``drop_intercept``: the intercept column is removed after the coding (clmm's
+    X: the contrasts are those of a model with an intercept)."""
     X, names = _model_matrix(fixed, {v: _lgl_as_factor(variables[v]) for v, _ in
                                      fixed.variables}, n)
-    keep = _rank_keep(X)
+    cols = [j for j, nm in enumerate(names) if not (drop_intercept and nm == "(Intercept)")]
+    keep = [cols[j] for j in _rank_keep(X[:, cols])]
     messages = []
-    if len(keep) < X.shape[1]:
-        dropped = [nm for j, nm in enumerate(names) if j not in keep]
+    if len(keep) < len(cols):
+        dropped = [names[j] for j in cols if j not in keep]
         k = len(dropped)
         messages.append(
             f"fixed-effect model matrix is rank deficient so dropping {k} "
             f"column{'s' if k > 1 else ''} / coefficient{'s' if k > 1 else ''}: "
             f"{', '.join(dropped)}")
+    if len(keep) < X.shape[1]:
         X, names = X[:, keep], tuple(names[j] for j in keep)
     scale_msg = _scale_message(X)
     if scale_msg:
@@ -1208,13 +1221,19 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
 
 
 def _categorical_response(var: _Var, name: str, family: str, w: np.ndarray):
-    if var.kind == "num" and _non_integer(var.values):
+    if var.kind == "num" and _non_integer(var.values) and family != "ordinal":
         raise DataError(f"{family} response {name!r} must be categorical (a factor, text "
                         "or integer codes), not continuous numbers")
     fac = _drop_unused(_factorize(var))
     if len(fac.levels) < 2:
         raise DataError(f"{family} response {name!r} needs at least 2 categories, "
                         f"found {len(fac.levels)}")
+    if family == "ordinal" and not (var.kind == "fac" and var.ordered):
+        what = "an unordered factor" if var.kind in ("fac", "chr") else "numeric"
+        raise DataError(
+            f"ordinal response {name!r} is {what}: it must be an ordered categorical, "
+            f"e.g. data[{name!r}] = pd.Categorical(data[{name!r}], categories=[...], "
+            "ordered=True) with the categories in their order")
     return fac.values.astype(float), w, tuple(fac.levels), []
 
 

@@ -31,15 +31,21 @@ from glmmbench.optimize import (
     derivatives,
     newton_polish,
 )
+from glmmbench.ordinal import (
+    THRESHOLDS,
+    OrdinalFamily,
+    OrdinalResponse,
+    get_cumulative_link,
+)
 from glmmbench.response import GLMResponse
 from glmmbench.results import GLMMResult, make_result
 from glmmbench.theta import theta_start
 
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
 
-NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma")
+NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
+                   "ordinal")
 EXPECTED_INFORMATION_FAMILIES = ("binomial", "poisson")
-THRESHOLDS = ("flexible", "equidistant", "symmetric")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
 PIRLS_TOL_DERIVS = 1e-12
@@ -101,8 +107,11 @@ def optimize_glmm(devfun: GLMMDevfun,
 
     f2 = _keep_best(devfun, f2)
 
-    step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final, 0.1), 0.05),
-                           np.ones(k_beta)])
+    # theta: a quarter of its value (at least 0.05); the response's parameters (a
+    # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1
+    nt = devfun.ntheta
+    step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final[:nt], 0.1), 0.05),
+                           np.full(k - nt, 0.25), np.ones(k_beta)])
     x0 = np.concatenate([s1.final, np.zeros(k_beta)])
     lower = np.concatenate([lower_theta, np.full(k_beta, -np.inf)])
     upper = np.concatenate([upper_theta, np.full(k_beta, np.inf)])
@@ -133,7 +142,8 @@ def _keep_best(devfun: GLMMDevfun, f):
     return wrapped
 
 
-def _response(design: Design, family: Family) -> GLMResponse | None:
+def _response(design: Design, family: Family | OrdinalFamily
+              ) -> GLMResponse | OrdinalResponse | None:
     """The GLM response, None for an LMM.
 
     The Laplace factor uses the expected information for the families glmer fits
@@ -144,6 +154,9 @@ def _response(design: Design, family: Family) -> GLMResponse | None:
     """
     if family.name == "gaussian" and family.link.name == "identity":
         return None
+    if family.name == "ordinal":
+        return OrdinalResponse(design.y, design.weights, design.offset, family,
+                               design.response_levels)
     return GLMResponse(design.y, design.weights, design.offset, family, trials=design.trials,
                        observed=family.name not in EXPECTED_INFORMATION_FAMILIES)
 
@@ -207,10 +220,10 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit(formula, data, family, link, weights=weights, offset=offset, nagq=nagq,
-                    reml=reml, control=control, t0=t0)
+                    reml=reml, threshold=threshold, control=control, t0=t0)
 
 
-def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t0):
+def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold, control, t0):
     if reml is not None and not isinstance(reml, bool | np.bool_):
         raise GLMMError(f"reml must be True, False or None, not {reml!r}")
     family = FAMILY_ALIASES.get(family, family) if isinstance(family, str) else family
@@ -220,7 +233,8 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, control, t
             raise FamilyError(f"family {family!r} is not fitted by the native engine yet "
                               f"(available: {', '.join(NATIVE_FAMILIES)})")
         raise FamilyError(f"unknown family {family!r}; valid: {', '.join(fam_all)}")
-    fam = get_family(family, link)
+    fam = (OrdinalFamily(get_cumulative_link(link), threshold) if family == "ordinal"
+           else get_family(family, link))
     ctl = _control(control)
     design = build_design(formula, data, family, weights=weights, offset=offset)
     response = _response(design, fam)

@@ -27,10 +27,14 @@ from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.families import Family
 from glmmbench.linalg import ReIndex, crossproducts, factorize
 from glmmbench.optimize import OptSummary
+from glmmbench.ordinal import OrdinalFamily
+from glmmbench.quadrature import gh_rule
 from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas
 
 __all__ = ["GLMMResult", "make_result"]
+
+_MARGINAL_NODES = 40  # Gauss-Hermite nodes of population-averaged predictions
 
 
 def _version() -> str:
@@ -44,7 +48,7 @@ class GLMMResult:
     """A fitted GLMM (see ``glmmbench.fit``)."""
 
     formula: str
-    family: Family
+    family: Family | OrdinalFamily
     design: Design = field(repr=False)
     fixef: pd.Series
     se: pd.Series
@@ -68,6 +72,7 @@ class GLMMResult:
     time_s: float
     b: np.ndarray = field(repr=False)
     thresholds: pd.Series | None = None
+    threshold_se: pd.Series | None = None
     smooths: pd.DataFrame | None = None
 
     @property
@@ -107,18 +112,56 @@ class GLMMResult:
                 start += size
         return eta
 
-    def predict(self, newdata: pd.DataFrame | None = None, type: str = "response",
-                re: bool = True) -> np.ndarray:
-        """Predictions on the ``"response"`` or ``"link"`` scale.
+    def _re_sd(self, design: Design) -> np.ndarray:
+        """sd of each observation's random part ``z_i' b`` (terms independent)."""
+        var = np.zeros(design.n)
+        for t, L in zip(design.terms, lambdas(self.theta, tuple(t.q for t in design.terms)),
+                        strict=True):
+            S = (self.sigma**2 if self.is_lmm else 1.0) * (L @ L.T)
+            var += np.einsum("ia,ab,ib->i", t.Xr, S, t.Xr)
+        return np.sqrt(var)
 
-        ``re=True``: conditional on the random effects' modes (levels not seen in
-        the fit get the population value); ``re=False``: population level.
+    def predict(self, newdata: pd.DataFrame | None = None, type: str | None = None,
+                re: bool | str = True) -> np.ndarray | pd.DataFrame | pd.Series:
+        """Predictions, conditional on the random effects' modes (``re=True``; levels
+        not seen in the fit get the population value), at the population level
+        (``re=False``: random effects 0) or averaged over the random-effect
+        distribution (``re="marginal"``, population-averaged: by 40-node
+        Gauss-Hermite quadrature over each observation's ``z_i' b``).
+
+        ``type``: ``"response"`` (default) or ``"link"``; ordinal models
+        ``"prob"`` (default; an n x K DataFrame), ``"cumprob"`` (``P(Y <= j)``, n x
+        (K - 1)) or ``"class"`` (the most probable category).
         """
-        if type not in ("response", "link"):
-            raise ValueError(f"type must be 'response' or 'link', not {type!r}")
+        ordinal = self.family.name == "ordinal"
+        types = ("prob", "cumprob", "class", "link") if ordinal else ("response", "link")
+        type = types[0] if type is None else type
+        if type not in types:
+            raise ValueError(f"type must be one of {', '.join(map(repr, types))}, "
+                             f"not {type!r}")
+        if re not in (True, False, "marginal"):
+            raise ValueError(f"re must be True, False or 'marginal', not {re!r}")
         design = self.design if newdata is None else self.design.new_data(newdata)
-        eta = self._eta(design, re)
-        return eta if type == "link" else self.family.link.linkinv(eta)
+        eta = self._eta(design, re is True)
+        if type == "link":
+            return eta
+        if re == "marginal":
+            z, w = gh_rule(_MARGINAL_NODES).z[:, 0], np.exp(gh_rule(_MARGINAL_NODES).logw)
+            eta = eta[:, None] + self._re_sd(design)[:, None] * z[None, :]
+        if not ordinal:
+            mu = self.family.link.linkinv(eta)
+            return mu @ w if re == "marginal" else mu
+        cum = self.family.link.cdf(self.thresholds.to_numpy()[None, :, None]
+                                   - (eta if eta.ndim == 2 else eta[:, None])[:, None, :])
+        cum = cum @ w if re == "marginal" else cum[:, :, 0]
+        if type == "cumprob":
+            return pd.DataFrame(cum, columns=self.thresholds.index)
+        levels = list(self.design.response_levels)
+        prob = pd.DataFrame(np.diff(cum, axis=1, prepend=0.0, append=1.0), columns=levels)
+        if type == "prob":
+            return prob
+        return pd.Series(pd.Categorical(prob.idxmax(axis=1), categories=levels, ordered=True),
+                         name="class")
 
     # ---------------------------------------------------------------- simulate
     def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None
@@ -138,6 +181,13 @@ class GLMMResult:
             u = rng.standard_normal(ix.m)
             scale = self.sigma if self.is_lmm else 1.0
             eta = base + scale * ix.Zu(V, u)
+            if self.family.name == "ordinal":
+                # the latent variable eta + e with e ~ F, cut at the thresholds
+                latent = eta + self.family.link.ppf(rng.uniform(size=eta.size))
+                codes = np.searchsorted(self.thresholds.to_numpy(), latent)
+                out[f"sim_{s + 1}"] = pd.Categorical.from_codes(
+                    codes, categories=list(d.response_levels), ordered=True)
+                continue
             mu = self.family.link.linkinv(eta)
             out[f"sim_{s + 1}"] = _draw(rng, self.family, mu, d.weights, self.sigma)
         return pd.DataFrame(out)
@@ -164,7 +214,9 @@ class GLMMResult:
             "nobs": int(self.nobs),
             "ngroups": {k: int(v) for k, v in self.ngroups.items()},
             "fixef": {k: float(v) for k, v in self.fixef.items()},
-            "se": {k: float(v) for k, v in self.se.items()},
+            "se": {k: float(v) for k, v in
+                   (self.se if self.threshold_se is None
+                    else pd.concat([self.threshold_se, self.se])).items()},
             "thresholds": ({} if self.thresholds is None
                            else {k: float(v) for k, v in self.thresholds.items()}),
             "varcorr": vc.to_dict(orient="records"),
@@ -260,7 +312,7 @@ def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) 
             "se_log": se_log}
 
 
-def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
+def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfun | GLMMDevfun,
                 stages: tuple[OptSummary, ...], *, grad: np.ndarray | None,
                 hess: np.ndarray | None, converged: bool, messages: list[str], reml: bool,
                 nagq: int, time_s: float) -> GLMMResult:
@@ -293,16 +345,35 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
         df = p + k
         scale2 = 1.0
         vcov = None
+        ordinal = family.name == "ordinal"
+        # the Hessian's block of (thresholds' alpha, beta) for ordinal models, beta else
+        first = devfun.ntheta if ordinal else k
         if hess is not None:
             try:
                 Hinv = np.linalg.inv(hess)
-                V = 2.0 * Hinv[k:, k:]
+                V = 2.0 * Hinv[first:, first:]
                 if np.all(np.isfinite(V)) and np.all(np.linalg.eigvalsh(V) > 0):
                     vcov = V
             except np.linalg.LinAlgError:
                 pass
         fac = res.fac  # L_Z at the conditional mode
-        if vcov is None:
+        if ordinal:
+            resp = devfun.fitted_response
+            J = sla.block_diag(resp.tJac, np.eye(p))  # alpha -> thresholds
+            full = (J @ vcov @ J.T if vcov is not None
+                    else np.full((J.shape[0], J.shape[0]), np.nan))
+            if vcov is None:
+                messages.append("variance-covariance matrix from the finite-difference "
+                                "Hessian is not positive definite: no standard errors")
+            m = resp.tJac.shape[0]
+            thresholds = pd.Series(resp.thresholds, index=list(resp.threshold_names),
+                                   name="thresholds")
+            threshold_se = pd.Series(np.sqrt(np.diag(full)[:m]), index=thresholds.index,
+                                     name="se")
+            vcov_full = pd.DataFrame(full, index=[*thresholds.index, *names],
+                                     columns=[*thresholds.index, *names])
+            vcov = full[m:, m:]
+        elif vcov is None:
             if hess is not None:
                 messages.append("variance-covariance matrix from the finite-difference "
                                 "Hessian is not positive definite; using R_X instead")
@@ -312,6 +383,9 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
             Linv = sla.solve_triangular(factorize(cp, devfun.ix.q1).LXX, np.eye(p), lower=True)
             vcov = Linv.T @ Linv
     vcov = 0.5 * (vcov + vcov.T)
+    if family.name != "ordinal":
+        thresholds = threshold_se = None
+        vcov_full = pd.DataFrame(vcov, index=names, columns=names)
     inv_blocks = fac.inverse_diag_blocks(devfun.ix)
     ranef, b = _ranef(design, theta, u, inv_blocks, scale2)
     optinfo = {"stages": [s.to_dict() for s in stages], "nagq": nagq}
@@ -325,7 +399,7 @@ def make_result(design: Design, family: Family, devfun: LMMDevfun | GLMMDevfun,
     return GLMMResult(
         formula=design.formula, family=family, design=design, fixef=fixef,
         se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se"),
-        vcov=pd.DataFrame(vcov, index=names, columns=names),
+        vcov=vcov_full, thresholds=thresholds, threshold_se=threshold_se,
         varcorr=_varcorr(design, theta, sigma, lmm, residual=family.name == "gaussian"),
         theta=theta, sigma=sigma,
         loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),

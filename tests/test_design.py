@@ -263,15 +263,23 @@ def test_ordinal_and_multinomial_responses():
     va = datasets.load("VerbAgg")
     d = build_design("resp ~ Anger + (1 | id)", va, "multinomial")
     assert d.response_levels == ("no", "perhaps", "yes")
-    # strings: sorted as R's factor(); unused categories dropped as clmm does
+    # strings: sorted as R's factor() for multinomial; unused categories dropped with a
+    # message
     df = SIM.assign(r=np.where(SIM["x"] > 0.5, "hi", np.where(SIM["x"] < -0.5, "Lo", "mid")))
-    d = build_design("r ~ x + (1 | g)", df, "ordinal")
+    d = build_design("r ~ x + (1 | g)", df, "multinomial")
     assert d.response_levels == ("hi", "Lo", "mid")
     wine2 = wine.assign(rating=wine["rating"].cat.add_categories(["6"]))
     d = build_design("rating ~ temp + (1 | judge)", wine2, "ordinal")
     assert d.response_levels == ("1", "2", "3", "4", "5")
-    d = build_design("cnt ~ x + (1 | g)", SIM, "ordinal")  # integer codes
-    assert d.response_levels == tuple(str(v) for v in sorted(SIM["cnt"].unique()))
+    assert any("never occur were dropped: 6" in m for m in d.messages)
+    # an ordinal response must be ordered: strings, integer codes and unordered
+    # factors are errors that say how to order them
+    for col, frame in (("r", df), ("cnt", SIM)):
+        with pytest.raises(DataError, match="must be an ordered categorical"):
+            build_design(f"{col} ~ x + (1 | g)", frame, "ordinal")
+    # clmm's X has no intercept: the thresholds take its place
+    assert "(Intercept)" not in build_design("rating ~ temp + (1 | judge)", wine,
+                                             "ordinal").fixef_names
 
 
 @pytest.mark.r
@@ -384,7 +392,7 @@ BAD_INPUT = [
     ("c ~ x + (1 | g)", {}, "poisson", {}, DataError, r"response 'c' is categorical"),
     ("f ~ x + (1 | g)", {}, "negative_binomial", {}, DataError, r"response 'f' is categorical"),
     ("f ~ x + (1 | g)", {}, "gaussian", {}, DataError, r"response 'f' is categorical"),
-    ("y ~ x + (1 | g)", {}, "ordinal", {}, DataError, r"ordinal response 'y' must be categorical"),
+    ("y ~ x + (1 | g)", {}, "ordinal", {}, DataError, r"'y' is numeric: it must be an ordered"),
     ("f ~ x + (1 | g)", {"f": "lo"}, "ordinal", {}, DataError, r"'f' needs at least 2"),
     ("f ~ x + (1 | g)", {"f": "lo"}, "multinomial", {}, DataError, r"'f' needs at least 2"),
     ("l ~ x + (1 | g)", {"l": True}, "binomial", {}, DataError, r"response 'l' is constant"),
