@@ -90,6 +90,17 @@ def negbin_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb:
                          "b": _factor(bb, "b", nb)})
 
 
+def ordinal_intercept(rng: np.random.Generator, n: int = 20_000, ngroups: int = 400
+                      ) -> pd.DataFrame:
+    """Five ordered categories, cumulative logit, random intercept (sd 0.8)."""
+    g = rng.integers(0, ngroups, n)
+    x, z = rng.standard_normal(n), rng.standard_normal(n)
+    latent = 0.5 * x - 0.3 * z + 0.8 * rng.standard_normal(ngroups)[g] + rng.logistic(size=n)
+    y = np.searchsorted([-1.0, 0.0, 1.0, 2.0], latent)
+    return pd.DataFrame({"y": pd.Categorical.from_codes(y, list("abcde"), ordered=True),
+                         "x": x, "z": z, "g": _factor(g, "g", ngroups)})
+
+
 def binomial_intercept(rng: np.random.Generator, n: int = 50_000, ngroups: int = 1000
                        ) -> pd.DataFrame:
     """Binary response, random intercept (sd 0.8)."""
@@ -123,6 +134,11 @@ BENCH_MODELS = (
                poisson_crossed),
     BenchModel("NB2 crossed n=20000, 500 x 100", "y ~ x + (1 | a) + (1 | b)",
                "negative_binomial", negbin_crossed, r_engine="glmmTMB"),
+    BenchModel("ordinal VerbAgg resp, crossed id x item",
+               "resp ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "ordinal",
+               verbagg, r_engine="ordinal"),  # resp: no < perhaps < yes
+    BenchModel("ordinal n=20000, 400 groups", "y ~ x + z + (1 | g)", "ordinal",
+               ordinal_intercept, r_engine="ordinal"),
     BenchModel("binomial (1|g) n=50000, 1000 groups, nAGQ=25", "y ~ x + (1 | g)", "binomial",
                binomial_intercept, nagq=25),
     BenchModel("binomial (1+x|g) n=20000, 500 groups, vector AGQ nagq=7",
@@ -159,12 +175,13 @@ def run_big(seed: int = 20261125) -> dict:
             "loglik": res.loglik, "converged": res.converged}
 
 
-def run_benchmark(repeat: int = 3, seed: int = 20261125) -> dict:
+def run_benchmark(repeat: int = 3, seed: int = 20261125,
+                  models: tuple[BenchModel, ...] | None = None) -> dict:
     """Time every model natively and with glmer; return a dict of the results."""
     from reference_r import fit_reference
 
     rows = []
-    for model in BENCH_MODELS:
+    for model in BENCH_MODELS if models is None else models:
         data = model.make_data(np.random.default_rng(seed))
         t_nat, t_r = [], []
         res = rec = None
@@ -214,8 +231,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", action="store_true",
                         help="only the n = 1e6 native fit (time and peak memory)")
     parser.add_argument("--json", help="also write the results to this file")
+    parser.add_argument("--match", help="only the models whose name contains this text")
     args = parser.parse_args(argv)
-    out = {"big": run_big(args.seed)} if args.big else run_benchmark(args.repeat, args.seed)
+    models = tuple(m for m in BENCH_MODELS if args.match is None or args.match in m.name)
+    out = ({"big": run_big(args.seed)} if args.big
+           else run_benchmark(args.repeat, args.seed, models))
     print(format_benchmark(out))
     if args.json:
         with open(args.json, "w") as fh:

@@ -182,7 +182,7 @@ _DATASET_PROBLEMS = (
 _QUICK_SIM = (
     "gaussian_intercept", "gaussian_slopes", "gaussian_crossed", "binomial_binary",
     "binomial_trials", "poisson_intercept", "poisson_crossed", "negbin_intercept",
-    "ordinal_logit", "multinomial_intercept", "gaussian_smooth", "gamma_log",
+    "ordinal_logit", "ordinal_slopes", "multinomial_intercept", "gaussian_smooth", "gamma_log",
     "nbinom1_crossed",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
@@ -241,7 +241,7 @@ SUITES: dict[str, Suite] = {
         "quick",
         ("cbpp", "cbpp_agq25", "cbpp_probit", "sleepstudy", "sleepstudy_uncorr_ml",
          "penicillin", "grouseticks", "grouseticks_nb", "verbagg_crossed", "verbagg_multinom",
-         "wine", *_QUICK_SIM, *(p.name for p in _AGQ_SERIES)),
+         "wine", "soup", *_QUICK_SIM, *(p.name for p in _AGQ_SERIES)),
         2,
         "every family with an R engine, real datasets and modest simulations; "
         "a few minutes on two cores"),

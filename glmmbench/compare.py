@@ -164,6 +164,7 @@ def _applies(entry_id: str, model: dict) -> bool | None:
         "gamm4-loglik-from-mer": True,
         "glmmTMB-double-bar-one-group": "||" in formula,
         "ordinal-df-and-theta": True,
+        "ordinal-clmm-cloglog-loglog-swapped": link in ("cloglog", "loglog"),
     }
     return rules.get(entry_id)
 

@@ -8,9 +8,11 @@ For an observation in category ``k`` (0-based, of K ordered categories),
 with ``eta = offset + X beta + Z b`` (X without an intercept: the thresholds take
 its place) and F the distribution of the link (clmm's sign convention:
 ``P(Y <= j) = F(theta_j - eta)``). The thresholds are ``theta = tJac alpha`` with
-clmm's threshold structures (flexible, equidistant, symmetric); ``alpha`` are the
-response's outer parameters, optimised with the covariance parameters, while beta
-joins PIRLS as for every response.
+clmm's threshold structures (flexible, equidistant, symmetric). The response's
+outer parameters, optimised with the covariance parameters (beta joins PIRLS as
+for every response), are ``q`` with ``alpha = C e(q)``: ``e`` takes the exponential
+of the increments (threshold gaps, spacings) and ``C`` sums them, so that every
+``q`` gives increasing thresholds and the optimizer never meets an invalid model.
 
 PIRLS needs, per observation, the derivatives of ``l(eta) = w log P(Y = y | eta)``.
 With ``a = theta_y - eta``, ``b = theta_{y-1} - eta`` and ``p = F(a) - F(b)``:
@@ -56,6 +58,13 @@ class CumulativeLink:
     pdf: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     dpdf: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     ppf: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    fused: Callable[[np.ndarray], tuple] | None = field(default=None, repr=False)
+
+    def parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``(F, 1 - F, f, f')`` at ``x`` (``+-inf`` allowed), in one pass where fused."""
+        if self.fused is not None:
+            return self.fused(x)
+        return self.cdf(x), self.sf(x), self.pdf(x), self.dpdf(x)
 
 
 def _logistic_pdf(x):
@@ -66,6 +75,16 @@ def _logistic_pdf(x):
 def _logistic_dpdf(x):
     p = special.expit(x)
     return p * (1.0 - p) * (1.0 - 2.0 * p)
+
+
+def _logistic_parts(x):
+    # one exponential: the smaller tail m = expit(-|x|), exact in both tails
+    m = special.expit(-np.abs(x))
+    neg = x < 0
+    F = np.where(neg, m, 1.0 - m)
+    S = np.where(neg, 1.0 - m, m)
+    f = m * (1.0 - m)
+    return F, S, f, f * (S - F)
 
 
 def _norm_pdf(x):
@@ -102,7 +121,8 @@ def _with_inf(fn):
 CUMULATIVE_LINKS = {
     link.name: link for link in (
         CumulativeLink("logit", special.expit, lambda x: special.expit(-x),
-                       _with_inf(_logistic_pdf), _with_inf(_logistic_dpdf), special.logit),
+                       _with_inf(_logistic_pdf), _with_inf(_logistic_dpdf), special.logit,
+                       _logistic_parts),
         CumulativeLink("probit", special.ndtr, lambda x: special.ndtr(-x), _with_inf(_norm_pdf),
                        _with_inf(lambda x: -x * _norm_pdf(x)), special.ndtri),
         CumulativeLink("cloglog", lambda x: -np.expm1(-np.exp(x)), lambda x: np.exp(-np.exp(x)),
@@ -176,6 +196,35 @@ def threshold_jacobian(nlevels: int, threshold: str) -> tuple[np.ndarray, tuple[
     return T, names
 
 
+def increment_map(nlevels: int, threshold: str) -> tuple[np.ndarray, np.ndarray]:
+    """``(C, positive)``: ``alpha = C e(q)`` with ``e_i = exp(q_i)`` where ``positive``
+    (a gap or spacing that must be > 0) and ``e_i = q_i`` otherwise."""
+    nalpha = threshold_jacobian(nlevels, threshold)[0].shape[1]
+    positive = np.ones(nalpha, dtype=bool)
+    positive[0] = False
+    if threshold == "flexible":  # theta_1, then the gaps
+        return np.tril(np.ones((nalpha, nalpha))), positive
+    if threshold == "equidistant":  # theta_1, spacing
+        return np.eye(nalpha), positive
+    C = np.zeros((nalpha, nalpha))
+    C[0, 0] = 1.0
+    first = 1
+    if (nlevels - 1) % 2 == 0:  # two central thresholds: central.2 = central.1 + gap
+        C[1, :2] = 1.0
+        first = 2
+    m = nalpha - first  # spacings from the centre, increasing
+    C[first:, first:] = np.tril(np.ones((m, m)))
+    return C, positive
+
+
+@dataclass(frozen=True)
+class OrdinalWorkingValues(WorkingValues):
+    """WorkingValues plus the exact-Hessian weights and ``-2 w log p`` at ``eta``."""
+
+    w_obs: np.ndarray
+    dev: np.ndarray
+
+
 @dataclass(frozen=True)
 class OrdinalResponse:
     """An ordered categorical response (module docstring); ``y`` holds 0-based codes."""
@@ -185,7 +234,7 @@ class OrdinalResponse:
     offset: np.ndarray
     family: OrdinalFamily
     levels: tuple[str, ...]
-    alpha: np.ndarray | None = None
+    q: np.ndarray | None = None
     observed: bool = True  # clmm's Laplace: the exact Hessian
     tJac: np.ndarray = field(init=False, repr=False)
     alpha_names: tuple[str, ...] = field(init=False)
@@ -195,6 +244,8 @@ class OrdinalResponse:
         object.__setattr__(self, "tJac", T)
         object.__setattr__(self, "alpha_names", names or self.threshold_names)
         object.__setattr__(self, "_codes", self.y.astype(np.intp))
+        object.__setattr__(self, "_incr", increment_map(len(self.levels),
+                                                         self.family.threshold))
 
     @property
     def threshold_names(self) -> tuple[str, ...]:
@@ -202,8 +253,19 @@ class OrdinalResponse:
                                                  strict=True))
 
     @property
+    def alpha(self) -> np.ndarray:
+        """clmm's threshold parameters at ``q``."""
+        C, positive = self._incr
+        return C @ np.where(positive, np.exp(np.minimum(self.q, 700.0)), self.q)
+
+    @property
     def thresholds(self) -> np.ndarray:
         return self.tJac @ self.alpha
+
+    def threshold_jacobian_q(self) -> np.ndarray:
+        """``d thresholds / d q`` (for the thresholds' covariance by the delta method)."""
+        C, positive = self._incr
+        return self.tJac @ C @ np.diag(np.where(positive, np.exp(self.q), 1.0))
 
     # ---- outer parameters: alpha
     dispersion_name = None
@@ -218,13 +280,16 @@ class OrdinalResponse:
         share = np.bincount(self._codes, weights=self.weights, minlength=len(self.levels))
         cum = np.cumsum(share)[:-1] / share.sum()
         theta0 = self.family.link.ppf(np.clip(cum, 1e-4, 1 - 1e-4))
-        return np.linalg.lstsq(self.tJac, theta0, rcond=None)[0]
+        alpha0 = np.linalg.lstsq(self.tJac, theta0, rcond=None)[0]
+        C, positive = self._incr
+        e = np.linalg.solve(C, alpha0)
+        return np.where(positive, np.log(np.maximum(e, 1e-2)), e)
 
     def param_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         return np.full(self.nparams, -np.inf), np.full(self.nparams, np.inf)
 
     def with_params(self, params: np.ndarray) -> OrdinalResponse:
-        return replace(self, alpha=np.asarray(params, dtype=float))
+        return replace(self, q=np.asarray(params, dtype=float))
 
     def sigma(self, params: np.ndarray) -> float:
         return 1.0
@@ -244,41 +309,49 @@ class OrdinalResponse:
             upper, lower = upper[:, None], lower[:, None]
         return upper - eta, lower - eta
 
-    def _prob(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        F, S = self.family.link.cdf, self.family.link.sf
-        with np.errstate(invalid="ignore"):
+    def _parts(self, eta: np.ndarray):
+        """``p``, ``g = (f(a) - f(b)) / p`` and ``(f'(a) - f'(b)) / p`` at ``eta``."""
+        a, b = self._bounds(eta)
+        Fa, Sa, fa, da = self.family.link.parts(a)
+        Fb, Sb, fb, db = self.family.link.parts(b)
+        with np.errstate(invalid="ignore", divide="ignore"):
             # the upper tail as a difference of survival functions: no cancellation
-            return np.where(b > 0, S(b) - S(a), F(a) - F(b))
+            p = np.where(b > 0, Sb - Sa, Fa - Fb)
+            return p, (fa - fb) / p, (da - db) / p
+
+    @staticmethod
+    def _log(p: np.ndarray) -> np.ndarray:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(p > 0, np.log(np.where(p > 0, p, 1.0)), -np.inf)
 
     def loglik_obs(self, eta: np.ndarray) -> np.ndarray:
         """``w log P(Y = y | eta)``, term by term; ``eta`` is ``(n,)`` or ``(n, M)``."""
-        p = self._prob(*self._bounds(eta))
+        a, b = self._bounds(eta)
+        link = self.family.link
+        with np.errstate(invalid="ignore"):
+            p = np.where(b > 0, link.sf(b) - link.sf(a), link.cdf(a) - link.cdf(b))
         w = self.weights if eta.ndim == 1 else self.weights[:, None]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            return np.where(p > 0, w * np.log(np.where(p > 0, p, 1.0)), -np.inf)
+        return w * self._log(p)
 
     def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
         return self.loglik_obs(eta0[:, None] + A @ z.T)
 
     def working(self, eta: np.ndarray) -> WorkingValues:
-        """Newton's weights and residual (module docstring); ``mu`` is ``eta`` itself."""
-        a, b = self._bounds(eta)
-        link = self.family.link
-        p = self._prob(a, b)
+        """Newton's weights and residual (module docstring). ``mu`` is ``eta`` itself;
+        ``WorkingValues`` also carries ``-2 w log p``, so the deviance is free."""
+        p, g, dg = self._parts(eta)
         with np.errstate(divide="ignore", invalid="ignore"):
-            g = (link.pdf(a) - link.pdf(b)) / p
-            w_obs = g * g - (link.dpdf(a) - link.dpdf(b)) / p
-            w = np.where(w_obs > 0, w_obs, g * g)
-            w = np.where(np.isfinite(w) & (w > 0), w, 1e-12) * self.weights
+            w_obs = self.weights * (g * g - dg)
+            w = np.where(w_obs > 0, w_obs, self.weights * g * g)
+            w = np.where(np.isfinite(w) & (w > 0), w, 1e-12)
             wres = -self.weights * g / w  # (dl/deta) / w
-        return WorkingValues(eta, eta, w, wres)
+        return OrdinalWorkingValues(eta, eta, w, wres, w_obs, -2.0 * self.weights * self._log(p))
 
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
-        a, b = self._bounds(wv.eta)
-        link = self.family.link
-        p = self._prob(a, b)
-        g = (link.pdf(a) - link.pdf(b)) / p
-        return self.weights * (g * g - (link.dpdf(a) - link.dpdf(b)) / p)
+        if isinstance(wv, OrdinalWorkingValues):
+            return wv.w_obs
+        _, g, dg = self._parts(wv.eta)
+        return self.weights * (g * g - dg)
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
         """``-2 w log p`` per observation (``mu`` is eta; the saturated term is 0)."""
@@ -286,6 +359,9 @@ class OrdinalResponse:
 
     def deviance(self, mu: np.ndarray) -> float:
         return float(np.sum(self.dev_resids(mu)))
+
+    def deviance_at(self, wv: OrdinalWorkingValues) -> float:
+        return float(np.sum(wv.dev))
 
     def minus2loglik(self, mu: np.ndarray) -> float:
         return self.deviance(mu)

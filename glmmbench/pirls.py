@@ -48,8 +48,8 @@ class PIRLSResult:
         return self.fac.logdet_Z()
 
 
-def _pdev(resp: GLMResponse, mu: np.ndarray, u: np.ndarray) -> float:
-    return resp.deviance(mu) + float(u @ u)
+def _pdev(resp: GLMResponse, wv: WorkingValues, u: np.ndarray) -> float:
+    return resp.deviance_at(wv) + float(u @ u)
 
 
 def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
@@ -70,7 +70,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
 
     if not valid(eta, wv.mu):
         raise PIRLSFailure("PIRLS start lies outside the link's domain")
-    pdev = _pdev(resp, wv.mu, u)
+    pdev = _pdev(resp, wv, u)
 
     converged = False
     it = 0
@@ -98,7 +98,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
                 # as R's glm.fit: from a valid eta, halve until eta stays in the domain
                 s /= 2.0
                 continue
-            pdev_try = _pdev(resp, wv_try.mu, u_try)
+            pdev_try = _pdev(resp, wv_try, u_try)
             if np.isfinite(pdev_try) and pdev_try <= pdev + 1e-12 * abs(pdev):
                 break
             s /= 2.0

@@ -194,6 +194,10 @@ class GLMResponse:
             return 2.0 * (ksat - c - self._kernel(mu, wy, w1y))
         return float(np.sum(self.dev_resids(mu))) / self.scale
 
+    def deviance_at(self, wv: WorkingValues) -> float:
+        """``deviance`` at the working values' mean (PIRLS's objective)."""
+        return self.deviance(wv.mu)
+
     def minus2loglik(self, mu: np.ndarray) -> float:
         """``-2 sum log f(y_i | mu_i)`` with every constant R's ``family$aic`` carries."""
         if self._consts is not None:

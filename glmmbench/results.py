@@ -359,7 +359,7 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         fac = res.fac  # L_Z at the conditional mode
         if ordinal:
             resp = devfun.fitted_response
-            J = sla.block_diag(resp.tJac, np.eye(p))  # alpha -> thresholds
+            J = sla.block_diag(resp.threshold_jacobian_q(), np.eye(p))  # q -> thresholds
             full = (J @ vcov @ J.T if vcov is not None
                     else np.full((J.shape[0], J.shape[0]), np.nan))
             if vcov is None:

@@ -35,8 +35,9 @@ def render_summary(res: GLMMResult) -> str:
     else:
         approx = ("Laplace Approximation" if res.nagq == 1
                   else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {res.nagq})")
-        lines.append(f"Generalized linear mixed model fit by maximum likelihood ({approx}) "
-                     "['glmerMod']")
+        kind = ("Cumulative Link Mixed Model" if res.family.name == "ordinal"
+                else "Generalized linear mixed model")
+        lines.append(f"{kind} fit by maximum likelihood ({approx})")
         lines.append(f" Family: {res.family.name}  ( {res.family.link.name} )")
     lines.append(f"Formula: {res.formula}")
     lines.append("")
@@ -73,6 +74,12 @@ def render_summary(res: GLMMResult) -> str:
     lines.append("")
     lines.append("Fixed effects:")
     lines.append(coef_table(res).to_string(float_format=lambda v: f"{v:.5g}"))
+    if res.thresholds is not None:
+        lines.append("")
+        lines.append(f"Threshold coefficients ({res.family.threshold}):")
+        th = pd.DataFrame({"Estimate": res.thresholds, "Std. Error": res.threshold_se})
+        th["z value"] = th["Estimate"] / th["Std. Error"]
+        lines.append(th.to_string(float_format=lambda v: f"{v:.5g}"))
     if res.messages:
         lines.append("")
         lines.extend(res.messages)
