@@ -106,7 +106,7 @@ def unsupported(exc: BaseException) -> bool:
     """Whether the native engine declined the model as not implemented yet.
 
     `FamilyError` for a family it does not fit, or any input error that says the
-    feature is not available "yet" (AGQ, smooths): such rows read "not supported",
+    feature is not available "yet" (smooths): such rows read "not supported",
     they are not failures.
     """
     return isinstance(exc, FamilyError) or (isinstance(exc, ValueError) and " yet" in str(exc))
