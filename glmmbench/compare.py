@@ -164,9 +164,17 @@ def _applies(entry_id: str, model: dict) -> bool | None:
         "gamm4-loglik-from-mer": True,
         "glmmTMB-double-bar-one-group": "||" in formula,
         "ordinal-df-and-theta": True,
-        "ordinal-clmm-cloglog-loglog-swapped": link in ("cloglog", "loglog"),
+        "ordinal-clmm-cloglog-loglog-swapped": (link in ("cloglog", "loglog")
+                                                and _one_scalar_term(formula)),
+        "ordinal-clmm-fast-path-loglik": family == "ordinal" and _one_scalar_term(formula),
     }
     return rules.get(entry_id)
+
+
+def _one_scalar_term(formula: str) -> bool:
+    """One random-effect term, an intercept only: clmm's C fast path."""
+    terms = re.findall(r"\(([^()|]*)\|\|?([^()]*)\)", formula)
+    return len(terms) == 1 and terms[0][0].strip() == "1"
 
 
 # Entries about two R engines disagreeing: the native engine implements one of
