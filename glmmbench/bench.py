@@ -101,12 +101,12 @@ def ordinal_intercept(rng: np.random.Generator, n: int = 20_000, ngroups: int = 
                          "x": x, "z": z, "g": _factor(g, "g", ngroups)})
 
 
-def binomial_intercept(rng: np.random.Generator, n: int = 50_000, ngroups: int = 1000
-                       ) -> pd.DataFrame:
-    """Binary response, random intercept (sd 0.8)."""
+def binomial_intercept(rng: np.random.Generator, n: int = 50_000, ngroups: int = 1000,
+                       sd: float = 0.8) -> pd.DataFrame:
+    """Binary response, random intercept with standard deviation ``sd``."""
     g = rng.integers(0, ngroups, n)
     x = rng.standard_normal(n)
-    eta = -0.3 + 0.5 * x + 0.8 * rng.standard_normal(ngroups)[g]
+    eta = -0.3 + 0.5 * x + sd * rng.standard_normal(ngroups)[g]
     y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
     return pd.DataFrame({"y": y.astype(float), "x": x, "g": _factor(g, "g", ngroups)})
 
@@ -115,13 +115,8 @@ def binomial_slopes_small(rng: np.random.Generator) -> pd.DataFrame:
     return binomial_slopes(rng, n=20_000, ngroups=500)
 
 
-def binomial_big(rng: np.random.Generator, n: int = 1_000_000, ngroups: int = 10_000
-                 ) -> pd.DataFrame:
-    g = rng.integers(0, ngroups, n)
-    x = rng.standard_normal(n)
-    eta = -0.3 + 0.5 * x + 0.7 * rng.standard_normal(ngroups)[g]
-    y = rng.binomial(1, 1 / (1 + np.exp(-eta)))
-    return pd.DataFrame({"y": y.astype(float), "x": x, "g": _factor(g, "g", ngroups)})
+def binomial_big(rng: np.random.Generator) -> pd.DataFrame:
+    return binomial_intercept(rng, n=1_000_000, ngroups=10_000, sd=0.7)
 
 
 BENCH_MODELS = (
