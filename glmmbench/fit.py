@@ -49,6 +49,7 @@ EXPECTED_INFORMATION_FAMILIES = ("binomial", "poisson")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
 PIRLS_TOL_DERIVS = 1e-12
+STEP_RESPONSE = 0.25  # stage 2's first step for a response's parameters (tried 0.1, 0.5)
 
 DEFAULT_CONTROL: dict[str, Any] = {
     # LMM: MixedModels.jl's tolerances
@@ -111,7 +112,7 @@ def optimize_glmm(devfun: GLMMDevfun,
     # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1
     nt = devfun.ntheta
     step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final[:nt], 0.1), 0.05),
-                           np.full(k - nt, 0.25), np.ones(k_beta)])
+                           np.full(k - nt, STEP_RESPONSE), np.ones(k_beta)])
     x0 = np.concatenate([s1.final, np.zeros(k_beta)])
     lower = np.concatenate([lower_theta, np.full(k_beta, -np.inf)])
     upper = np.concatenate([upper_theta, np.full(k_beta, np.inf)])
