@@ -55,7 +55,7 @@ DEFAULT_CONTROL: dict[str, Any] = {
     # LMM: MixedModels.jl's tolerances
     "lmm_ftol_rel": 1e-12, "lmm_ftol_abs": 1e-8, "lmm_xtol_abs": 1e-10,
     # GLMM stage 1 only supplies starting values; stage 2 decides the optimum
-    "stage1_ftol_abs": 1e-4, "ftol_rel": 1e-12, "ftol_abs": 1e-6, "xtol_abs": 1e-8,
+    "stage1_ftol_abs": 1e-2, "ftol_rel": 1e-12, "ftol_abs": 1e-6, "xtol_abs": 1e-8,
     "maxfeval": 10_000,
     "calc_derivs": True,  # finite-difference gradient/Hessian (checks, GLMM vcov)
 }
