@@ -24,6 +24,7 @@ from glmmbench.design import Design, build_design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
 from glmmbench.errors import FamilyError, GLMMError
 from glmmbench.families import FAMILY_ALIASES, Family, get_family
+from glmmbench.multinomial import MultinomialFamily, MultinomialResponse, expand_design
 from glmmbench.optimize import (
     OptSummary,
     bobyqa,
@@ -44,7 +45,7 @@ from glmmbench.theta import theta_start
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "DEFAULT_CONTROL"]
 
 NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
-                   "ordinal")
+                   "ordinal", "multinomial")
 EXPECTED_INFORMATION_FAMILIES = ("binomial", "poisson")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
@@ -158,6 +159,12 @@ def _response(design: Design, family: Family | OrdinalFamily
     if family.name == "ordinal":
         return OrdinalResponse(design.y, design.weights, design.offset, family,
                                design.response_levels)
+    if family.name == "multinomial":  # the expanded design (multinomial.expand_design)
+        K1 = len(design.response_levels) - 1
+        Y = design.y.reshape(-1, K1)
+        codes = np.where(Y.any(axis=1), Y.argmax(axis=1) + 1, 0)
+        return MultinomialResponse(codes, design.weights[::K1], design.offset,
+                                   design.response_levels, family)
     return GLMResponse(design.y, design.weights, design.offset, family, trials=design.trials,
                        observed=family.name not in EXPECTED_INFORMATION_FAMILIES)
 
@@ -229,15 +236,24 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
         raise GLMMError(f"reml must be True, False or None, not {reml!r}")
     family = FAMILY_ALIASES.get(family, family) if isinstance(family, str) else family
     if family not in NATIVE_FAMILIES:
-        fam_all = (*NATIVE_FAMILIES, "ordinal", "multinomial")
+        fam_all = NATIVE_FAMILIES
         if family in fam_all:
             raise FamilyError(f"family {family!r} is not fitted by the native engine yet "
                               f"(available: {', '.join(NATIVE_FAMILIES)})")
         raise FamilyError(f"unknown family {family!r}; valid: {', '.join(fam_all)}")
-    fam = (OrdinalFamily(get_cumulative_link(link), threshold) if family == "ordinal"
-           else get_family(family, link))
+    if family == "ordinal":
+        fam = OrdinalFamily(get_cumulative_link(link), threshold)
+    elif family == "multinomial":
+        if link not in (None, "logit"):
+            raise FamilyError(f"link {link!r} is not available for family 'multinomial' "
+                              "(baseline-category logits): use link=None or 'logit'")
+        fam = MultinomialFamily()
+    else:
+        fam = get_family(family, link)
     ctl = _control(control)
     design = build_design(formula, data, family, weights=weights, offset=offset)
+    if family == "multinomial":
+        design = expand_design(design)
     response = _response(design, fam)
     is_lmm = response is None
     use_reml = bool(reml if reml is not None else True) if is_lmm else False

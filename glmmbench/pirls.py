@@ -77,7 +77,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     for it in range(1, maxit + 1):  # noqa: B007
         # working response: for joint updates of (u, beta) it includes X beta
         z = eta - (off if joint else fixed) + wv.wres
-        cp = crossproducts(ix, V, wv.w, X if joint else None, z)
+        cp = crossproducts(ix, *resp.whitened(wv, V, X if joint else None, z))
         fac = _factorize(cp, ix.q1)
         c1, c2, cX = fac.forward(cp.r1, cp.r2, cp.rX if joint else None)
         u_new, beta_new = fac.backward(c1, c2, cX)
@@ -111,7 +111,8 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     else:
         # iteration limit (e.g. separation: beta diverges): the factor at the last iterate
         z = eta - (off if joint else fixed) + wv.wres
-        fac = _factorize(crossproducts(ix, V, wv.w, X if joint else None, z), ix.q1)
+        fac = _factorize(crossproducts(ix, *resp.whitened(wv, V, X if joint else None, z)),
+                         ix.q1)
     return PIRLSResult(u, beta, wv, fac, float(pdev), it, converged)
 
 

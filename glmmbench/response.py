@@ -128,6 +128,11 @@ class GLMResponse:
             w = w / self.scale
         return WorkingValues(eta, mu, w, wres)
 
+    def whitened(self, wv: WorkingValues, V: list[np.ndarray], X: np.ndarray | None,
+                 z: np.ndarray | None):
+        """``(V, w, X, z)`` for ``crossproducts``: diagonal weights, nothing to whiten."""
+        return V, wv.w, X, z
+
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
         if not self.observed:

@@ -134,7 +134,9 @@ class GLMMResult:
         (K - 1)) or ``"class"`` (the most probable category).
         """
         ordinal = self.family.name == "ordinal"
-        types = ("prob", "cumprob", "class", "link") if ordinal else ("response", "link")
+        multinomial = self.family.name == "multinomial"
+        types = (("prob", "cumprob", "class", "link") if ordinal
+                 else ("prob", "class", "link") if multinomial else ("response", "link"))
         type = types[0] if type is None else type
         if type not in types:
             raise ValueError(f"type must be one of {', '.join(map(repr, types))}, "
@@ -142,6 +144,8 @@ class GLMMResult:
         if re not in (True, False, "marginal"):
             raise ValueError(f"re must be True, False or 'marginal', not {re!r}")
         design = self.design if newdata is None else self.design.new_data(newdata)
+        if multinomial:
+            return self._predict_multinomial(design, newdata is not None, type, re)
         eta = self._eta(design, re is True)
         if type == "link":
             return eta
@@ -163,6 +167,33 @@ class GLMMResult:
         return pd.Series(pd.Categorical(prob.idxmax(axis=1), categories=levels, ordered=True),
                          name="class")
 
+    def _predict_multinomial(self, design: Design, new: bool, type: str, re: bool | str):
+        from glmmbench.multinomial import expand_design, softmax_probs
+
+        d = expand_design(design) if new else design
+        levels = list(self.design.response_levels)
+        K1 = len(levels) - 1
+        eta = self._eta(d, re is True).reshape(-1, K1)
+        if type == "link":
+            return pd.DataFrame(eta, columns=[f"{c}~eta" for c in levels[1:]])
+        if re == "marginal":
+            # product Gauss-Hermite over each observation's (K-1)-vector of random parts
+            rule = gh_rule(_MARGINAL_NODES if K1 == 1 else 11 if K1 == 2 else 5, K1)
+            S = np.zeros((eta.shape[0], K1, K1))
+            qs = tuple(t.q for t in d.terms)
+            for t, L in zip(d.terms, lambdas(self.theta, qs), strict=True):
+                Z = t.Xr.reshape(-1, K1, t.q)
+                S += np.einsum("ika,ab,ilb->ikl", Z, L @ L.T, Z)
+            C = np.linalg.cholesky(S + 1e-12 * np.eye(K1)[None])
+            E = eta[:, :, None] + np.einsum("ikl,ml->ikm", C, rule.z)
+            prob = softmax_probs(E) @ np.exp(rule.logw)
+        else:
+            prob = softmax_probs(eta)
+        prob = pd.DataFrame(prob, columns=levels)
+        if type == "prob":
+            return prob
+        return pd.Series(pd.Categorical(prob.idxmax(axis=1), categories=levels), name="class")
+
     # ---------------------------------------------------------------- simulate
     def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None
                  ) -> pd.DataFrame:
@@ -181,6 +212,15 @@ class GLMMResult:
             u = rng.standard_normal(ix.m)
             scale = self.sigma if self.is_lmm else 1.0
             eta = base + scale * ix.Zu(V, u)
+            if self.family.name == "multinomial":
+                from glmmbench.multinomial import softmax_probs
+
+                levels = list(d.response_levels)
+                P = softmax_probs(eta.reshape(-1, len(levels) - 1))
+                codes = (rng.uniform(size=(P.shape[0], 1)) > np.cumsum(P, axis=1)).sum(axis=1)
+                out[f"sim_{s + 1}"] = pd.Categorical.from_codes(
+                    np.minimum(codes, len(levels) - 1), categories=levels)
+                continue
             if self.family.name == "ordinal":
                 # the latent variable eta + e with e ~ F, cut at the thresholds
                 latent = eta + self.family.link.ppf(rng.uniform(size=eta.size))
@@ -318,7 +358,9 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
                 nagq: int, time_s: float) -> GLMMResult:
     """Assemble the result from a devfun left at its optimum."""
     opt = stages[-1]
-    n, p = design.n, design.p
+    # a multinomial design has K - 1 rows per observation
+    n = getattr(getattr(devfun, "response", None), "nobs", design.n)
+    p = design.p
     names = list(design.fixef_names)
     lmm = isinstance(devfun, LMMDevfun)
     if lmm:
@@ -378,8 +420,8 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
                 messages.append("variance-covariance matrix from the finite-difference "
                                 "Hessian is not positive definite; using R_X instead")
             # res.working.w already carries 1 / sigma^2 for Gaussian responses
-            cp = crossproducts(devfun.ix, z_lambda(design, theta), res.working.w, design.X,
-                               None)
+            cp = crossproducts(devfun.ix, *devfun.fitted_response.whitened(
+                res.working, z_lambda(design, theta), design.X, None))
             Linv = sla.solve_triangular(factorize(cp, devfun.ix.q1).LXX, np.eye(p), lower=True)
             vcov = Linv.T @ Linv
     vcov = 0.5 * (vcov + vcov.T)

@@ -1,0 +1,206 @@
+"""The multinomial response: baseline-category logit mixed models.
+
+For K categories with the first as baseline, observation i has K - 1 linear
+predictors
+
+    eta_ik = offset_i + x_i' beta_k + z_i' b_k,
+    P(Y_i = k | b) = exp(eta_ik) / (1 + sum_l exp(eta_il)),
+
+and a group's category effects ``(b_1, ..., b_{K-1})`` share one block of Lambda
+(``(1 | g)``: an unstructured (K-1) x (K-1) covariance; ``(1 || g)``: independent
+category effects). The model is written on an expanded design with K - 1 rows per
+observation (observation-major): row (i, k) carries ``x_i`` in the fixed-effect
+block of category k (coefficients named ``category~term``, mclogit's convention) and
+``z_i`` in the random-effect block of category k.
+
+PIRLS: the negative Hessian of ``log P(Y_i = y_i)`` in ``eta_i`` is the
+(K - 1) x (K - 1) block ``W_i = w_i (diag(p_i) - p_i p_i')`` (the canonical link:
+Fisher and observed information agree). With ``W_i = R_i' R_i`` the weighted normal
+equations over the expanded rows are ordinary (weight 1) ones over the whitened
+rows ``R_i [X_i, Z_i Lambda, z_i]`` (``whitened``), so the blocked Cholesky factor,
+the Laplace approximation and AGQ are those of every other response.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+from scipy import special
+
+from glmmbench.design import Design, RandomTerm
+from glmmbench.response import WorkingValues
+
+__all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design"]
+
+
+@dataclass(frozen=True)
+class _LogitName:
+    name: str = "logit"
+
+
+@dataclass(frozen=True)
+class MultinomialFamily:
+    """The ``family`` of a multinomial fit (baseline-category logits)."""
+
+    name: str = "multinomial"
+    link: Any = field(default_factory=_LogitName)
+    dispersion: None = None
+
+
+def _blocks(A: np.ndarray, K1: int) -> np.ndarray:
+    """``(n, c)`` -> ``(n * K1, c * K1)``: row (i, k) holds ``A_i`` in column block k."""
+    n, c = A.shape
+    out = np.zeros((n, K1, K1, c))
+    for k in range(K1):
+        out[:, k, k, :] = A
+    return out.reshape(n * K1, K1 * c)
+
+
+def expand_design(design: Design) -> Design:
+    """The design on K - 1 rows per observation (module docstring)."""
+    levels = design.response_levels
+    K1 = len(levels) - 1
+    rep = np.repeat
+    X = _blocks(design.X, K1)
+    names = tuple(f"{c}~{t}" for c in levels[1:] for t in design.fixef_names)
+    doubles = [rs.double_bar for rs in design.spec.random] if design.spec else []
+    terms = []
+    for j, t in enumerate(design.terms):
+        codes = rep(t.codes, K1)
+        Xr = _blocks(t.Xr, K1)
+        cnames = tuple(f"{c}~{n}" for c in levels[1:] for n in t.cnames)
+        if j < len(doubles) and doubles[j]:  # (x || g): one term per category and column
+            for a, cn in enumerate(cnames):
+                terms.append(RandomTerm(t.group, t.varcorr_name, (cn,), t.levels, codes,
+                                        np.ascontiguousarray(Xr[:, a:a + 1]), t.term))
+        else:
+            terms.append(RandomTerm(t.group, t.varcorr_name, cnames, t.levels, codes, Xr,
+                                    t.term))
+    onehot = (design.y[:, None] == np.arange(1, K1 + 1)[None, :]).astype(float).reshape(-1)
+    return replace(design, y=onehot, X=X, fixef_names=names, weights=rep(design.weights, K1),
+                   offset=rep(design.offset, K1), terms=tuple(terms),
+                   trials=None)
+
+
+def softmax_probs(eta: np.ndarray) -> np.ndarray:
+    """``(n, K - 1[, M])`` baseline-logit predictors -> ``(n, K[, M])`` probabilities."""
+    full = np.concatenate([np.zeros_like(eta[:, :1]), eta], axis=1)
+    return special.softmax(full, axis=1)
+
+
+@dataclass(frozen=True)
+class MultinomialWorkingValues(WorkingValues):
+    """WorkingValues plus the Cholesky factors ``R_i`` of the weight blocks and
+    ``-2 w log p_y`` per observation."""
+
+    R: np.ndarray
+    dev: np.ndarray
+
+
+@dataclass(frozen=True)
+class MultinomialResponse:
+    """A categorical response on the expanded design; ``codes`` are 0-based (0 = baseline)."""
+
+    codes: np.ndarray
+    weights: np.ndarray  # per observation
+    offset: np.ndarray  # per expanded row
+    levels: tuple[str, ...]
+    family: MultinomialFamily = field(default_factory=MultinomialFamily)
+    observed: bool = False  # the PIRLS factor is already the exact Hessian's
+
+    @property
+    def K1(self) -> int:
+        return len(self.levels) - 1
+
+    @property
+    def nobs(self) -> int:
+        return self.codes.shape[0]
+
+    # ---- no outer parameters
+    dispersion_name = None
+    nparams = 0
+
+    def param_start(self) -> np.ndarray:
+        return np.empty(0)
+
+    def param_bounds(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.empty(0), np.empty(0)
+
+    def with_params(self, params: np.ndarray) -> MultinomialResponse:
+        return self
+
+    def sigma(self, params: np.ndarray) -> float:
+        return 1.0
+
+    def eta_start(self) -> np.ndarray:
+        return np.zeros_like(self.offset)
+
+    def valid(self, eta: np.ndarray, mu: np.ndarray) -> bool:
+        return True
+
+    # ---- the likelihood
+    def _logp_y(self, eta: np.ndarray) -> np.ndarray:
+        """``log P(Y_i = y_i)`` per observation; ``eta`` ``(N,)`` or ``(N, M)``."""
+        E = eta.reshape(self.nobs, self.K1, *eta.shape[1:])
+        full = np.concatenate([np.zeros_like(E[:, :1]), E], axis=1)
+        lse = special.logsumexp(full, axis=1)
+        pick = np.take_along_axis(full, self.codes.reshape(-1, 1, *([1] * (eta.ndim - 1))),
+                                  axis=1)[:, 0]
+        return pick - lse
+
+    def loglik_obs(self, eta: np.ndarray) -> np.ndarray:
+        """``w log P(Y_i = y_i)`` placed on the first expanded row of each observation
+        (0 on the others), so that any sum over rows, or over a group's rows, is the
+        log-likelihood."""
+        lp = self._logp_y(eta)
+        w = self.weights if eta.ndim == 1 else self.weights[:, None]
+        out = np.zeros((self.nobs, self.K1, *eta.shape[1:]))
+        out[:, 0] = w * lp
+        return out.reshape(eta.shape)
+
+    def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return self.loglik_obs(eta0[:, None] + A @ z.T)
+
+    def working(self, eta: np.ndarray) -> MultinomialWorkingValues:
+        n, K1 = self.nobs, self.K1
+        P = softmax_probs(eta.reshape(n, K1))[:, 1:]  # (n, K-1), non-baseline categories
+        w = self.weights[:, None, None]
+        W = w * (np.einsum("ik,kl->ikl", P, np.eye(K1)) - P[:, :, None] * P[:, None, :])
+        Y = (self.codes[:, None] == np.arange(1, K1 + 1)[None, :]).astype(float)
+        grad = self.weights[:, None] * (Y - P)
+        # a floor keeps W_i positive definite where a probability underflows
+        W = W + 1e-12 * np.eye(K1)[None]
+        L = np.linalg.cholesky(W)
+        wres = np.linalg.solve(W, grad[:, :, None])[:, :, 0]
+        dev = -2.0 * self.weights * self._logp_y(eta)
+        return MultinomialWorkingValues(eta, eta, np.ones(n * K1), wres.reshape(-1),
+                                        np.swapaxes(L, 1, 2), dev)
+
+    def whitened(self, wv: MultinomialWorkingValues, V: list[np.ndarray],
+                 X: np.ndarray | None, z: np.ndarray | None):
+        """``(V, w, X, z)`` for ``crossproducts``: every observation's rows times ``R_i``."""
+        n, K1, R = self.nobs, self.K1, wv.R
+
+        def tr(A: np.ndarray) -> np.ndarray:
+            B = A.reshape(n, K1, -1)
+            return np.einsum("ikl,ilc->ikc", R, B).reshape(A.shape)
+
+        return ([tr(v) for v in V], wv.w, None if X is None else tr(X),
+                None if z is None else tr(z))
+
+    def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
+        return wv.w
+
+    def deviance_at(self, wv: MultinomialWorkingValues) -> float:
+        return float(np.sum(wv.dev))
+
+    def dev_resids(self, mu: np.ndarray) -> np.ndarray:
+        return -2.0 * self.loglik_obs(mu)
+
+    def deviance(self, mu: np.ndarray) -> float:
+        return float(np.sum(self.dev_resids(mu)))
+
+    def minus2loglik(self, mu: np.ndarray) -> float:
+        return self.deviance(mu)
