@@ -161,6 +161,7 @@ def _applies(entry_id: str, model: dict) -> bool | None:
         "mgcv-re-nongaussian-estimates": family in ("binomial", "poisson",
                                                     "negative_binomial"),
         "mgcv-re-gaussian-variance-components": family == "gaussian",
+        "mgcv-multinom-independent-effects": family == "multinomial",
         "gamm4-loglik-from-mer": True,
         "glmmTMB-double-bar-one-group": "||" in formula,
         "ordinal-df-and-theta": True,

@@ -131,8 +131,8 @@ def test_execute_native_rows_without_r():
     assert ok["formula"] == "y ~ x + z + (1 | g)" and ok["truth"]["fixef"]["x"] == 0.5
     assert ok["loglik"] == ok["record"]["loglik"] and ok["time_s"] > 0
     json.dumps(ok)
-    no = execute(plan([PROBLEMS["smoke_multinomial"]], 1, seed=1)[0])
-    assert no["status"] == "unsupported" and "FamilyError" in no["message"]
+    no = execute(plan([PROBLEMS["smoke_smooth"]], 1, seed=1)[0])
+    assert no["status"] == "unsupported" and "FormulaError" in no["message"]
     assert no["truth"]["fixef"]  # the replicate was drawn before the engine declined
 
 
@@ -149,7 +149,7 @@ def test_failure_rows():
 
 def test_run_study_native_only_resumes(tmp_path, capsys):
     probs = [Problem("tiny", "gaussian", scenario=PROBLEMS["smoke_gaussian"].scenario),
-             PROBLEMS["smoke_multinomial"]]
+             PROBLEMS["smoke_smooth"]]
     probs = [dataclasses.replace(p, engines=()) for p in probs]
     tasks = plan(probs, 2, seed=3)
     with Store(tmp_path / "s.sqlite") as s:

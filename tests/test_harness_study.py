@@ -67,7 +67,7 @@ def test_clean_run_and_report(clean):
     df = rows(clean / "study.sqlite")
     assert len(df) == N_FITS and not df.duplicated(KEY).any()
     assert set(df["status"]) == {"ok", "unsupported"}
-    assert (df.loc[df["problem"] == "smoke_multinomial", "status"] == "unsupported").all()
+    assert (df.loc[df["problem"] == "smoke_smooth", "status"] == "unsupported").all()
     ok = df[df["status"] == "ok"]
     assert ok["converged"].all() and ok["time_s"].gt(0).all()
     for name in ("report.md", "report.html", "results.csv", "parity.png", "recovery.png",
