@@ -27,7 +27,8 @@ import scipy.linalg as sla
 
 from glmmbench.design import Design
 
-__all__ = ["ReIndex", "CrossProducts", "BlockedCholesky", "crossproducts", "factorize"]
+__all__ = ["ReIndex", "CrossProducts", "BlockedCholesky", "crossproducts", "factorize",
+           "batched_cholesky"]
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,7 @@ class BlockedCholesky:
         return blocks
 
 
-def _batched_chol(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def batched_cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cholesky factors and their inverses of a stack of small SPD blocks.
 
     Closed forms for q = 1 and q = 2 (the common random intercept and slope);
@@ -299,7 +300,7 @@ def _right_l11_invT(A: np.ndarray, L11inv: np.ndarray) -> np.ndarray:
 def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
     """Factor ``[Lambda'Z'WZLambda + I, .; X'WZLambda, X'WX]`` from its cross products."""
     A11 = cp.C11 + np.eye(q1)
-    L11, L11inv = _batched_chol(A11)
+    L11, L11inv = batched_cholesky(A11)
     m2 = cp.C22.shape[0]
     L21 = _right_l11_invT(cp.C21, L11inv)
     if m2:

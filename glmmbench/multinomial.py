@@ -27,9 +27,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
-from scipy import special
 
 from glmmbench.design import Design, RandomTerm
+from glmmbench.linalg import batched_cholesky
 from glmmbench.response import WorkingValues
 
 __all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design"]
@@ -84,10 +84,26 @@ def expand_design(design: Design) -> Design:
                    trials=None)
 
 
+def _with_baseline(eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(n, K[, M])`` predictors with the baseline's 0 first, shifted by their maximum,
+    and ``log sum exp`` of the shifted ones."""
+    # the category axis is short: reductions over it column by column are much
+    # faster than numpy's reductions along a small inner axis
+    m = np.zeros_like(eta[:, 0])
+    for k in range(eta.shape[1]):
+        m = np.maximum(m, eta[:, k])
+    full = np.concatenate([np.zeros_like(eta[:, :1]), eta], axis=1) - m[:, None]
+    ex = np.exp(full)
+    total = ex[:, 0].copy()
+    for k in range(1, full.shape[1]):
+        total += ex[:, k]
+    return full, np.log(total)
+
+
 def softmax_probs(eta: np.ndarray) -> np.ndarray:
     """``(n, K - 1[, M])`` baseline-logit predictors -> ``(n, K[, M])`` probabilities."""
-    full = np.concatenate([np.zeros_like(eta[:, :1]), eta], axis=1)
-    return special.softmax(full, axis=1)
+    full, lse = _with_baseline(eta)
+    return np.exp(full - lse[:, None])
 
 
 @dataclass(frozen=True)
@@ -109,6 +125,11 @@ class MultinomialResponse:
     levels: tuple[str, ...]
     family: MultinomialFamily = field(default_factory=MultinomialFamily)
     observed: bool = False  # the PIRLS factor is already the exact Hessian's
+
+    def __post_init__(self):
+        K1 = len(self.levels) - 1
+        Y = (self.codes[:, None] == np.arange(1, K1 + 1)[None, :]).astype(float)
+        object.__setattr__(self, "_Y", Y)
 
     @property
     def K1(self) -> int:
@@ -143,9 +164,7 @@ class MultinomialResponse:
     # ---- the likelihood
     def _logp_y(self, eta: np.ndarray) -> np.ndarray:
         """``log P(Y_i = y_i)`` per observation; ``eta`` ``(N,)`` or ``(N, M)``."""
-        E = eta.reshape(self.nobs, self.K1, *eta.shape[1:])
-        full = np.concatenate([np.zeros_like(E[:, :1]), E], axis=1)
-        lse = special.logsumexp(full, axis=1)
+        full, lse = _with_baseline(eta.reshape(self.nobs, self.K1, *eta.shape[1:]))
         pick = np.take_along_axis(full, self.codes.reshape(-1, 1, *([1] * (eta.ndim - 1))),
                                   axis=1)[:, 0]
         return pick - lse
@@ -164,17 +183,24 @@ class MultinomialResponse:
         return self.loglik_obs(eta0[:, None] + A @ z.T)
 
     def working(self, eta: np.ndarray) -> MultinomialWorkingValues:
+        """The blocks ``W_i = w_i (diag(p) - p p')`` over the non-baseline categories,
+        their Cholesky factors, and the working residual
+        ``W_i^{-1} w_i (y_i - p) = (y_i - p) / p + (1'(y_i - p)) / p_0`` (Sherman-Morrison,
+        with ``p_0`` the baseline's probability)."""
         n, K1 = self.nobs, self.K1
-        P = softmax_probs(eta.reshape(n, K1))[:, 1:]  # (n, K-1), non-baseline categories
-        w = self.weights[:, None, None]
-        W = w * (np.einsum("ik,kl->ikl", P, np.eye(K1)) - P[:, :, None] * P[:, None, :])
-        Y = (self.codes[:, None] == np.arange(1, K1 + 1)[None, :]).astype(float)
-        grad = self.weights[:, None] * (Y - P)
+        full, lse = _with_baseline(eta.reshape(n, K1))
+        logp = full - lse[:, None]
+        Pall = np.exp(logp)
         # a floor keeps W_i positive definite where a probability underflows
-        W = W + 1e-12 * np.eye(K1)[None]
-        L = np.linalg.cholesky(W)
-        wres = np.linalg.solve(W, grad[:, :, None])[:, :, 0]
-        dev = -2.0 * self.weights * self._logp_y(eta)
+        P, p0 = np.maximum(Pall[:, 1:], 1e-300), np.maximum(Pall[:, 0], 1e-300)
+        R = self._Y - P
+        wres = R / P + (R.sum(axis=1) / p0)[:, None]
+        W = -P[:, :, None] * P[:, None, :]
+        idx = np.arange(K1)
+        W[:, idx, idx] += P
+        W *= self.weights[:, None, None]
+        L, _ = batched_cholesky(W + 1e-13 * np.eye(K1)[None])
+        dev = -2.0 * self.weights * np.take_along_axis(logp, self.codes[:, None], axis=1)[:, 0]
         return MultinomialWorkingValues(eta, eta, np.ones(n * K1), wres.reshape(-1),
                                         np.swapaxes(L, 1, 2), dev)
 
@@ -185,7 +211,12 @@ class MultinomialResponse:
 
         def tr(A: np.ndarray) -> np.ndarray:
             B = A.reshape(n, K1, -1)
-            return np.einsum("ikl,ilc->ikc", R, B).reshape(A.shape)
+            if K1 == 2:  # R upper triangular: two rows by hand
+                out = np.empty_like(B)
+                out[:, 0] = R[:, 0, 0, None] * B[:, 0] + R[:, 0, 1, None] * B[:, 1]
+                out[:, 1] = R[:, 1, 1, None] * B[:, 1]
+                return out.reshape(A.shape)
+            return np.matmul(R, B).reshape(A.shape)
 
         return ([tr(v) for v in V], wv.w, None if X is None else tr(X),
                 None if z is None else tr(z))
