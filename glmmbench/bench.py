@@ -134,6 +134,9 @@ BENCH_MODELS = (
                verbagg, r_engine="ordinal"),  # resp: no < perhaps < yes
     BenchModel("ordinal n=20000, 400 groups", "y ~ x + z + (1 | g)", "ordinal",
                ordinal_intercept, r_engine="ordinal"),
+    BenchModel("multinomial VerbAgg resp, (1 | id)",
+               "resp ~ Anger + Gender + btype + situ + (1 | id)", "multinomial", verbagg,
+               r_engine="mgcv"),
     BenchModel("binomial (1|g) n=50000, 1000 groups, nAGQ=25", "y ~ x + (1 | g)", "binomial",
                binomial_intercept, nagq=25),
     BenchModel("binomial (1+x|g) n=20000, 500 groups, vector AGQ nagq=7",

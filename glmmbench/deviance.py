@@ -266,6 +266,13 @@ class GLMMDevfun:
 
 def _check_agq_design(design: Design) -> None:
     """AGQ integrates over the effects of one grouping factor (as lme4's nAGQ)."""
+    if len(design.terms) != 1 and len({t.group for t in design.terms}) == 1:
+        raise GLMMError(
+            "adaptive Gauss-Hermite quadrature (nagq > 1) needs a single random-effects "
+            f"term; this model splits the effects of {design.terms[0].group!r} into "
+            f"{len(design.terms)} independent terms (a double-bar term, or independent "
+            "multinomial category effects). Use nagq=1 (Laplace), or one correlated term "
+            f"such as (1 + x | {design.terms[0].group})")
     if len(design.terms) != 1:
         terms = ", ".join(f"({t.term})" if t.term else t.group for t in design.terms)
         raise GLMMError(

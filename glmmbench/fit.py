@@ -117,8 +117,26 @@ def optimize_glmm(devfun: GLMMDevfun,
     x0 = np.concatenate([s1.final, np.zeros(k_beta)])
     lower = np.concatenate([lower_theta, np.full(k_beta, -np.inf)])
     upper = np.concatenate([upper_theta, np.full(k_beta, np.inf)])
-    s2 = bobyqa(f2, x0, lower, upper=upper, initial_step=step, ftol_rel=ctl["ftol_rel"],
-                ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
+    def search(start: np.ndarray) -> OptSummary:
+        return bobyqa(f2, start, lower, upper=upper, initial_step=step,
+                      ftol_rel=ctl["ftol_rel"], ftol_abs=ctl["ftol_abs"],
+                      xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
+
+    s2 = search(x0)
+    # A variance that reached 0 may be a true boundary optimum or a point BOBYQA
+    # could not leave (seen with multinomial category effects, whose correlated
+    # optimum depends on the category order): search again from inside, keep the better.
+    zero = np.isfinite(lower[:nt]) & (s2.final[:nt] <= lower[:nt] + 1e-6)
+    if np.any(zero):
+        restart = s2.final.copy()
+        restart[:nt][zero] = 0.5 * max(float(np.max(np.abs(s2.final[:nt]))), 0.2)
+        again = search(restart)
+        again.feval += s2.feval
+        if again.fmin < s2.fmin - 1e-8:
+            s2 = again
+        else:
+            s2.feval = again.feval
+            devfun(np.concatenate([s2.final[:k], to_beta(s2.final[k:])]))
     s2.initial = np.concatenate([s1.final, beta1])
     s2.final = np.concatenate([s2.final[:k], to_beta(s2.final[k:])])
     return s1, s2

@@ -29,10 +29,16 @@ from typing import Any
 import numpy as np
 
 from glmmbench.design import Design, RandomTerm
+from glmmbench.errors import GLMMError
 from glmmbench.linalg import batched_cholesky
 from glmmbench.response import WorkingValues
 
-__all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design"]
+__all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design", "MAX_RE_DIM"]
+
+# Correlated random effects per group and term, (K - 1) q. Each adds an unstructured
+# covariance of D (D + 1) / 2 parameters to the derivative-free optimizer (12 -> 78),
+# beyond which fits take minutes and the covariance is rarely identified.
+MAX_RE_DIM = 12
 
 
 @dataclass(frozen=True)
@@ -68,10 +74,19 @@ def expand_design(design: Design) -> Design:
     doubles = [rs.double_bar for rs in design.spec.random] if design.spec else []
     terms = []
     for j, t in enumerate(design.terms):
+        double = j < len(doubles) and doubles[j]
+        if not double and K1 * t.q > MAX_RE_DIM:
+            D = K1 * t.q
+            raise GLMMError(
+                f"multinomial response with {K1 + 1} categories and random-effects term "
+                f"({t.term or t.group}) with {t.q} columns gives {D} correlated effects per "
+                f"group ({D * (D + 1) // 2} covariance parameters), more than the "
+                f"{MAX_RE_DIM} supported: use independent category effects "
+                f"(... || {t.group}) or merge categories")
         codes = rep(t.codes, K1)
         Xr = _blocks(t.Xr, K1)
         cnames = tuple(f"{c}~{n}" for c in levels[1:] for n in t.cnames)
-        if j < len(doubles) and doubles[j]:  # (x || g): one term per category and column
+        if double:  # (x || g): one term per category and column
             for a, cn in enumerate(cnames):
                 terms.append(RandomTerm(t.group, t.varcorr_name, (cn,), t.levels, codes,
                                         np.ascontiguousarray(Xr[:, a:a + 1]), t.term))
