@@ -254,11 +254,7 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
         raise GLMMError(f"reml must be True, False or None, not {reml!r}")
     family = FAMILY_ALIASES.get(family, family) if isinstance(family, str) else family
     if family not in NATIVE_FAMILIES:
-        fam_all = NATIVE_FAMILIES
-        if family in fam_all:
-            raise FamilyError(f"family {family!r} is not fitted by the native engine yet "
-                              f"(available: {', '.join(NATIVE_FAMILIES)})")
-        raise FamilyError(f"unknown family {family!r}; valid: {', '.join(fam_all)}")
+        raise FamilyError(f"unknown family {family!r}; valid: {', '.join(NATIVE_FAMILIES)}")
     if family == "ordinal":
         fam = OrdinalFamily(get_cumulative_link(link), threshold)
     elif family == "multinomial":

@@ -81,7 +81,6 @@ BAD_INPUTS = {
     "missing_tilde": (dict(formula="y + x + (1 | g)"), FormulaError, "~"),
     "no_random_term": (dict(formula="y ~ x"), FormulaError, "random"),
     "unknown_family": (dict(family="tweedie"), FamilyError, "'tweedie'"),
-    "family_not_fitted_yet": (dict(family="multinomial"), FamilyError, "'multinomial'"),
     "unknown_link": (dict(family="binomial", link="foo", formula="b ~ x + (1 | g)"),
                      FamilyError, "'foo'"),
     "link_not_allowed_for_family": (dict(family="binomial", link="sqrt",
