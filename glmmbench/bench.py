@@ -65,29 +65,29 @@ def binomial_slopes(rng: np.random.Generator, n: int = 30_000, ngroups: int = 60
     return pd.DataFrame({"y": y.astype(float), "x": x, "g": _factor(g, "g", ngroups)})
 
 
-def poisson_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb: int = 100
+def _crossed_counts(rng: np.random.Generator, draw, n: int, na: int, nb: int
                     ) -> pd.DataFrame:
-    """Counts with crossed random intercepts (sd 0.5 and 0.3)."""
+    """Counts ``draw(rng, mu)`` with log mean ``0.3 + 0.4 x`` and crossed random
+    intercepts (sd 0.5 and 0.3)."""
     a = rng.integers(0, na, n)
     bb = rng.integers(0, nb, n)
     x = rng.standard_normal(n)
     eta = 0.3 + 0.4 * x + 0.5 * rng.standard_normal(na)[a] + 0.3 * rng.standard_normal(nb)[bb]
-    y = rng.poisson(np.exp(eta))
+    y = draw(rng, np.exp(eta))
     return pd.DataFrame({"y": y.astype(float), "x": x, "a": _factor(a, "a", na),
                          "b": _factor(bb, "b", nb)})
+
+
+def poisson_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb: int = 100
+                    ) -> pd.DataFrame:
+    return _crossed_counts(rng, lambda r, mu: r.poisson(mu), n, na, nb)
 
 
 def negbin_crossed(rng: np.random.Generator, n: int = 20_000, na: int = 500, nb: int = 100
                    ) -> pd.DataFrame:
-    """NB2 counts (size 2) with crossed random intercepts (sd 0.5 and 0.3)."""
-    a = rng.integers(0, na, n)
-    bb = rng.integers(0, nb, n)
-    x = rng.standard_normal(n)
-    eta = 0.3 + 0.4 * x + 0.5 * rng.standard_normal(na)[a] + 0.3 * rng.standard_normal(nb)[bb]
-    mu = np.exp(eta)
-    y = rng.negative_binomial(2.0, 2.0 / (2.0 + mu))
-    return pd.DataFrame({"y": y.astype(float), "x": x, "a": _factor(a, "a", na),
-                         "b": _factor(bb, "b", nb)})
+    """NB2 counts with size 2."""
+    return _crossed_counts(rng, lambda r, mu: r.negative_binomial(2.0, 2.0 / (2.0 + mu)),
+                           n, na, nb)
 
 
 def ordinal_intercept(rng: np.random.Generator, n: int = 20_000, ngroups: int = 400

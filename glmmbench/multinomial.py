@@ -31,7 +31,7 @@ import numpy as np
 from glmmbench.design import Design, RandomTerm
 from glmmbench.errors import GLMMError
 from glmmbench.linalg import batched_cholesky
-from glmmbench.response import WorkingValues
+from glmmbench.response import CategoricalResponse, WorkingValues
 
 __all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design", "MAX_RE_DIM"]
 
@@ -131,7 +131,7 @@ class MultinomialWorkingValues(WorkingValues):
 
 
 @dataclass(frozen=True)
-class MultinomialResponse:
+class MultinomialResponse(CategoricalResponse):
     """A categorical response on the expanded design; ``codes`` are 0-based (0 = baseline)."""
 
     codes: np.ndarray
@@ -155,7 +155,6 @@ class MultinomialResponse:
         return self.codes.shape[0]
 
     # ---- no outer parameters
-    dispersion_name = None
     nparams = 0
 
     def param_start(self) -> np.ndarray:
@@ -166,15 +165,6 @@ class MultinomialResponse:
 
     def with_params(self, params: np.ndarray) -> MultinomialResponse:
         return self
-
-    def sigma(self, params: np.ndarray) -> float:
-        return 1.0
-
-    def eta_start(self) -> np.ndarray:
-        return np.zeros_like(self.offset)
-
-    def valid(self, eta: np.ndarray, mu: np.ndarray) -> bool:
-        return True
 
     # ---- the likelihood
     def _logp_y(self, eta: np.ndarray) -> np.ndarray:
@@ -193,9 +183,6 @@ class MultinomialResponse:
         out = np.zeros((self.nobs, self.K1, *eta.shape[1:]))
         out[:, 0] = w * lp
         return out.reshape(eta.shape)
-
-    def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
-        return self.loglik_obs(eta0[:, None] + A @ z.T)
 
     def working(self, eta: np.ndarray) -> MultinomialWorkingValues:
         """The blocks ``W_i = w_i (diag(p) - p p')`` over the non-baseline categories,

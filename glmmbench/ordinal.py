@@ -36,7 +36,7 @@ import numpy as np
 from scipy import special
 
 from glmmbench.errors import FamilyError
-from glmmbench.response import WorkingValues
+from glmmbench.response import CategoricalResponse, WorkingValues
 
 __all__ = ["CumulativeLink", "OrdinalFamily", "OrdinalResponse", "CUMULATIVE_LINKS",
            "THRESHOLDS", "threshold_jacobian"]
@@ -226,7 +226,7 @@ class OrdinalWorkingValues(WorkingValues):
 
 
 @dataclass(frozen=True)
-class OrdinalResponse:
+class OrdinalResponse(CategoricalResponse):
     """An ordered categorical response (module docstring); ``y`` holds 0-based codes."""
 
     y: np.ndarray
@@ -267,8 +267,7 @@ class OrdinalResponse:
         C, positive = self._incr
         return self.tJac @ C @ np.diag(np.where(positive, np.exp(self.q), 1.0))
 
-    # ---- outer parameters: alpha
-    dispersion_name = None
+    # ---- outer parameters: the thresholds' q
 
     @property
     def nparams(self) -> int:
@@ -290,15 +289,6 @@ class OrdinalResponse:
 
     def with_params(self, params: np.ndarray) -> OrdinalResponse:
         return replace(self, q=np.asarray(params, dtype=float))
-
-    def sigma(self, params: np.ndarray) -> float:
-        return 1.0
-
-    def eta_start(self) -> np.ndarray:
-        return np.zeros_like(self.offset)
-
-    def valid(self, eta: np.ndarray, mu: np.ndarray) -> bool:
-        return True
 
     # ---- the likelihood as a function of eta
     def _bounds(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -332,9 +322,6 @@ class OrdinalResponse:
             p = np.where(b > 0, link.sf(b) - link.sf(a), link.cdf(a) - link.cdf(b))
         w = self.weights if eta.ndim == 1 else self.weights[:, None]
         return w * self._log(p)
-
-    def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
-        return self.loglik_obs(eta0[:, None] + A @ z.T)
 
     def working(self, eta: np.ndarray) -> WorkingValues:
         """Newton's weights and residual (module docstring). ``mu`` is ``eta`` itself;

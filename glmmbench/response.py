@@ -32,7 +32,7 @@ import numpy as np
 
 from glmmbench.families import Family
 
-__all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND"]
+__all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "CategoricalResponse"]
 
 _KERNEL_FAMILIES = ("binomial", "poisson")
 _RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
@@ -277,3 +277,22 @@ def _dispersion_start(response: GLMResponse) -> float:
     if name == "negative_binomial":
         return m * m / (v - m) if v > m else 1.0
     return v / m - 1.0 if v > 2 * m else 1.0
+
+
+class CategoricalResponse:
+    """What the categorical responses (ordinal, multinomial) share: no dispersion, a
+    linear predictor that is valid everywhere, and a start at ``eta = 0``."""
+
+    dispersion_name = None
+
+    def sigma(self, params: np.ndarray) -> float:
+        return 1.0
+
+    def eta_start(self) -> np.ndarray:
+        return np.zeros_like(self.offset)
+
+    def valid(self, eta: np.ndarray, mu: np.ndarray) -> bool:
+        return True
+
+    def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
+        return self.loglik_obs(eta0[:, None] + A @ z.T)
