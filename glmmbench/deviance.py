@@ -25,8 +25,8 @@ from scipy import sparse
 
 from glmmbench.design import Design
 from glmmbench.errors import GLMMError
-from glmmbench.linalg import ReIndex, crossproducts, factorize
-from glmmbench.pirls import PIRLSFailure, PIRLSResult, pirls
+from glmmbench.linalg import ReIndex, crossproducts
+from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import GLMResponse
@@ -237,13 +237,7 @@ class GLMMDevfun:
         if np.array_equal(w, res.working.w):
             return res.fac
         cp = crossproducts(self.ix, V, w, self.design.X if joint else None, None)
-        try:
-            fac = factorize(cp, self.ix.q1)
-        except np.linalg.LinAlgError as err:
-            raise PIRLSFailure(f"exact-Hessian factor is not positive definite: {err}") from err
-        if not np.isfinite(fac.logdet_Z()):
-            raise PIRLSFailure("exact-Hessian factor is not positive definite")
-        return fac
+        return checked_factor(cp, self.ix.q1)
 
     def restore(self, res: PIRLSResult) -> None:
         """Make ``res`` the last result and the warm start of the next PIRLS."""

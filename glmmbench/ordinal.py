@@ -334,11 +334,6 @@ class OrdinalResponse(CategoricalResponse):
             wres = -self.weights * g / w  # (dl/deta) / w
         return OrdinalWorkingValues(eta, eta, w, wres, w_obs, -2.0 * self.weights * self._log(p))
 
-    def whitened(self, wv: WorkingValues, V: list[np.ndarray], X: np.ndarray | None,
-                 z: np.ndarray | None):
-        """``(V, w, X, z)`` for ``crossproducts``: diagonal weights, nothing to whiten."""
-        return V, wv.w, X, z
-
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         if isinstance(wv, OrdinalWorkingValues):
             return wv.w_obs

@@ -23,7 +23,7 @@ import numpy as np
 from glmmbench.linalg import BlockedCholesky, ReIndex, crossproducts, factorize
 from glmmbench.response import GLMResponse, WorkingValues
 
-__all__ = ["PIRLSResult", "PIRLSFailure", "pirls"]
+__all__ = ["PIRLSResult", "PIRLSFailure", "pirls", "checked_factor"]
 
 MAX_HALVINGS = 20
 
@@ -78,7 +78,7 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
         # working response: for joint updates of (u, beta) it includes X beta
         z = eta - (off if joint else fixed) + wv.wres
         cp = crossproducts(ix, *resp.whitened(wv, V, X if joint else None, z))
-        fac = _factorize(cp, ix.q1)
+        fac = checked_factor(cp, ix.q1)
         c1, c2, cX = fac.forward(cp.r1, cp.r2, cp.rX if joint else None)
         u_new, beta_new = fac.backward(c1, c2, cX)
         du = u_new - u
@@ -111,12 +111,13 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
     else:
         # iteration limit (e.g. separation: beta diverges): the factor at the last iterate
         z = eta - (off if joint else fixed) + wv.wres
-        fac = _factorize(crossproducts(ix, *resp.whitened(wv, V, X if joint else None, z)),
-                         ix.q1)
+        fac = checked_factor(crossproducts(ix, *resp.whitened(wv, V, X if joint else None, z)),
+                             ix.q1)
     return PIRLSResult(u, beta, wv, fac, float(pdev), it, converged)
 
 
-def _factorize(cp, q1: int) -> BlockedCholesky:
+def checked_factor(cp, q1: int) -> BlockedCholesky:
+    """``factorize``, with a failure (not positive definite) raised as PIRLSFailure."""
     try:
         fac = factorize(cp, q1)
     except np.linalg.LinAlgError as err:

@@ -82,8 +82,9 @@ class GLMResponse:
             object.__setattr__(self, "_minus_sign", np.where(wy > 0, -1.0, 1.0))
             object.__setattr__(self, "_minus_weights", -self.weights)
             k0 = self._kernel(mu0, wy, w1y)
-            c_obs = self._loglik_obs(mu0, 1.0) - self._kernel_obs(mu0, wy, w1y)
-            c = float(np.sum(self._loglik_obs(mu0, 1.0))) - k0
+            loglik0 = self._loglik_obs(mu0, 1.0)
+            c_obs = loglik0 - self._kernel_obs(mu0, wy, w1y)
+            c = float(np.sum(loglik0)) - k0
             # log f(y | y) = log f(y | mu0) + d(y, mu0) / 2 = c + K(y)
             ksat = c + k0 + float(np.sum(self.family.dev_resids(self.y, mu0, self.weights))) / 2
             object.__setattr__(self, "_consts", (wy, w1y, c, ksat, c_obs))
@@ -261,7 +262,6 @@ class GLMResponse:
         return self.family.mustart(self.y, self.weights)
 
 
-
 def _dispersion_start(response: GLMResponse) -> float:
     """A moment estimate from the raw response: sd for gaussian, the coefficient of
     variation for Gamma, NB2's theta from ``var = m + m^2 / theta`` and NB1's phi from
@@ -296,3 +296,8 @@ class CategoricalResponse:
 
     def loglik_affine(self, eta0: np.ndarray, A: np.ndarray, z: np.ndarray) -> np.ndarray:
         return self.loglik_obs(eta0[:, None] + A @ z.T)
+
+    def whitened(self, wv: WorkingValues, V: list[np.ndarray], X: np.ndarray | None,
+                 z: np.ndarray | None):
+        """``(V, w, X, z)`` for ``crossproducts``: diagonal weights, nothing to whiten."""
+        return V, wv.w, X, z

@@ -26,6 +26,7 @@ from glmmbench.design import Design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.families import Family
 from glmmbench.linalg import ReIndex, crossproducts, factorize
+from glmmbench.multinomial import expand_design, softmax_probs
 from glmmbench.optimize import OptSummary
 from glmmbench.ordinal import OrdinalFamily
 from glmmbench.quadrature import gh_rule
@@ -150,7 +151,8 @@ class GLMMResult:
         if type == "link":
             return eta
         if re == "marginal":
-            z, w = gh_rule(_MARGINAL_NODES).z[:, 0], np.exp(gh_rule(_MARGINAL_NODES).logw)
+            rule = gh_rule(_MARGINAL_NODES)
+            z, w = rule.z[:, 0], np.exp(rule.logw)
             eta = eta[:, None] + self._re_sd(design)[:, None] * z[None, :]
         if not ordinal:
             mu = self.family.link.linkinv(eta)
@@ -168,8 +170,6 @@ class GLMMResult:
                          name="class")
 
     def _predict_multinomial(self, design: Design, new: bool, type: str, re: bool | str):
-        from glmmbench.multinomial import expand_design, softmax_probs
-
         d = expand_design(design) if new else design
         levels = list(self.design.response_levels)
         K1 = len(levels) - 1
@@ -213,8 +213,6 @@ class GLMMResult:
             scale = self.sigma if self.is_lmm else 1.0
             eta = base + scale * ix.Zu(V, u)
             if self.family.name == "multinomial":
-                from glmmbench.multinomial import softmax_probs
-
                 levels = list(d.response_levels)
                 P = softmax_probs(eta.reshape(-1, len(levels) - 1))
                 codes = (rng.uniform(size=(P.shape[0], 1)) > np.cumsum(P, axis=1)).sum(axis=1)
