@@ -53,6 +53,7 @@ from glmmbench.formula import (
     format_number,
     parse_formula,
 )
+from glmmbench.theta import CovBlock
 
 __all__ = ["RandomTerm", "Design", "build_design", "FAMILIES"]
 
@@ -83,6 +84,9 @@ class RandomTerm:
         The term's raw model matrix (columns ``cnames``).
     term : str
         lme4's name of the term (``names(reTrms$Ztlist)``), e.g. ``"0 + Days | Subject"``.
+    smooth : str or None
+        For the penalised part of a smooth (``glmmbench.smooths``): the smooth's
+        label. Such a term has one level, a dense ``Xr`` and ``Lambda = theta I``.
     """
 
     group: str
@@ -92,6 +96,11 @@ class RandomTerm:
     codes: np.ndarray
     Xr: np.ndarray
     term: str = ""
+    smooth: str | None = None
+
+    @property
+    def cov_block(self) -> CovBlock:
+        return CovBlock(self.q, scaled_identity=self.smooth is not None)
 
     @property
     def q(self) -> int:
@@ -103,7 +112,7 @@ class RandomTerm:
 
     @property
     def ntheta(self) -> int:
-        return self.q * (self.q + 1) // 2
+        return self.cov_block.ntheta
 
 
 @dataclass(frozen=True)
@@ -166,8 +175,14 @@ class Design:
         """Levels per grouping factor, as lme4's ``ngrps`` (one entry per factor)."""
         out: dict[str, int] = {}
         for t in self.terms:
-            out.setdefault(t.group, t.nlevels)
+            if t.smooth is None:
+                out.setdefault(t.group, t.nlevels)
         return out
+
+    @property
+    def cov_blocks(self) -> tuple[CovBlock, ...]:
+        """The covariance structure of every term, in term order."""
+        return tuple(t.cov_block for t in self.terms)
 
     @property
     def Lind(self) -> np.ndarray:
@@ -179,6 +194,10 @@ class Design:
         parts, start = [], 0
         for t in self.terms:
             q = t.q
+            if t.smooth is not None:
+                parts.append(np.full(q, start, dtype=np.intp))
+                start += 1
+                continue
             col_start = np.concatenate([[0], np.cumsum(np.arange(q, 0, -1))])
             block = [col_start[c] + (r - c) for r in range(q) for c in range(r + 1)]
             parts.append(np.tile(np.asarray(block, dtype=np.intp) + start, t.nlevels))

@@ -30,15 +30,15 @@ from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import GLMResponse
-from glmmbench.theta import lambdas, ntheta, theta_lower, theta_start
+from glmmbench.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
 
 __all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda"]
 
 
 def z_lambda(design: Design, theta: np.ndarray) -> list[np.ndarray]:
     """Observation-level values of ``Z Lambda(theta)``, one ``(n, q)`` array per term."""
-    qs = tuple(t.q for t in design.terms)
-    return [t.Xr @ L for t, L in zip(design.terms, lambdas(theta, qs), strict=True)]
+    return [t.Xr * L[0, 0] if t.smooth is not None else t.Xr @ L
+            for t, L in zip(design.terms, lambdas(theta, design.cov_blocks), strict=True)]
 
 
 @dataclass
@@ -56,12 +56,12 @@ class LMMDevfun:
         self._sum_log_w = float(np.sum(np.log(self.design.weights)))
 
     @property
-    def qs(self) -> tuple[int, ...]:
-        return self.ix.qs
+    def blocks(self) -> tuple[CovBlock, ...]:
+        return self.design.cov_blocks
 
     @property
     def lower(self) -> np.ndarray:
-        return theta_lower(self.qs)
+        return theta_lower(self.blocks)
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
         V = z_lambda(self.design, np.asarray(theta, dtype=float))
@@ -114,12 +114,12 @@ class GLMMDevfun:
         self._resp = self.response
 
     @property
-    def qs(self) -> tuple[int, ...]:
-        return self.ix.qs
+    def blocks(self) -> tuple[CovBlock, ...]:
+        return self.design.cov_blocks
 
     @property
     def ntheta(self) -> int:
-        return ntheta(self.qs)
+        return ntheta(self.blocks)
 
     @property
     def ncov(self) -> int:
@@ -129,7 +129,7 @@ class GLMMDevfun:
 
     @property
     def lower(self) -> np.ndarray:
-        return np.concatenate([theta_lower(self.qs), self.response.param_bounds()[0],
+        return np.concatenate([theta_lower(self.blocks), self.response.param_bounds()[0],
                                np.full(self.design.p, -np.inf)])
 
     @property
@@ -154,7 +154,7 @@ class GLMMDevfun:
 
     def cov_start(self) -> np.ndarray:
         """lme4's theta start, then the start of the response's parameters."""
-        return np.concatenate([theta_start(self.qs), self.response.param_start()])
+        return np.concatenate([theta_start(self.blocks), self.response.param_start()])
 
     def sigma(self, cov: np.ndarray) -> float:
         """glmmTMB's ``sigma()``: the dispersion parameter, 1 for families without one."""

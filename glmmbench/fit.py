@@ -80,7 +80,7 @@ def _control(control: Mapping[str, Any] | None) -> dict[str, Any]:
 def optimize_lmm(devfun: LMMDevfun, control: Mapping[str, Any] | None = None) -> OptSummary:
     """Minimise the profiled (RE)ML deviance over ``theta``."""
     ctl = _control(control)
-    return bobyqa(devfun, theta_start(devfun.qs), devfun.lower, ftol_rel=ctl["lmm_ftol_rel"],
+    return bobyqa(devfun, theta_start(devfun.blocks), devfun.lower, ftol_rel=ctl["lmm_ftol_rel"],
                   ftol_abs=ctl["lmm_ftol_abs"], xtol_abs=ctl["lmm_xtol_abs"],
                   maxfeval=ctl["maxfeval"])
 

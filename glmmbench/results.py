@@ -116,7 +116,7 @@ class GLMMResult:
     def _re_sd(self, design: Design) -> np.ndarray:
         """sd of each observation's random part ``z_i' b`` (terms independent)."""
         var = np.zeros(design.n)
-        for t, L in zip(design.terms, lambdas(self.theta, tuple(t.q for t in design.terms)),
+        for t, L in zip(design.terms, lambdas(self.theta, design.cov_blocks),
                         strict=True):
             S = (self.sigma**2 if self.is_lmm else 1.0) * (L @ L.T)
             var += np.einsum("ia,ab,ib->i", t.Xr, S, t.Xr)
@@ -180,8 +180,7 @@ class GLMMResult:
             # product Gauss-Hermite over each observation's (K-1)-vector of random parts
             rule = gh_rule(_MARGINAL_NODES if K1 == 1 else 11 if K1 == 2 else 5, K1)
             S = np.zeros((eta.shape[0], K1, K1))
-            qs = tuple(t.q for t in d.terms)
-            for t, L in zip(d.terms, lambdas(self.theta, qs), strict=True):
+            for t, L in zip(d.terms, lambdas(self.theta, d.cov_blocks), strict=True):
                 Z = t.Xr.reshape(-1, K1, t.q)
                 S += np.einsum("ika,ab,ilb->ikl", Z, L @ L.T, Z)
             C = np.linalg.cholesky(S + 1e-12 * np.eye(K1)[None])
@@ -296,10 +295,9 @@ def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.
 def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool,
              residual: bool) -> pd.DataFrame:
     """as.data.frame(VarCorr(m)); an LMM's theta is relative to sigma, a GLMM's is not."""
-    qs = tuple(t.q for t in design.terms)
     rows = []
     scale2 = sigma**2 if lmm else 1.0
-    for t, L in zip(design.terms, lambdas(theta, qs), strict=True):
+    for t, L in zip(design.terms, lambdas(theta, design.cov_blocks), strict=True):
         S = scale2 * (L @ L.T)
         sd = np.sqrt(np.diag(S))
         for i, name in enumerate(t.cnames):
@@ -315,10 +313,9 @@ def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool,
 
 def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np.ndarray],
            scale2: float) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
-    qs = tuple(t.q for t in design.terms)
     out: dict[str, pd.DataFrame] = {}
     bs, start = [], 0
-    for t, L, blk in zip(design.terms, lambdas(theta, qs), inv_blocks, strict=True):
+    for t, L, blk in zip(design.terms, lambdas(theta, design.cov_blocks), inv_blocks, strict=True):
         size = t.nlevels * t.q
         ut = u[start:start + size].reshape(t.nlevels, t.q)
         bt = ut @ L.T
