@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg as sla
+from scipy import sparse
 
 from glmmbench.design import Design
 
@@ -38,6 +39,11 @@ class ReIndex:
     ``b`` (and ``u``) is ordered term by term, level-major within a term
     (level j, component k at ``offset + j * q + k``), as in lme4.
     The first term occupies ``[0, m1)``; the rest ``[m1, m1 + m2)``.
+
+    The rest's columns are *indexed* (a term over a grouping factor: one level per
+    observation) or *dense* (a one-level term, such as a smooth's penalised part,
+    whose column touches every observation); their cross products are group sums
+    and matrix products respectively.
     """
 
     n1: int
@@ -47,7 +53,10 @@ class ReIndex:
     idx2: np.ndarray  # (n, s2) position in the rest block for each rest column
     qs: tuple[int, ...]  # q of every term
     nlevs: tuple[int, ...]
-    # flat cell of every observation in the (m2 x m1) and (m2 x m2) blocks, per column pair
+    sparse2: np.ndarray  # rest columns (indices into idx2's columns) that are indexed
+    dense2: np.ndarray  # rest columns that are dense
+    # flat cell of every observation in the (m2 x m1) and (m2 x m2) blocks, per
+    # pair of indexed columns
     cell21: tuple[tuple[np.ndarray, ...], ...] = ()
     cell22: tuple[tuple[np.ndarray, ...], ...] = ()
 
@@ -63,19 +72,22 @@ class ReIndex:
     def from_design(cls, design: Design) -> ReIndex:
         terms = design.terms
         first = terms[0]
-        cols, offset = [], 0
+        cols, dense, offset = [], [], 0
         for t in terms[1:]:
             for k in range(t.q):
+                dense.append(t.nlevels == 1)
                 cols.append(offset + t.codes * t.q + k)
             offset += t.nlevels * t.q
         idx2 = np.stack(cols, axis=1) if cols else np.zeros((design.n, 0), dtype=np.intp)
         idx2 = idx2.astype(np.intp)
+        dense = np.asarray(dense, dtype=bool)
+        sparse2, dense2 = np.flatnonzero(~dense), np.flatnonzero(dense)
         codes1 = np.asarray(first.codes, dtype=np.intp)
         m1 = first.nlevels * first.q
         cell21 = tuple(tuple(idx2[:, a] * m1 + codes1 * first.q + b for b in range(first.q))
-                       for a in range(idx2.shape[1]))
-        cell22 = tuple(tuple(idx2[:, a] * offset + idx2[:, b] for b in range(idx2.shape[1]))
-                       for a in range(idx2.shape[1]))
+                       for a in sparse2)
+        cell22 = tuple(tuple(idx2[:, a] * offset + idx2[:, b] for b in sparse2)
+                       for a in sparse2)
         return cls(
             n1=first.nlevels,
             q1=first.q,
@@ -84,9 +96,29 @@ class ReIndex:
             idx2=idx2,
             qs=tuple(t.q for t in terms),
             nlevs=tuple(t.nlevels for t in terms),
+            sparse2=sparse2,
+            dense2=dense2,
             cell21=cell21,
             cell22=cell22,
         )
+
+    @property
+    def dense_pos(self) -> np.ndarray:
+        """Positions in the rest block of the dense columns."""
+        return self.idx2[0, self.dense2] if self.idx2.shape[0] else self.dense2
+
+    def sparse_rest(self, values: np.ndarray) -> sparse.csr_matrix:
+        """The indexed rest columns as an ``n x m2`` sparse matrix with ``values`` (n, s)."""
+        n, s = values.shape
+        return sparse.csr_matrix((values.ravel(), self.idx2[:, self.sparse2].ravel(),
+                                  np.arange(0, n * s + 1, s)), shape=(n, self.m2))
+
+    def first_matrix(self, V1: np.ndarray) -> sparse.csr_matrix:
+        """The first term's columns as an ``n x m1`` sparse matrix."""
+        n, q1 = V1.shape
+        cols = (self.codes1[:, None] * q1 + np.arange(q1)).ravel()
+        return sparse.csr_matrix((V1.ravel(), cols, np.arange(0, n * q1 + 1, q1)),
+                                 shape=(n, self.m1))
 
     def split_V(self, V: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Split the per-term ``Z Lambda`` values into the first and the rest."""
@@ -137,21 +169,32 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
     c1 = ix.codes1
     C11 = np.empty((n1, q1, q1))
     wV1 = V1 * w[:, None]
-    for a in range(q1):
-        for b in range(a + 1):
-            C11[:, a, b] = C11[:, b, a] = _gsum(c1, wV1[:, a] * V1[:, b], n1)
-    s2 = ix.idx2.shape[1]
+    if n1 == 1:  # a dense first term
+        C11[0] = wV1.T @ V1
+    else:
+        for a in range(q1):
+            for b in range(a + 1):
+                C11[:, a, b] = C11[:, b, a] = _gsum(c1, wV1[:, a] * V1[:, b], n1)
+    S, D = ix.sparse2, ix.dense2
     C21 = np.zeros(m2 * m1)
     C22 = np.zeros(m2 * m2)
-    if m2:
-        wV2 = V2 * w[:, None]
-        for a in range(s2):
-            for b in range(q1):
-                C21 += _gsum(ix.cell21[a][b], wV2[:, a] * V1[:, b], m2 * m1)
-            for b in range(s2):
-                C22 += _gsum(ix.cell22[a][b], wV2[:, a] * V2[:, b], m2 * m2)
-    out = CrossProducts(C11, C21.reshape(m2, m1), C22.reshape(m2, m2),
-                        None, None, None, None, None, None)
+    wV2 = V2 * w[:, None]
+    for i, a in enumerate(S):
+        for b in range(q1):
+            C21 += _gsum(ix.cell21[i][b], wV2[:, a] * V1[:, b], m2 * m1)
+        for j, b in enumerate(S):
+            C22 += _gsum(ix.cell22[i][j], wV2[:, a] * V2[:, b], m2 * m2)
+    C21, C22 = C21.reshape(m2, m1), C22.reshape(m2, m2)
+    if D.size:
+        pos = ix.dense_pos
+        wVD = wV2[:, D]
+        C22[np.ix_(pos, pos)] = wVD.T @ V2[:, D]
+        if S.size:
+            cross = ix.sparse_rest(V2[:, S]).T @ wVD  # (m2, nD), zero on the dense rows
+            C22[:, pos] += cross
+            C22[pos, :] += cross.T
+        C21[pos, :] = (ix.first_matrix(V1).T @ wVD).T
+    out = CrossProducts(C11, C21, C22, None, None, None, None, None, None)
     if X is not None:
         p = X.shape[1]
         wX = X * w[:, None]
@@ -162,9 +205,11 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
                 CX1[r, b::q1] = _gsum(c1, wX[:, r] * V1[:, b], n1)
         out.CX1 = CX1
         CX2 = np.zeros((p, m2))
-        for a in range(s2):
+        for a in S:
             for r in range(p):
                 CX2[r] += _gsum(ix.idx2[:, a], wX[:, r] * V2[:, a], m2)
+        if D.size:
+            CX2[:, ix.dense_pos] = wX.T @ V2[:, D]
         out.CX2 = CX2
     if z is not None:
         wz = w * z
@@ -173,8 +218,10 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
             r1[b::q1] = _gsum(c1, wz * V1[:, b], n1)
         out.r1 = r1
         r2 = np.zeros(m2)
-        for a in range(s2):
+        for a in S:
             r2 += _gsum(ix.idx2[:, a], wz * V2[:, a], m2)
+        if D.size:
+            r2[ix.dense_pos] = V2[:, D].T @ wz
         out.r2 = r2
         if X is not None:
             out.rX = X.T @ wz

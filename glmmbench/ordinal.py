@@ -25,6 +25,16 @@ positive for the log-concave F (logit, probit, cloglog, loglog). Where it is not
 (cauchit tails) PIRLS steps use the outer-product part ``(f(a) - f(b))^2 / p^2``.
 The saturated log-likelihood of categorical data is 0, so the PIRLS deviance is
 ``-2 sum w log p``.
+
+Fast path (logit, the default link): with ``f = F (1 - F)`` and ``f' = f (1 - 2F)``
+the ratios above reduce to polynomials in ``F(a)`` and ``F(b)``,
+
+    (f(a) - f(b)) / p = 1 - F(a) - F(b),     -d2l/deta2 = w (f(a) + f(b)) > 0,
+
+and ``p = F(a) (1 - F(b)) (1 - exp(b - a))``, a product of positive terms whose
+last factor depends on the category only. No division by ``p`` and no
+cancellation: four exponentials and one logarithm per observation. A test checks
+it against the general path (``fast=False``).
 """
 
 from __future__ import annotations
@@ -236,6 +246,7 @@ class OrdinalResponse(CategoricalResponse):
     levels: tuple[str, ...]
     q: np.ndarray | None = None
     observed: bool = True  # clmm's Laplace: the exact Hessian
+    fast: bool = True  # the logit kernel (module docstring); False: the general path
     tJac: np.ndarray = field(init=False, repr=False)
     alpha_names: tuple[str, ...] = field(init=False)
 
@@ -246,6 +257,18 @@ class OrdinalResponse(CategoricalResponse):
         object.__setattr__(self, "_codes", self.y.astype(np.intp))
         object.__setattr__(self, "_incr", increment_map(len(self.levels),
                                                          self.family.threshold))
+        object.__setattr__(self, "_logit", self.fast and self.family.link.name == "logit")
+        # per observation, from q: theta_y, theta_{y-1} and log(1 - exp(b - a))
+        object.__setattr__(self, "_cuts", None if self.q is None else self._make_cuts())
+        # the last ``working`` eta and its -2 w log p: the Laplace value at the mode
+        # reuses PIRLS's last deviance (an identity check: arrays are never modified)
+        object.__setattr__(self, "_last_dev", [None, None])
+
+    def _make_cuts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ext = np.concatenate([[-np.inf], self.thresholds, [np.inf]])
+        with np.errstate(invalid="ignore", divide="ignore"):
+            logk = np.log(-np.expm1(ext[:-1] - ext[1:]))  # 0 at the end categories
+        return ext[self._codes + 1], ext[self._codes], logk[self._codes]
 
     @property
     def threshold_names(self) -> tuple[str, ...]:
@@ -293,11 +316,24 @@ class OrdinalResponse(CategoricalResponse):
     # ---- the likelihood as a function of eta
     def _bounds(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``a = theta_y - eta`` and ``b = theta_{y-1} - eta`` (``+-inf`` at the ends)."""
-        ext = np.concatenate([[-np.inf], self.thresholds, [np.inf]])
-        upper, lower = ext[self._codes + 1], ext[self._codes]
+        upper, lower, _ = self._cuts
         if eta.ndim == 2:
             upper, lower = upper[:, None], lower[:, None]
         return upper - eta, lower - eta
+
+    def _logit_parts(self, eta: np.ndarray):
+        """Logit: ``F(a), 1 - F(a), F(b), 1 - F(b)`` and ``log p`` (module docstring);
+        exact in both tails, ``+-inf`` included."""
+        a, b = self._bounds(eta)
+        logk = self._cuts[2] if eta.ndim == 1 else self._cuts[2][:, None]
+        with np.errstate(over="ignore"):
+            Fa = 1.0 / (1.0 + np.exp(-a))
+            Sa = 1.0 / (1.0 + np.exp(a))
+            Fb = 1.0 / (1.0 + np.exp(-b))
+            Sb = 1.0 / (1.0 + np.exp(b))
+        with np.errstate(divide="ignore"):
+            logp = np.log(Fa * Sb) + logk
+        return Fa, Sa, Fb, Sb, logp
 
     def _parts(self, eta: np.ndarray):
         """``p``, ``g = (f(a) - f(b)) / p`` and ``(f'(a) - f'(b)) / p`` at ``eta``."""
@@ -316,23 +352,36 @@ class OrdinalResponse(CategoricalResponse):
 
     def loglik_obs(self, eta: np.ndarray) -> np.ndarray:
         """``w log P(Y = y | eta)``, term by term; ``eta`` is ``(n,)`` or ``(n, M)``."""
+        w = self.weights if eta.ndim == 1 else self.weights[:, None]
+        if self._logit:
+            return w * self._logit_parts(eta)[4]
         a, b = self._bounds(eta)
         link = self.family.link
         with np.errstate(invalid="ignore"):
             p = np.where(b > 0, link.sf(b) - link.sf(a), link.cdf(a) - link.cdf(b))
-        w = self.weights if eta.ndim == 1 else self.weights[:, None]
         return w * self._log(p)
 
     def working(self, eta: np.ndarray) -> WorkingValues:
         """Newton's weights and residual (module docstring). ``mu`` is ``eta`` itself;
         ``WorkingValues`` also carries ``-2 w log p``, so the deviance is free."""
-        p, g, dg = self._parts(eta)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            w_obs = self.weights * (g * g - dg)
-            w = np.where(w_obs > 0, w_obs, self.weights * g * g)
-            w = np.where(np.isfinite(w) & (w > 0), w, 1e-12)
+        if self._logit:
+            Fa, Sa, Fb, Sb, logp = self._logit_parts(eta)
+            g = Sa - Fb
+            w_obs = self.weights * (Fa * Sa + Fb * Sb)
+        else:
+            p, g, dg = self._parts(eta)
+            logp = self._log(p)
+            with np.errstate(invalid="ignore"):
+                w_obs = self.weights * (g * g - dg)
+        w = w_obs
+        with np.errstate(invalid="ignore"):
+            if not np.all(w_obs > 0):
+                w = np.where(w_obs > 0, w_obs, self.weights * g * g)
+                w = np.where(np.isfinite(w) & (w > 0), w, 1e-12)
             wres = -self.weights * g / w  # (dl/deta) / w
-        return OrdinalWorkingValues(eta, eta, w, wres, w_obs, -2.0 * self.weights * self._log(p))
+        dev = -2.0 * self.weights * logp
+        self._last_dev[:] = [eta, dev]
+        return OrdinalWorkingValues(eta, eta, w, wres, w_obs, dev)
 
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         if isinstance(wv, OrdinalWorkingValues):
@@ -351,7 +400,8 @@ class OrdinalResponse(CategoricalResponse):
         return float(np.sum(wv.dev))
 
     def minus2loglik(self, mu: np.ndarray) -> float:
-        return self.deviance(mu)
+        eta, dev = self._last_dev
+        return float(np.sum(dev)) if mu is eta else self.deviance(mu)
 
     # ---- predictions
     def cumprob(self, eta: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
