@@ -46,16 +46,19 @@ from glmmbench.formula import (
     Num,
     Paren,
     RandomSpec,
+    SmoothTerm,
     Str,
     TermSpec,
     Unary,
     deparse,
     format_number,
+    parse_expr,
     parse_formula,
 )
+from glmmbench.smooths import Smooth, construct, mixed_split
 from glmmbench.theta import CovBlock
 
-__all__ = ["RandomTerm", "Design", "build_design", "FAMILIES"]
+__all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "FAMILIES"]
 
 FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
             "ordinal", "multinomial")
@@ -116,6 +119,31 @@ class RandomTerm:
 
 
 @dataclass(frozen=True)
+class SmoothPart:
+    """A smooth in its mixed-model form (gamm4, mgcv's ``smooth2random``).
+
+    The smooth is ``f = X_s gamma`` (``smooth.X``, mgcv's basis) with
+    ``gamma = T @ concat(beta[fixed], b)``: its unpenalised null space enters the
+    fixed effects as the columns ``fixed`` of the design's X (-1 for a column dropped
+    as collinear with the rest of X: its coefficient is 0), its penalised range is
+    the random term ``terms[term]`` with ``b ~ N(0, sd^2 I)``.
+    """
+
+    smooth: Smooth
+    T: np.ndarray
+    fixed: tuple[int, ...]
+    term: int
+
+    @property
+    def label(self) -> str:
+        return self.smooth.label
+
+    @property
+    def nfixed(self) -> int:
+        return len(self.fixed)
+
+
+@dataclass(frozen=True)
 class Design:
     """A model's data, frozen.
 
@@ -144,6 +172,11 @@ class Design:
         The family the response was coded for.
     row_index : ndarray of int, shape (n,)
         Positions (0-based) in the input data of the rows used.
+    smooths : tuple of SmoothPart
+        GAMM smooths: their null-space columns are the last columns of X, their
+        penalised parts the last random terms.
+    smooth_data : DataFrame or None
+        The smooths' covariates and ``by`` variables on the rows used.
     """
 
     formula: str
@@ -161,6 +194,14 @@ class Design:
     spec: Any = field(default=None, repr=False, compare=False)
     family: str = "gaussian"
     row_index: np.ndarray | None = field(default=None, repr=False, compare=False)
+    smooths: tuple[SmoothPart, ...] = ()
+    smooth_data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def parametric(self) -> np.ndarray:
+        """Indices of the columns of X that are not a smooth's null space."""
+        owned = {j for part in self.smooths for j in part.fixed if j >= 0}
+        return np.array([j for j in range(self.p) if j not in owned], dtype=np.intp)
 
     @property
     def n(self) -> int:
@@ -833,14 +874,20 @@ class _DesignSpec:
                 raise DataError(f"{name!r} was numeric when fitting but is a factor in new data")
             variables[name] = _lgl_as_factor(var)
         X, _ = _model_matrix(self.formula.fixed, variables, n)
-        X = np.ascontiguousarray(X[:, list(self.fixed_keep)])
+        X = X[:, list(self.fixed_keep)]
         terms = []
-        for rs, old in zip(self.random, design.terms, strict=True):
+        if design.smooths:
+            X = np.hstack([X, np.zeros((n, design.p - X.shape[1]))])
+            X, smooth_terms = _smooth_rebuild(design, self.formula, variables, X)
+        X = np.ascontiguousarray(X)
+        for rs, old in zip(self.random, design.terms[:len(self.random)], strict=True):
             g = _group_factor(rs.group, variables)
             codes, _ = _relevel(g, old.levels)
             Xr, _ = _model_matrix(rs.model, variables, n)
             terms.append(RandomTerm(old.group, old.varcorr_name, old.cnames, old.levels,
                                     _frozen(codes), _frozen(Xr), old.term))
+        if design.smooths:
+            terms += smooth_terms
         offset = np.zeros(n)
         for node in self.formula.offsets:
             offset = offset + ev(node, "offset()").values
@@ -859,6 +906,7 @@ class _DesignSpec:
             weights=_frozen(weights), offset=_frozen(offset), terms=tuple(terms),
             response_levels=design.response_levels, n_dropped=0, messages=tuple(messages),
             spec=self, family=design.family, row_index=_frozen(np.arange(n)),
+            smooths=design.smooths,
         )
 
     def model_names(self) -> set[str]:
@@ -866,6 +914,8 @@ class _DesignSpec:
         names = {v for v, _ in self.formula.fixed.variables}
         for rs in self.random:
             names |= {v for v, _ in rs.model.variables}
+        for sm in self.formula.smooths:
+            names |= set(_smooth_columns(sm))
         return names
 
 
@@ -906,7 +956,16 @@ def _model_variables(spec: FormulaSpec, include_response: bool
             out.setdefault(name, (node, context))
         for atom in _group_atoms(rs.group):
             out.setdefault(deparse(atom), (atom, f"grouping factor of ({rs.text})"))
+    for sm in spec.smooths:
+        for name in _smooth_columns(sm):
+            out.setdefault(name, (parse_expr(name), f"smooth term {sm.text}"))
     return out
+
+
+def _smooth_columns(sm: SmoothTerm) -> list[str]:
+    """The covariates of a smooth and its ``by`` variable, deparsed."""
+    by = sm.options.get("by")
+    return list(sm.variables) + ([by] if isinstance(by, str) and by != "NA" else [])
 
 
 def _numeric_argument(data: pd.DataFrame, arg: Any, what: str, n: int) -> np.ndarray:
@@ -961,10 +1020,10 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     """
     family = _check_family(family)
     spec = parse_formula(formula)
-    if spec.smooths:
-        names = ", ".join(s.text for s in spec.smooths)
-        raise FormulaError(f"smooth term {names} cannot be fitted yet: the engine fits "
-                           "GLMMs without smooths for now")
+    if spec.smooths and family == "multinomial":
+        raise FormulaError("smooth terms are fitted for the gaussian, binomial, poisson, "
+                           "negative binomial, Gamma and ordinal families; not with family "
+                           f"'multinomial' ({', '.join(sm.text for sm in spec.smooths)})")
     data = _as_frame(data)
     ev = _Evaluator(data)
     frame = _model_frame(spec, data, ev, weights, offset)
@@ -974,6 +1033,10 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n,
                                                 drop_intercept=family == "ordinal")
     terms, order = _random_terms(spec, frame.variables, frame.n, family)
+    X, names, smooths, terms, s_msgs = _add_smooths(spec, frame.variables, frame.n, X, names,
+                                                    terms)
+    smooth_data = _smooth_frame(spec, frame.variables) if smooths else None
+    x_msgs += s_msgs
     design_spec = _DesignSpec(
         formula=spec, family=family, state=dict(ev.state),
         levels={name: (var.levels, var.ordered) for name, var in frame.variables.items()
@@ -989,7 +1052,8 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
         trials=None if trials is None else _frozen(trials),
         offset=_frozen(frame.offset), terms=terms, response_levels=response_levels,
         n_dropped=frame.n_dropped, messages=tuple(frame.messages + resp_msgs + x_msgs),
-        spec=design_spec, family=family, row_index=_frozen(frame.rows),
+        spec=design_spec, family=family, row_index=_frozen(frame.rows), smooths=smooths,
+        smooth_data=smooth_data,
     )
 
 
@@ -1297,3 +1361,91 @@ def _random_terms(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, fami
         for (rs, g, Xr, cnames), vc in zip(built, vc_names, strict=True)
     )
     return terms, order
+
+
+# ----------------------------------------------------------------------------
+# Smooths (GAMM): null space -> X, penalised range -> a random term
+# ----------------------------------------------------------------------------
+
+def _smooth_frame(spec: FormulaSpec, variables: Mapping[str, _Var]) -> pd.DataFrame:
+    """The smooths' covariates and ``by`` variables as a DataFrame (factors categorical)."""
+    cols: dict[str, Any] = {}
+    for sm in spec.smooths:
+        for name in _smooth_columns(sm):
+            var = variables[name]
+            if var.kind == "fac":
+                cols[name] = pd.Categorical.from_codes(var.values, categories=list(var.levels),
+                                                       ordered=var.ordered)
+            elif var.kind == "lgl":
+                cols[name] = pd.Categorical.from_codes(
+                    np.where(np.isnan(var.values), -1, var.values == 1).astype(int),
+                    categories=["FALSE", "TRUE"])
+            else:
+                cols[name] = var.values
+    return pd.DataFrame(cols)
+
+
+def _smooth_term(part_label: str, Zr: np.ndarray) -> RandomTerm:
+    """The random term of a smooth's penalised range: one level, ``Lambda = theta I``."""
+    return RandomTerm(group=part_label, varcorr_name=part_label,
+                      cnames=tuple(f"{part_label}.{i + 1}" for i in range(Zr.shape[1])),
+                      levels=("1",), codes=_frozen(np.zeros(Zr.shape[0], dtype=np.intp)),
+                      Xr=_frozen(Zr), term=part_label, smooth=part_label)
+
+
+def _add_smooths(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, X: np.ndarray,
+                 names: tuple[str, ...], terms: tuple[RandomTerm, ...]):
+    """Append each smooth's null-space columns to X and its range as the last terms.
+
+    Null-space columns collinear with the columns before them are dropped, as lme4
+    drops rank-deficient columns (``y ~ x + s(x)``: the linear part of ``s(x)``).
+    """
+    if not spec.smooths:
+        return X, names, (), terms, []
+    frame = _smooth_frame(spec, variables)
+    smooths = [sm for term in spec.smooths for sm in construct(term, frame)]
+    labels = [sm.label for sm in smooths]
+    if len(set(labels)) < len(labels):
+        dup = sorted({lb for lb in labels if labels.count(lb) > 1})
+        raise FormulaError(f"smooth {', '.join(dup)} appears more than once in the formula")
+    splits = [mixed_split(sm) for sm in smooths]
+    Xf = [sp_.Xf for sp_ in splits]
+    fnames = [f"{sm.label}Fx{i + 1}" for sm, sp_ in zip(smooths, splits, strict=True)
+              for i in range(sp_.Xf.shape[1])]
+    Xall = np.hstack([X, *Xf]) if Xf else X
+    keep = _rank_keep(Xall)
+    p0 = X.shape[1]
+    messages = []
+    if any(j < p0 for j in set(range(p0)) - set(keep)):  # X was full rank on its own
+        keep = sorted(set(keep) | set(range(p0)))
+    dropped = [fnames[j - p0] for j in range(p0, Xall.shape[1]) if j not in keep]
+    if dropped:
+        messages.append("the null space of a smooth is collinear with other fixed effects; "
+                        f"dropping: {', '.join(dropped)}")
+    position = {j: i for i, j in enumerate(keep)}
+    parts, new_terms, start = [], list(terms), p0
+    for sm, sp_ in zip(smooths, splits, strict=True):
+        nf = sp_.Xf.shape[1]
+        fixed = tuple(position.get(start + i, -1) for i in range(nf))
+        start += nf
+        new_terms.append(_smooth_term(sm.label, sp_.Zr))
+        parts.append(SmoothPart(sm, _frozen(sp_.T), fixed, len(new_terms) - 1))
+    Xall = Xall[:, keep]
+    names = tuple([*names, *fnames])
+    names = tuple(names[j] for j in keep)
+    return np.ascontiguousarray(Xall), names, tuple(parts), tuple(new_terms), messages
+
+
+def _smooth_rebuild(design: Design, spec: FormulaSpec, variables: Mapping[str, _Var],
+                    X: np.ndarray) -> tuple[np.ndarray, list[RandomTerm]]:
+    """New data's smooth columns of X and smooth terms, with the fit's bases."""
+    frame = _smooth_frame(spec, variables)
+    X = np.array(X, dtype=float)
+    terms = []
+    for part in design.smooths:
+        PT = part.smooth.predict_matrix(frame) @ part.T
+        for i, j in enumerate(part.fixed):
+            if j >= 0:
+                X[:, j] = PT[:, i]
+        terms.append(_smooth_term(part.label, PT[:, part.nfixed:]))
+    return X, terms

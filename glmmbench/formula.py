@@ -756,7 +756,8 @@ def parse_formula(formula: str | FormulaSpec) -> FormulaSpec:
     FormulaError
         Syntax errors (naming the problem and its position), a missing ``~`` or
         response, a random term used other than as a ``+`` summand, a
-        malformed ``offset()``/``cbind()``, or no random-effects term at all.
+        malformed ``offset()``/``cbind()``, or neither a random-effects term nor a
+        smooth (whose penalised part is a random effect).
     """
     if isinstance(formula, FormulaSpec):
         return formula
@@ -796,10 +797,11 @@ def parse_formula(formula: str | FormulaSpec) -> FormulaSpec:
             smooths.append(_smooth(inner))
         else:
             fixed.append((sign, node))
-    if not random:
+    if not random and not smooths:
         raise FormulaError(
             f"no random-effects terms in formula {formula!r}: glmmbench fits mixed models "
-            "only; add a term such as (1 | group), or use a GLM for a fixed-effects model"
+            "only; add a term such as (1 | group) or a smooth s(x), or use a GLM for a "
+            "fixed-effects model"
         )
     fixed_rhs = _join(fixed)
     return FormulaSpec(

@@ -310,6 +310,36 @@ class BlockedCholesky:
         return blocks
 
 
+    def dense_tail(self, start: int) -> np.ndarray:
+        """The trailing block ``L[start:, start:]`` of the whole factor (random effects
+        from position ``start`` on, then the fixed effects), as a dense matrix.
+
+        Its inverse is the trailing block of ``L^{-1}``, so the trailing block of
+        ``(L L')^{-1}`` is ``inv(tail)' inv(tail)``: the joint covariance of the last
+        random effects and beta without touching the (large) first blocks.
+        """
+        m1 = self.m1
+        blocks = [sla.block_diag(*self.L11) if m1 else np.zeros((0, 0)),
+                  self.L21, self.L22]
+        m2 = self.L22.shape[0]
+        p = 0 if self.LXX is None else self.LXX.shape[0]
+        L = np.zeros((m1 + m2 + p, m1 + m2 + p)) if start < m1 else None
+        if L is not None:  # a dense first term (one level): assemble everything
+            L[:m1, :m1] = blocks[0]
+            L[m1:m1 + m2, :m1] = self.L21
+        else:
+            L = np.zeros((m2 + p, m2 + p))
+            start -= m1
+            m1 = 0
+        L[m1:m1 + m2, m1:m1 + m2] = self.L22
+        if p:
+            if m1:
+                L[m1 + m2:, :m1] = self.LX1
+            L[m1 + m2:, m1:m1 + m2] = self.LX2
+            L[m1 + m2:, m1 + m2:] = self.LXX
+        return L[start:, start:]
+
+
 def batched_cholesky(A: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Cholesky factors and their inverses of a stack of small SPD blocks.
 

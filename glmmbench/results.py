@@ -25,6 +25,7 @@ import scipy.linalg as sla
 from glmmbench.design import Design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.families import Family
+from glmmbench.gamm import fitted_smooths, smooth_table
 from glmmbench.linalg import ReIndex, crossproducts, factorize
 from glmmbench.multinomial import expand_design, softmax_probs
 from glmmbench.optimize import OptSummary
@@ -75,6 +76,9 @@ class GLMMResult:
     thresholds: pd.Series | None = None
     threshold_se: pd.Series | None = None
     smooths: pd.DataFrame | None = None
+    beta: np.ndarray | None = field(default=None, repr=False)  # every column of X
+    fitted_smooths: list = field(default_factory=list, repr=False)
+    edf_total: float | None = None
 
     @property
     def method(self) -> str:
@@ -100,24 +104,29 @@ class GLMMResult:
 
     # ----------------------------------------------------------------- predict
     def _eta(self, design: Design, re: bool) -> np.ndarray:
-        eta = design.X @ self.fixef.to_numpy() + design.offset
-        if re:
-            start = 0
-            for t in design.terms:
-                size = t.nlevels * t.q
+        """The linear predictor; smooths (random terms in the fit) are always in it."""
+        beta = self.fixef.to_numpy() if self.beta is None else self.beta
+        eta = design.X @ beta + design.offset
+        start = 0
+        for t in design.terms:
+            size = t.nlevels * t.q
+            if re or t.smooth is not None:
                 bt = self.b[start:start + size].reshape(t.nlevels, t.q)
                 known = t.codes >= 0
                 contrib = np.zeros(design.n)
                 contrib[known] = np.einsum("ik,ik->i", t.Xr[known], bt[t.codes[known]])
                 eta = eta + contrib
-                start += size
+            start += size
         return eta
 
     def _re_sd(self, design: Design) -> np.ndarray:
-        """sd of each observation's random part ``z_i' b`` (terms independent)."""
+        """sd of each observation's random part ``z_i' b`` (terms independent;
+        smooths are fixed functions here)."""
         var = np.zeros(design.n)
         for t, L in zip(design.terms, lambdas(self.theta, design.cov_blocks),
                         strict=True):
+            if t.smooth is not None:
+                continue
             S = (self.sigma**2 if self.is_lmm else 1.0) * (L @ L.T)
             var += np.einsum("ia,ab,ib->i", t.Xr, S, t.Xr)
         return np.sqrt(var)
@@ -205,10 +214,12 @@ class GLMMResult:
         d = self.design
         V = z_lambda(d, self.theta)
         ix = ReIndex.from_design(d)
-        base = d.X @ self.fixef.to_numpy() + d.offset
+        base = self._eta(d, re=False)  # with the fitted smooths: they are not redrawn
+        smooth = np.concatenate([np.full(t.nlevels * t.q, t.smooth is not None)
+                                 for t in d.terms])
         out = {}
         for s in range(nsim):
-            u = rng.standard_normal(ix.m)
+            u = np.where(smooth, 0.0, rng.standard_normal(ix.m))
             scale = self.sigma if self.is_lmm else 1.0
             eta = base + scale * ix.Zu(V, u)
             if self.family.name == "multinomial":
@@ -298,6 +309,8 @@ def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool,
     rows = []
     scale2 = sigma**2 if lmm else 1.0
     for t, L in zip(design.terms, lambdas(theta, design.cov_blocks), strict=True):
+        if t.smooth is not None:  # reported in ``smooths``
+            continue
         S = scale2 * (L @ L.T)
         sd = np.sqrt(np.diag(S))
         for i, name in enumerate(t.cnames):
@@ -320,6 +333,9 @@ def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np
         ut = u[start:start + size].reshape(t.nlevels, t.q)
         bt = ut @ L.T
         bs.append(bt.reshape(-1))
+        start += size
+        if t.smooth is not None:  # reported in ``smooths``
+            continue
         condvar = scale2 * np.einsum("ab,jbc,dc->jad", L, blk, L)
         frame = pd.DataFrame(bt, index=pd.Index(t.levels, name=t.group), columns=t.cnames)
         for k, name in enumerate(t.cnames):
@@ -328,7 +344,6 @@ def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np
             out[t.group] = pd.concat([out[t.group], frame], axis=1)
         else:
             out[t.group] = frame
-        start += size
     return out, np.concatenate(bs)
 
 
@@ -425,6 +440,23 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         vcov_full = pd.DataFrame(vcov, index=names, columns=names)
     inv_blocks = fac.inverse_diag_blocks(devfun.ix)
     ranef, b = _ranef(design, theta, u, inv_blocks, scale2)
+    fitted, edf_total, smooth_df = [], None, None
+    if design.smooths:
+        full_fac = fac if lmm else factorize(crossproducts(devfun.ix, *devfun.fitted_response
+                                                           .whitened(res.working, z_lambda(
+                                                               design, theta), design.X, None)),
+                                             devfun.ix.q1)
+        phi = sigma**2 if family.name == "gaussian" else 1.0
+        fitted, edf_total = fitted_smooths(design, full_fac, theta, beta, u, scale2, phi)
+        smooth_df = smooth_table(fitted)
+        # the smooths' null-space columns belong to the smooths, not to fixef
+        par = design.parametric
+        keep = np.concatenate([np.arange(vcov_full.shape[0] - p), vcov_full.shape[0] - p + par])
+        vcov_full = vcov_full.iloc[keep, keep]
+        vcov = vcov[np.ix_(par, par)]
+        beta_all, beta, names = beta, beta[par], [names[j] for j in par]
+    else:
+        beta_all = beta
     optinfo = {"stages": [s.to_dict() for s in stages], "nagq": nagq}
     if not lmm and devfun.rule is not None:
         optinfo["agq_nodes_per_group"] = devfun.rule.nnodes
@@ -442,5 +474,6 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),
         bic=float(-2 * loglik + np.log(n) * df), nobs=n, df=df, ngroups=design.ngroups,
         ranef=ranef, converged=converged, messages=messages, optinfo=optinfo, reml=reml,
-        nagq=nagq, time_s=time_s, b=b,
+        nagq=nagq, time_s=time_s, b=b, smooths=smooth_df, beta=beta_all,
+        fitted_smooths=fitted, edf_total=edf_total,
     )
