@@ -40,10 +40,10 @@ __all__ = ["FittedSmooth", "fitted_smooths", "smooth_table", "smooth_tests", "pa
            "default_grid", "plot_smooths"]
 
 _GRID = 100  # points of a default grid
-TEST_METHOD = ("Wald test of each smooth's coefficients against 0 with their Bayesian "
-               "covariance, pseudo-inverted at rank round(edf) (Wood 2006, Generalized "
-               "Additive Models, section 4.8.5); mgcv's default since 1.8 (Wood 2013) uses "
-               "a fractional rank, so its p-values differ somewhat")
+TEST_METHOD = ("Wald test of each smooth's values at the data against 0 with their "
+               "Bayesian covariance, pseudo-inverted at rank round(edf) (Wood 2006, "
+               "Generalized Additive Models, section 4.8.5); mgcv's default since 1.8 "
+               "(Wood 2013) uses a fractional rank, so its p-values differ somewhat")
 
 
 @dataclass(frozen=True)
@@ -162,16 +162,19 @@ def smooth_table(fitted: list[FittedSmooth]) -> pd.DataFrame:
 def smooth_tests(fitted: list[FittedSmooth], residual_df: float | None) -> pd.DataFrame:
     """Approximate significance of each smooth (see ``TEST_METHOD``).
 
-    With ``V_r^-`` the pseudo-inverse of ``cov`` keeping its ``r = round(edf)``
-    largest eigenvalues, ``T = gamma' V_r^- gamma``; ``p = P(chi2_r > T)``, or for
-    an estimated scale (``residual_df`` given) ``P(F_{r, residual_df} > T / r)``.
+    The smooth's values at the data are ``f = X gamma`` with covariance ``X V X'``;
+    with ``X = QR`` both live in the coordinates ``R gamma`` and ``R V R'``. With
+    ``V_r^-`` the pseudo-inverse of ``R V R'`` keeping its ``r = round(edf)`` largest
+    eigenvalues, ``T = (R gamma)' V_r^- (R gamma)``; ``p = P(chi2_r > T)``, or for an
+    estimated scale (``residual_df`` given) ``P(F_{r, residual_df} > T / r)``.
     """
     rows = []
     for f in fitted:
-        evals, evecs = np.linalg.eigh(f.cov)
+        R = np.linalg.qr(f.part.smooth.X, mode="r")
+        evals, evecs = np.linalg.eigh(R @ f.cov @ R.T)
         r = int(min(max(1, round(f.edf)), evals.size))
         keep = np.argsort(evals)[::-1][:r]
-        proj = evecs[:, keep].T @ f.gamma
+        proj = evecs[:, keep].T @ (R @ f.gamma)
         T = float(np.sum(proj**2 / evals[keep]))
         if residual_df is None:
             rows.append((f.label, f.edf, r, T, float(stats.chi2.sf(T, r))))

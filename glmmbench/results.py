@@ -36,6 +36,7 @@ from glmmbench.theta import lambdas
 
 __all__ = ["GLMMResult", "make_result"]
 
+_MGCV_CLASS = {"tp": "tprs.smooth", "cr": "cr.smooth", "ps": "pspline.smooth"}
 _MARGINAL_NODES = 40  # Gauss-Hermite nodes of population-averaged predictions
 
 
@@ -202,6 +203,49 @@ class GLMMResult:
             return prob
         return pd.Series(pd.Categorical(prob.idxmax(axis=1), categories=levels), name="class")
 
+    # ----------------------------------------------------------------- smooths
+    def _fitted_smooth(self, term: str):
+        for f in self.fitted_smooths:
+            if f.label == term:
+                return f
+        labels = ", ".join(f.label for f in self.fitted_smooths) or "none"
+        raise ValueError(f"no smooth {term!r} in this model; its smooths: {labels}")
+
+    def smooth_values(self, term: str, grid: pd.DataFrame | np.ndarray | None = None,
+                      level: float = 0.95) -> pd.DataFrame:
+        """The partial effect of smooth ``term`` (mgcv's label, e.g. ``"s(x)"`` or
+        ``"s(x):fa"``) with its standard error and a pointwise ``level`` band.
+
+        ``grid``: a DataFrame with the smooth's covariates (an array for a 1-d
+        smooth); default 100 points over the covariate's range. The effect is
+        centred as mgcv centres it (``predict(type = "terms")``).
+        """
+        from glmmbench.gamm import default_grid, partial_effect
+
+        f = self._fitted_smooth(term)
+        data = self.design.smooth_data
+        if grid is None:
+            grid = default_grid(f, data)
+        elif not isinstance(grid, pd.DataFrame):
+            grid = pd.DataFrame({f.part.smooth.variables[0]: np.asarray(grid, dtype=float)})
+        return partial_effect(f, grid, data, level)
+
+    def plot_smooths(self):
+        """A matplotlib figure with one panel per smooth: partial effect, 95 % band, rug."""
+        from glmmbench.gamm import plot_smooths
+
+        if not self.fitted_smooths:
+            raise ValueError("this model has no smooth terms")
+        return plot_smooths(self.fitted_smooths, self.design.smooth_data)
+
+    def smooth_tests(self) -> pd.DataFrame:
+        """Approximate significance of the smooths (``glmmbench.gamm.TEST_METHOD``):
+        F tests for Gaussian models (estimated scale), chi-squared otherwise."""
+        from glmmbench.gamm import smooth_tests
+
+        resid_df = self.nobs - self.edf_total if self.family.name == "gaussian" else None
+        return smooth_tests(self.fitted_smooths, resid_df)
+
     # ---------------------------------------------------------------- simulate
     def simulate(self, nsim: int = 1, seed: int | np.random.Generator | None = None
                  ) -> pd.DataFrame:
@@ -279,8 +323,25 @@ class GLMMResult:
             "converged": bool(self.converged),
             "messages": list(self.messages),
             "time_s": float(self.time_s),
-            "smooths": [] if self.smooths is None else self.smooths.to_dict(orient="records"),
+            "smooths": self._smooth_records(),
         }
+
+    def _smooth_records(self) -> list[dict[str, Any]]:
+        """As reference_r's: term, edf, k, class, lambda, and for a 1-d smooth without
+        ``by`` its partial effect on 50 points over the covariate's range."""
+        out = []
+        for f in self.fitted_smooths:
+            sm = f.part.smooth
+            entry = {"term": f.label, "edf": float(f.edf), "k": int(sm.k),
+                     "class": _MGCV_CLASS[sm.bs], "lambda": [float(f.lam)], "var": None,
+                     "grid": [], "fit": []}
+            if len(sm.variables) == 1 and sm.by is None:
+                x = self.design.smooth_data[sm.variables[0]].to_numpy(dtype=float)
+                pe = self.smooth_values(f.label, np.linspace(x.min(), x.max(), 50))
+                entry.update(var=sm.variables[0], grid=pe[sm.variables[0]].tolist(),
+                             fit=pe["fit"].tolist())
+            out.append(entry)
+        return out
 
 
 def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.ndarray,

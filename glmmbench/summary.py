@@ -74,6 +74,14 @@ def render_summary(res: GLMMResult) -> str:
     lines.append("")
     lines.append("Fixed effects:")
     lines.append(coef_table(res).to_string(float_format=lambda v: f"{v:.5g}"))
+    if res.fitted_smooths:
+        from glmmbench.gamm import TEST_METHOD
+
+        lines.append("")
+        lines.append("Approximate significance of smooth terms:")
+        table = res.smooth_tests().join(res.smooths.set_index("term")[["lambda", "sd"]])
+        lines.append(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        lines.append(f"  ({TEST_METHOD}.)")
     if res.thresholds is not None:
         lines.append("")
         lines.append(f"Threshold coefficients ({res.family.threshold}):")
