@@ -127,7 +127,8 @@ class Problem:
 def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:
     """The R engines that fit a scenario's true model."""
     if scenario.smooth is not None:
-        return ("mgcv", "gamm4")
+        # mgcv's gam is the Gaussian REML reference; a GAMM's Laplace fit is gamm4's
+        return ("mgcv", "gamm4") if scenario.family == "gaussian" else ("gamm4",)
     family, link = scenario.family, scenario.resolved_link
     if family == "ordinal":
         return ("ordinal",)
@@ -182,7 +183,8 @@ _DATASET_PROBLEMS = (
 _QUICK_SIM = (
     "gaussian_intercept", "gaussian_slopes", "gaussian_crossed", "binomial_binary",
     "binomial_trials", "poisson_intercept", "poisson_crossed", "negbin_intercept",
-    "ordinal_logit", "ordinal_slopes", "multinomial_intercept", "gaussian_smooth", "gamma_log",
+    "ordinal_logit", "ordinal_slopes", "multinomial_intercept", "gaussian_smooth",
+    "poisson_smooth", "gamma_log",
     "nbinom1_crossed",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
@@ -209,10 +211,14 @@ _SMOKE_PROBLEMS = (
     _sim("smoke_poisson", dataclasses.replace(
         simulate.SCENARIOS["poisson_intercept"], n_groups=8, group_size=5),
         engines=("lme4",), timeout=120),
-    # a family the native engine does not fit yet: the "not supported" rows
     _sim("smoke_smooth", dataclasses.replace(
         simulate.SCENARIOS["gaussian_smooth"], n_groups=8, group_size=5),
-        engines=(), timeout=120),
+        engines=("gamm4",), timeout=120),
+    # a model the native engine does not fit (tensor-product smooths): the
+    # "not supported" rows
+    _sim("smoke_tensor", dataclasses.replace(
+        simulate.SCENARIOS["gaussian_smooth"], n_groups=8, group_size=5),
+        formula="y ~ te(x, z) + (1 | g)", engines=(), timeout=120),
 )
 
 PROBLEMS: dict[str, Problem] = {
@@ -237,7 +243,8 @@ class Suite:
 SUITES: dict[str, Suite] = {
     "smoke": Suite(
         "smoke", tuple(p.name for p in _SMOKE_PROBLEMS), 2,
-        "three tiny simulated problems, native + lme4: a check of the harness"),
+        "four tiny simulated problems, native + lme4 / gamm4, and one model the native "
+        "engine declines: a check of the harness"),
     "quick": Suite(
         "quick",
         ("cbpp", "cbpp_agq25", "cbpp_probit", "sleepstudy", "sleepstudy_uncorr_ml",

@@ -69,6 +69,7 @@ PARITY_TOL: dict[str, Tolerance] = {
     "threshold": Tolerance(atol=1e-4, rtol=1e-3),
     "se": Tolerance(atol=1e-4, rtol=1e-2),
     "sdcor": Tolerance(atol=1e-3, rtol=1e-2),
+    "edf": Tolerance(atol=1e-3, rtol=1e-2),
 }
 
 _EST_COLS = ["problem", "replicate", "engine", "quantity", "name", "value", "se"]
@@ -104,6 +105,7 @@ def _record_rows(rec: dict) -> list[tuple[str, str, float, float]]:
         if name not in seen:
             seen.add(name)
             out.append(("sdcor", name, row.get("sdcor"), np.nan))
+    out += [("edf", sm["term"], sm.get("edf"), np.nan) for sm in rec.get("smooths") or []]
     return out
 
 
@@ -115,9 +117,10 @@ def estimates(fits: pd.DataFrame) -> pd.DataFrame:
     """One row per estimated quantity of every successful fit.
 
     Columns ``problem, replicate, engine, quantity, name, value, se``;
-    ``quantity`` is ``loglik``, ``fixef``, ``threshold`` or ``sdcor`` (the sd
-    or correlation of a varcorr row, named by `vc_name`), ``se`` the Wald
-    standard error of fixef and thresholds (NaN otherwise).
+    ``quantity`` is ``loglik``, ``fixef``, ``threshold``, ``sdcor`` (the sd
+    or correlation of a varcorr row, named by `vc_name`) or ``edf`` (a smooth's
+    effective degrees of freedom, named by its label), ``se`` the Wald standard
+    error of fixef and thresholds (NaN otherwise).
     """
     rows = []
     for fit in fits[fits["status"] == "ok"].itertuples(index=False):
@@ -132,7 +135,7 @@ def estimates(fits: pd.DataFrame) -> pd.DataFrame:
 _CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log",
               "Gamma": "inverse"}
 _QUANTITY_FIELD = {"loglik": "loglik", "fixef": "fixef", "threshold": "thresholds",
-                   "se": "se", "sdcor": "varcorr"}
+                   "se": "se", "sdcor": "varcorr", "edf": "smooths"}
 
 
 def _applies(entry_id: str, model: dict) -> bool | None:
@@ -238,7 +241,7 @@ def parity(fits: pd.DataFrame, tol: dict[str, Tolerance] | None = None) -> pd.Da
     out["known"] = [", ".join(known_for(e, q, models[(p, r, e)])) for p, r, e, q in
                     zip(out["problem"], out["replicate"], out["engine"], out["quantity"],
                         strict=True)]
-    order = {q: i for i, q in enumerate(["loglik", "fixef", "threshold", "se", "sdcor"])}
+    order = {q: i for i, q in enumerate(["loglik", "fixef", "threshold", "se", "sdcor", "edf"])}
     out = out.sort_values(["problem", "engine", "replicate", "quantity"],
                           key=lambda s: s.map(order) if s.name == "quantity" else s,
                           kind="stable")

@@ -81,8 +81,10 @@ def _theta_index(design: Design) -> list[int]:
 
 
 def fitted_smooths(design: Design, fac: BlockedCholesky, theta: np.ndarray, beta: np.ndarray,
-                   u: np.ndarray, scale: float, phi: float) -> tuple[list[FittedSmooth], float]:
-    """Every smooth's ``FittedSmooth`` and the model's total edf (``trace F``).
+                   u: np.ndarray, scale: float, phi: float
+                   ) -> tuple[list[FittedSmooth], float, np.ndarray]:
+    """Every smooth's ``FittedSmooth``, the model's total edf (``trace F``) and the
+    Bayesian covariance of beta (``scale M^{-1}_{beta beta}``, mgcv's ``Vp`` block).
 
     ``fac`` is the factor of ``M`` including the fixed effects; ``scale`` multiplies
     ``M^{-1}`` (``sigma^2`` for an LMM, else 1); ``phi`` is the scale in ``lambda``.
@@ -113,7 +115,8 @@ def fitted_smooths(design: Design, fac: BlockedCholesky, theta: np.ndarray, beta
         sd = th * np.sqrt(scale)
         lam = phi / sd**2 if sd > 0 else np.inf
         out.append(FittedSmooth(part, part.T @ x, part.T @ Cx @ part.T.T, edf, lam, sd))
-    return out, _total_edf(design, fac, Minv, start, m, p)
+    Vbeta = scale * Minv[m - start:, m - start:]
+    return out, _total_edf(design, fac, Minv, start, m, p), Vbeta
 
 
 def _total_edf(design: Design, fac: BlockedCholesky, Minv_tail: np.ndarray, start: int,

@@ -10,7 +10,8 @@ two documents cannot disagree; the HTML embeds the figures as base64 PNG.
 
 writes ``report.md``, ``report.html``, ``results.csv`` (one row per fit, the
 estimates as columns) and ``parity.png``, ``recovery.png``, ``speed.png`` (and
-``agq_nodes.png`` when the study has a series over nagq).
+``agq_nodes.png`` when the study has a series over nagq, ``smooths.png`` when it
+fits smooths).
 """
 
 from __future__ import annotations
@@ -313,6 +314,46 @@ def agq_nodes_figure(nodes: pd.DataFrame) -> bytes:
     return _png(fig)
 
 
+def smooth_curves(fits: pd.DataFrame) -> pd.DataFrame:
+    """The partial effects on their grids of every 1-d smooth in the first replicate of
+    each problem: one row per (problem, engine, term) with ``grid``, ``fit``, ``se``."""
+    rows = []
+    ok = fits[(fits["status"] == "ok") & (fits["replicate"] == 0)]
+    for fit in ok.itertuples(index=False):
+        for sm in (fit.record or {}).get("smooths") or []:
+            if sm.get("grid"):
+                rows.append((fit.problem, fit.engine, sm["term"], sm.get("var"),
+                             np.asarray(sm["grid"], float), np.asarray(sm["fit"], float),
+                             np.asarray(sm.get("se") or [np.nan] * len(sm["grid"]), float)))
+    return pd.DataFrame(rows, columns=["problem", "engine", "term", "var", "grid", "fit", "se"])
+
+
+def smooths_figure(curves: pd.DataFrame) -> bytes:
+    """One panel per (problem, smooth): the native partial effect with its 95 % band,
+    every R engine's curve over it."""
+    plt = _pyplot()
+    panels = list(dict.fromkeys(zip(curves["problem"], curves["term"], strict=True)))
+    ncol = min(3, len(panels))
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(4 * ncol, 3 * nrow), squeeze=False)
+    colors = _colors(curves["engine"])
+    for ax, (problem, term) in zip(axes.flat, panels, strict=False):
+        d = curves[(curves["problem"] == problem) & (curves["term"] == term)]
+        for c in d.itertuples(index=False):
+            if c.engine == "glmmbench":
+                ax.fill_between(c.grid, c.fit - 1.96 * c.se, c.fit + 1.96 * c.se,
+                                color=colors[c.engine], alpha=0.2, lw=0)
+            ax.plot(c.grid, c.fit, color=colors[c.engine], label=c.engine,
+                    ls="-" if c.engine == "glmmbench" else "--")
+        ax.set_title(f"{problem}: {term}", fontsize=8)
+        ax.set_xlabel(d["var"].iloc[0])
+        ax.legend(fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.set_visible(False)
+    fig.tight_layout()
+    return _png(fig)
+
+
 # ------------------------------------------------------------------ the document
 
 
@@ -331,7 +372,7 @@ def results_table(fits: pd.DataFrame) -> pd.DataFrame:
     long["column"] = long["quantity"] + ":" + long["name"]
     wide = long.pivot_table(index=["problem", "replicate", "engine"], columns="column",
                             values="value", aggfunc="first", sort=False)
-    order = {"fixef": 0, "se": 1, "threshold": 2, "sdcor": 3}
+    order = {"fixef": 0, "se": 1, "threshold": 2, "sdcor": 3, "edf": 4}
     wide = wide[sorted(wide.columns, key=lambda c: order[c.split(":", 1)[0]])]
     return base.merge(wide.reset_index(), on=["problem", "replicate", "engine"], how="left")
 
@@ -480,6 +521,14 @@ def build(fits: pd.DataFrame, meta: dict | None = None,
                    Table(wide),
                    Figure("agq_nodes.png", agq_nodes_figure(nodes),
                           "Log-likelihood and estimates against nagq")]
+
+    curves = smooth_curves(fits)
+    if len(curves):
+        blocks += [Heading(2, "Smooths"),
+                   Para("Partial effects of the smooths (centred as mgcv centres them) in "
+                        "the first replicate of each problem: the native fit with its 95 % "
+                        "Bayesian band, each R engine's estimate dashed."),
+                   Figure("smooths.png", smooths_figure(curves), "Fitted smooths")]
 
     blocks += [Heading(2, "Speed")]
     if len(sp):

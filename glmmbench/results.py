@@ -328,7 +328,8 @@ class GLMMResult:
 
     def _smooth_records(self) -> list[dict[str, Any]]:
         """As reference_r's: term, edf, k, class, lambda, and for a 1-d smooth without
-        ``by`` its partial effect on 50 points over the covariate's range."""
+        ``by`` its partial effect on 50 points over the covariate's range (with its
+        standard error, ``se``)."""
         out = []
         for f in self.fitted_smooths:
             sm = f.part.smooth
@@ -339,7 +340,7 @@ class GLMMResult:
                 x = self.design.smooth_data[sm.variables[0]].to_numpy(dtype=float)
                 pe = self.smooth_values(f.label, np.linspace(x.min(), x.max(), 50))
                 entry.update(var=sm.variables[0], grid=pe[sm.variables[0]].tolist(),
-                             fit=pe["fit"].tolist())
+                             fit=pe["fit"].tolist(), se=pe["se"].tolist())
             out.append(entry)
         return out
 
@@ -508,8 +509,13 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
                                                                design, theta), design.X, None)),
                                              devfun.ix.q1)
         phi = sigma**2 if family.name == "gaussian" else 1.0
-        fitted, edf_total = fitted_smooths(design, full_fac, theta, beta, u, scale2, phi)
+        fitted, edf_total, Vbeta = fitted_smooths(design, full_fac, theta, beta, u, scale2, phi)
         smooth_df = smooth_table(fitted)
+        if family.name != "ordinal":
+            # mgcv's and gamm4's convention: the Bayesian covariance given the variance
+            # parameters (an LMM's sigma^2 (R_X' R_X)^{-1} already is)
+            vcov = 0.5 * (Vbeta + Vbeta.T)
+            vcov_full = pd.DataFrame(vcov, index=names, columns=names)
         # the smooths' null-space columns belong to the smooths, not to fixef
         par = design.parametric
         keep = np.concatenate([np.arange(vcov_full.shape[0] - p), vcov_full.shape[0] - p + par])

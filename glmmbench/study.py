@@ -103,13 +103,15 @@ def instance(problem: Problem, replicate: int, seed: int) -> Instance:
 
 
 def unsupported(exc: BaseException) -> bool:
-    """Whether the native engine declined the model as not implemented yet.
+    """Whether the native engine declined the model as beyond what it fits.
 
     `FamilyError` for a family it does not fit, or any input error that says the
-    feature is not available "yet" (smooths): such rows read "not supported",
-    they are not failures.
+    feature is "not supported" or not available "yet" (tensor-product smooths):
+    such rows read "not supported", they are not failures.
     """
-    return isinstance(exc, FamilyError) or (isinstance(exc, ValueError) and " yet" in str(exc))
+    text = str(exc)
+    return isinstance(exc, FamilyError) or (isinstance(exc, ValueError) and (
+        " yet" in text or "not supported" in text or "only s() smooths" in text))
 
 
 _R_READY = False

@@ -77,6 +77,8 @@ SCENARIOS: dict[str, Scenario] = {
         beta_x=0.3, var_intercept=0.3),
     "poisson_olre": Scenario(
         "poisson", **_G, var_obs=0.25, intercept=1.0, beta_x=0.3, var_intercept=0.3),
+    "poisson_smooth": Scenario(
+        "poisson", **_G, smooth="sin", intercept=0.5, beta_x=0.0, var_intercept=0.3),
     "poisson_crossed_large": Scenario(
         "poisson", n_groups=500, group_size=40, design="crossed", n_groups2=100,
         var_group2=0.2, intercept=1.0, beta_x=0.3, var_intercept=0.3),

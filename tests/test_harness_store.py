@@ -13,7 +13,7 @@ import pytest
 import simulate
 from glmmbench import catalogue
 from glmmbench.catalogue import NATIVE, PROBLEMS, SUITES, Problem
-from glmmbench.errors import DataError, FamilyError
+from glmmbench.errors import DataError, FamilyError, FormulaError
 from glmmbench.store import Store
 from glmmbench.study import (
     Progress,
@@ -121,6 +121,7 @@ def test_replicates_are_reproducible_and_independent():
 def test_unsupported_keys_on_the_exception():
     assert unsupported(FamilyError("family 'ordinal' is not fitted by the native engine yet"))
     assert unsupported(ValueError("nagq > 1 is not available in this engine yet"))
+    assert unsupported(FormulaError("smooth te(x,z): only s() smooths are supported"))
     assert not unsupported(DataError("column 'y' has negative counts"))
     assert not unsupported(RuntimeError("yet"))
 
@@ -131,7 +132,7 @@ def test_execute_native_rows_without_r():
     assert ok["formula"] == "y ~ x + z + (1 | g)" and ok["truth"]["fixef"]["x"] == 0.5
     assert ok["loglik"] == ok["record"]["loglik"] and ok["time_s"] > 0
     json.dumps(ok)
-    no = execute(plan([PROBLEMS["smoke_smooth"]], 1, seed=1)[0])
+    no = execute(plan([PROBLEMS["smoke_tensor"]], 1, seed=1)[0])
     assert no["status"] == "unsupported" and "FormulaError" in no["message"]
     assert no["truth"]["fixef"]  # the replicate was drawn before the engine declined
 
@@ -149,7 +150,7 @@ def test_failure_rows():
 
 def test_run_study_native_only_resumes(tmp_path, capsys):
     probs = [Problem("tiny", "gaussian", scenario=PROBLEMS["smoke_gaussian"].scenario),
-             PROBLEMS["smoke_smooth"]]
+             PROBLEMS["smoke_tensor"]]
     probs = [dataclasses.replace(p, engines=()) for p in probs]
     tasks = plan(probs, 2, seed=3)
     with Store(tmp_path / "s.sqlite") as s:

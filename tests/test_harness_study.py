@@ -23,7 +23,7 @@ from glmmbench.store import Store
 pytestmark = [pytest.mark.r, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[1]
-N_FITS = 10  # smoke: 2 simulated problems x 2 replicates x 2 engines + 2 unsupported
+N_FITS = 14  # smoke: 3 simulated problems x 2 replicates x 2 engines + 2 unsupported
 KEY = ["problem", "replicate", "engine"]
 
 
@@ -67,7 +67,8 @@ def test_clean_run_and_report(clean):
     df = rows(clean / "study.sqlite")
     assert len(df) == N_FITS and not df.duplicated(KEY).any()
     assert set(df["status"]) == {"ok", "unsupported"}
-    assert (df.loc[df["problem"] == "smoke_smooth", "status"] == "unsupported").all()
+    assert (df.loc[df["problem"] == "smoke_tensor", "status"] == "unsupported").all()
+    assert (df.loc[df["problem"] == "smoke_smooth", "status"] == "ok").all()
     ok = df[df["status"] == "ok"]
     assert ok["converged"].all() and ok["time_s"].gt(0).all()
     for name in ("report.md", "report.html", "results.csv", "parity.png", "recovery.png",
