@@ -119,6 +119,23 @@ def binomial_big(rng: np.random.Generator) -> pd.DataFrame:
     return binomial_intercept(rng, n=1_000_000, ngroups=10_000, sd=0.7)
 
 
+def gamsim6(rng: np.random.Generator, n: int = 10_000, ngroups: int = 40) -> pd.DataFrame:
+    """mgcv's ``gamSim(6)``: Gu and Wahba's four-term additive truth on ``x0..x3 ~ U(0, 1)``
+    plus a random intercept over ``ngroups`` groups (sd 2 here), noise sd 2."""
+    x = rng.uniform(size=(n, 4))
+    f0 = 2 * np.sin(np.pi * x[:, 0])
+    f1 = np.exp(2 * x[:, 1])
+    f2 = (0.2 * x[:, 2]**11 * (10 * (1 - x[:, 2]))**6
+          + 10 * (10 * x[:, 2])**3 * (1 - x[:, 2])**10)
+    g = rng.integers(0, ngroups, n)
+    y = f0 + f1 + f2 + 2 * rng.standard_normal(ngroups)[g] + 2 * rng.standard_normal(n)
+    return pd.DataFrame({"y": y, "x0": x[:, 0], "x1": x[:, 1], "x2": x[:, 2], "x3": x[:, 3],
+                         "fac": _factor(g, "f", ngroups)})
+
+
+_GAMSIM6 = ('y ~ s(x0, bs = "cr") + s(x1, bs = "cr") + s(x2, bs = "cr") + s(x3, bs = "cr") '
+            '+ (1 | fac)')
+
 BENCH_MODELS = (
     BenchModel("VerbAgg crossed",
                "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial",
@@ -139,6 +156,10 @@ BENCH_MODELS = (
                r_engine="mgcv"),
     BenchModel("binomial (1|g) n=50000, 1000 groups, nAGQ=25", "y ~ x + (1 | g)", "binomial",
                binomial_intercept, nagq=25),
+    BenchModel("GAMM gamSim(6) n=10000, 40 groups, REML (vs gam)", _GAMSIM6, "gaussian",
+               gamsim6, r_engine="mgcv"),
+    BenchModel("GAMM gamSim(6) n=10000, 40 groups, REML (vs gamm4)", _GAMSIM6, "gaussian",
+               gamsim6, r_engine="gamm4"),
     BenchModel("binomial (1+x|g) n=20000, 500 groups, vector AGQ nagq=7",
                "y ~ x + (1 + x | g)", "binomial", binomial_slopes_small, nagq=7, r_engine=None),
 )

@@ -25,7 +25,7 @@ from scipy import sparse
 
 from glmmbench.design import Design
 from glmmbench.errors import GLMMError
-from glmmbench.linalg import ReIndex, crossproducts
+from glmmbench.linalg import ReIndex, crossproducts, scale_crossproducts
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
@@ -51,9 +51,13 @@ class LMMDevfun:
     last: PLSSolution | None = field(init=False, default=None)
 
     def __post_init__(self):
-        self.ix = ReIndex.from_design(self.design)
-        self._y = self.design.y - self.design.offset
-        self._sum_log_w = float(np.sum(np.log(self.design.weights)))
+        d = self.design
+        self.ix = ReIndex.from_design(d)
+        self._y = d.y - d.offset
+        self._sum_log_w = float(np.sum(np.log(d.weights)))
+        self._yWy = float(np.dot(d.weights * self._y, self._y))
+        # the weights are fixed: the cross products of [Z, X, y], formed once
+        self._raw = crossproducts(self.ix, [t.Xr for t in d.terms], d.weights, d.X, self._y)
 
     @property
     def blocks(self) -> tuple[CovBlock, ...]:
@@ -64,8 +68,15 @@ class LMMDevfun:
         return theta_lower(self.blocks)
 
     def solve(self, theta: np.ndarray) -> PLSSolution:
-        V = z_lambda(self.design, np.asarray(theta, dtype=float))
-        self.last = solve_pls(self.ix, V, self.design.X, self._y, self.design.weights)
+        theta = np.asarray(theta, dtype=float)
+        d = self.design
+        cp = scale_crossproducts(self._raw, self.ix, lambdas(theta, self.blocks))
+
+        def residuals(u, beta):
+            r = self._y - d.X @ beta - self.ix.Zu(z_lambda(d, theta), u)
+            return np.sqrt(d.weights) * r
+
+        self.last = solve_pls(cp, self.ix.q1, self._yWy, residuals)
         return self.last
 
     def __call__(self, theta: np.ndarray) -> float:

@@ -28,8 +28,8 @@ from scipy import sparse
 
 from glmmbench.design import Design
 
-__all__ = ["ReIndex", "CrossProducts", "BlockedCholesky", "crossproducts", "factorize",
-           "batched_cholesky"]
+__all__ = ["ReIndex", "CrossProducts", "BlockedCholesky", "crossproducts",
+           "scale_crossproducts", "factorize", "batched_cholesky"]
 
 
 @dataclass(frozen=True)
@@ -225,6 +225,48 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
         out.r2 = r2
         if X is not None:
             out.rX = X.T @ wz
+    return out
+
+
+def _right_lambda(A: np.ndarray, lams: list[np.ndarray], qs, nlevs) -> np.ndarray:
+    """``A Lambda`` for ``Lambda = blockdiag(I_nlev (x) Lambda_k)`` over the terms given."""
+    out = np.empty_like(A)
+    start = 0
+    for L, q, nlev in zip(lams, qs, nlevs, strict=True):
+        size = q * nlev
+        block = A[:, start:start + size]
+        if np.array_equal(L, L[0, 0] * np.eye(q)):  # scalar and smooth terms
+            out[:, start:start + size] = block * L[0, 0]
+        else:
+            out[:, start:start + size] = (block.reshape(-1, nlev, q) @ L).reshape(-1, size)
+        start += size
+    return out
+
+
+def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
+                        ) -> CrossProducts:
+    """The cross products of ``[Z Lambda, X, z]`` from those of ``[Z, X, z]``.
+
+    With fixed weights (a linear mixed model) ``Lambda' Z' W Z Lambda`` is the raw
+    ``Z' W Z`` scaled on both sides by the block-diagonal ``Lambda``: formed once,
+    then each evaluation of the deviance costs ``O(nnz)`` of the cross products,
+    not a pass over the data (lme4's approach).
+    """
+    L1, rest = lams[0], lams[1:]
+    qs2, nl2 = ix.qs[1:], ix.nlevs[1:]
+    C11 = np.einsum("ba,jbc,cd->jad", L1, raw.C11, L1)
+    C21 = _right_lambda(raw.C21, [L1], (ix.q1,), (ix.n1,))
+    C21 = _right_lambda(C21.T, rest, qs2, nl2).T if ix.m2 else C21
+    C22 = raw.C22
+    if ix.m2:
+        C22 = _right_lambda(_right_lambda(C22, rest, qs2, nl2).T, rest, qs2, nl2).T
+    out = CrossProducts(C11, C21, C22, None, None, raw.CXX, None, None, raw.rX)
+    if raw.CX1 is not None:
+        out.CX1 = _right_lambda(raw.CX1, [L1], (ix.q1,), (ix.n1,))
+        out.CX2 = _right_lambda(raw.CX2, rest, qs2, nl2) if ix.m2 else raw.CX2
+    if raw.r1 is not None:
+        out.r1 = _right_lambda(raw.r1[None, :], [L1], (ix.q1,), (ix.n1,))[0]
+        out.r2 = (_right_lambda(raw.r2[None, :], rest, qs2, nl2)[0] if ix.m2 else raw.r2)
     return out
 
 

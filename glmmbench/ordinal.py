@@ -52,6 +52,9 @@ __all__ = ["CumulativeLink", "OrdinalFamily", "OrdinalResponse", "CUMULATIVE_LIN
            "THRESHOLDS", "threshold_jacobian"]
 
 THRESHOLDS = ("flexible", "equidistant", "symmetric")
+# Newton weights at or below this are 0 in all but name (far tails): the working
+# residual g / w would overflow, so PIRLS takes the outer-product weight there
+TINY_WEIGHT = 1e-250
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,19 @@ def _logistic_parts(x):
     S = np.where(neg, 1.0 - m, m)
     f = m * (1.0 - m)
     return F, S, f, f * (S - F)
+
+
+def _logistic_pair(minus_x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(F(x), 1 - F(x))`` of the logistic from ``-x`` (overwritten): with ``e = exp(-x)``,
+    ``F = 1 / (1 + e)`` and ``1 - F = e F``, exact in both tails. Where ``e`` is inf
+    (``x = -inf``, or overflow), ``e F`` is nan and ``fmin`` (which skips nan) gives
+    the limit 1; ``e F < 1`` everywhere else."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        e = np.exp(minus_x, out=minus_x)
+        F = e + 1.0
+        np.reciprocal(F, out=F)
+        e *= F
+    return F, np.fmin(e, 1.0, out=e)
 
 
 def _norm_pdf(x):
@@ -264,11 +280,12 @@ class OrdinalResponse(CategoricalResponse):
         # reuses PIRLS's last deviance (an identity check: arrays are never modified)
         object.__setattr__(self, "_last_dev", [None, None])
 
-    def _make_cuts(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _make_cuts(self) -> np.ndarray:
+        """Per observation (rows): ``theta_y``, ``theta_{y-1}``, ``log(1 - exp(b - a))``."""
         ext = np.concatenate([[-np.inf], self.thresholds, [np.inf]])
         with np.errstate(invalid="ignore", divide="ignore"):
             logk = np.log(-np.expm1(ext[:-1] - ext[1:]))  # 0 at the end categories
-        return ext[self._codes + 1], ext[self._codes], logk[self._codes]
+        return np.take(np.stack([ext[1:], ext[:-1], logk]), self._codes, axis=1)
 
     @property
     def threshold_names(self) -> tuple[str, ...]:
@@ -322,17 +339,15 @@ class OrdinalResponse(CategoricalResponse):
         return upper - eta, lower - eta
 
     def _logit_parts(self, eta: np.ndarray):
-        """Logit: ``F(a), 1 - F(a), F(b), 1 - F(b)`` and ``log p`` (module docstring);
-        exact in both tails, ``+-inf`` included."""
-        a, b = self._bounds(eta)
-        logk = self._cuts[2] if eta.ndim == 1 else self._cuts[2][:, None]
-        with np.errstate(over="ignore"):
-            Fa = 1.0 / (1.0 + np.exp(-a))
-            Sa = 1.0 / (1.0 + np.exp(a))
-            Fb = 1.0 / (1.0 + np.exp(-b))
-            Sb = 1.0 / (1.0 + np.exp(b))
+        """Logit: ``F(a), 1 - F(a), F(b), 1 - F(b)`` and ``log p`` (module docstring)."""
+        upper, lower, logk = self._cuts
+        if eta.ndim == 2:
+            upper, lower, logk = upper[:, None], lower[:, None], logk[:, None]
+        Fa, Sa = _logistic_pair(eta - upper)
+        Fb, Sb = _logistic_pair(eta - lower)
         with np.errstate(divide="ignore"):
-            logp = np.log(Fa * Sb) + logk
+            logp = np.log(Fa * Sb)
+        logp += logk
         return Fa, Sa, Fb, Sb, logp
 
     def _parts(self, eta: np.ndarray):
@@ -375,9 +390,9 @@ class OrdinalResponse(CategoricalResponse):
                 w_obs = self.weights * (g * g - dg)
         w = w_obs
         with np.errstate(invalid="ignore"):
-            if not np.all(w_obs > 0):
-                w = np.where(w_obs > 0, w_obs, self.weights * g * g)
-                w = np.where(np.isfinite(w) & (w > 0), w, 1e-12)
+            if not np.all(w_obs > TINY_WEIGHT):
+                w = np.where(w_obs > TINY_WEIGHT, w_obs, self.weights * g * g)
+                w = np.where(np.isfinite(w) & (w > TINY_WEIGHT), w, 1e-12)
             wres = -self.weights * g / w  # (dl/deta) / w
         dev = -2.0 * self.weights * logp
         self._last_dev[:] = [eta, dev]

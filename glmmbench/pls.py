@@ -16,11 +16,12 @@ and ``sigma^2 = r2 / n`` (ML) or ``r2 / (n - p)`` (REML).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from glmmbench.linalg import BlockedCholesky, ReIndex, crossproducts, factorize
+from glmmbench.linalg import BlockedCholesky, CrossProducts, factorize
 
 __all__ = ["PLSSolution", "solve_pls", "lmm_deviance"]
 
@@ -35,22 +36,23 @@ class PLSSolution:
     fac: BlockedCholesky
 
 
-def solve_pls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, y: np.ndarray,
-              w: np.ndarray) -> PLSSolution:
-    """Solve the penalized least-squares problem for the given ``Z Lambda`` values ``V``.
+def solve_pls(cp: CrossProducts, q1: int, yWy: float,
+              residuals: Callable[[np.ndarray, np.ndarray], np.ndarray]) -> PLSSolution:
+    """Solve the penalized least-squares problem from the cross products ``cp`` of
+    ``[Z Lambda, X, y]`` (``y`` the response minus the offset; ``yWy = y' W y``).
 
-    ``y`` here is the response minus the offset.
+    ``residuals(u, beta)`` gives ``W^{1/2}`` times the residuals, used only when
+    ``r2 = y'Wy - |c|^2`` cancels (a near-perfect fit).
     """
-    cp = crossproducts(ix, V, w, X, y)
-    fac = factorize(cp, ix.q1)
+    fac = factorize(cp, q1)
     c1, c2, cX = fac.forward(cp.r1, cp.r2, cp.rX)
     u, beta = fac.backward(c1, c2, cX)
     # r2 = y'Wy - |c|^2 (the normal equations' Pythagoras)
-    pwrss = float(np.dot(w * y, y) - c1 @ c1 - c2 @ c2 - cX @ cX)
+    pwrss = float(yWy - c1 @ c1 - c2 @ c2 - cX @ cX)
     if pwrss <= 0:
         # cancellation at a near-perfect fit: recompute directly
-        resid = y - X @ beta - ix.Zu(V, u)
-        pwrss = float(np.dot(w * resid, resid) + u @ u)
+        resid = residuals(u, beta)
+        pwrss = float(resid @ resid + u @ u)
     return PLSSolution(u, beta, pwrss, fac.logdet_Z(), fac.logdet_X(), fac)
 
 
