@@ -1033,9 +1033,8 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n,
                                                 drop_intercept=family == "ordinal")
     terms, order = _random_terms(spec, frame.variables, frame.n, family)
-    X, names, smooths, terms, s_msgs = _add_smooths(spec, frame.variables, frame.n, X, names,
-                                                    terms)
-    smooth_data = _smooth_frame(spec, frame.variables) if smooths else None
+    smooth_data = _smooth_frame(spec, frame.variables) if spec.smooths else None
+    X, names, smooths, terms, s_msgs = _add_smooths(spec, smooth_data, X, names, terms)
     x_msgs += s_msgs
     design_spec = _DesignSpec(
         formula=spec, family=family, state=dict(ev.state),
@@ -1393,7 +1392,7 @@ def _smooth_term(part_label: str, Zr: np.ndarray) -> RandomTerm:
                       Xr=_frozen(Zr), term=part_label, smooth=part_label)
 
 
-def _add_smooths(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, X: np.ndarray,
+def _add_smooths(spec: FormulaSpec, frame: pd.DataFrame | None, X: np.ndarray,
                  names: tuple[str, ...], terms: tuple[RandomTerm, ...]):
     """Append each smooth's null-space columns to X and its range as the last terms.
 
@@ -1402,7 +1401,6 @@ def _add_smooths(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, X: np
     """
     if not spec.smooths:
         return X, names, (), terms, []
-    frame = _smooth_frame(spec, variables)
     smooths = [sm for term in spec.smooths for sm in construct(term, frame)]
     labels = [sm.label for sm in smooths]
     if len(set(labels)) < len(labels):

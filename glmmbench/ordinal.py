@@ -33,8 +33,9 @@ the ratios above reduce to polynomials in ``F(a)`` and ``F(b)``,
 
 and ``p = F(a) (1 - F(b)) (1 - exp(b - a))``, a product of positive terms whose
 last factor depends on the category only. No division by ``p`` and no
-cancellation: four exponentials and one logarithm per observation. A test checks
-it against the general path (``fast=False``).
+cancellation (exact in the tails, where the general path falls back to the
+outer-product weight): two exponentials and one logarithm per observation. A test
+checks it against the general path (``fast=False``).
 """
 
 from __future__ import annotations
