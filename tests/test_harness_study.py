@@ -72,10 +72,10 @@ def test_clean_run_and_report(clean):
     ok = df[df["status"] == "ok"]
     assert ok["converged"].all() and ok["time_s"].gt(0).all()
     for name in ("report.md", "report.html", "results.csv", "parity.png", "recovery.png",
-                 "speed.png"):
+                 "speed.png", "smooths.png"):
         assert (clean / name).stat().st_size > 0
     html = (clean / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3
+    assert html.count("data:image/png;base64,") == 4
     res = pd.read_csv(clean / "results.csv")
     assert len(res) == N_FITS and {"fixef:x", "se:x", "sdcor:sigma"} <= set(res.columns)
     # native Gaussian REML is lme4's to the last digits; the report says so

@@ -52,6 +52,7 @@ PLANS = {
     "gaussian_small_groups": Plan("lme4", dict(n_groups=1000)),
     "gaussian_unbalanced": Plan("lme4", dict(n_groups=400)),
     "gaussian_smooth": Plan("gamm4", dict(n_groups=300)),
+    "poisson_smooth": Plan("gamm4", dict(n_groups=300)),
     "gaussian_slopes_large": Plan("lme4", {}),
     "binomial_binary": Plan("lme4", dict(n_groups=400), nagq=5),
     "binomial_binary_probit": Plan("lme4", dict(n_groups=400), nagq=5),
@@ -225,13 +226,16 @@ def fixed_rows(sim, rec) -> list[tuple[str, float, float, float]]:
 def smooth_rmse(sim, rec) -> tuple[float, float]:
     """RMSE of R's fitted smooth against the truth (both centred over the data) on
     R's grid, and the bound 3 sigma sqrt(edf / n): the mean pointwise variance of a
-    linear smoother is at most sigma^2 edf / n."""
+    linear smoother is at most sigma^2 edf / n (sigma^2 the working variance of eta
+    for a non-Gaussian family)."""
     (sm,) = rec["smooths"]
     f = SMOOTHS[sim.truth["smooth"]["name"]]
     grid = np.asarray(sm["grid"])
     truth = f(grid) - f(sim.data["x"].to_numpy()).mean()
     rmse = float(np.sqrt(np.mean((np.asarray(sm["fit"]) - truth) ** 2)))
-    return rmse, 3 * sim.scenario.sigma * np.sqrt(sm["edf"] / len(sim.data))
+    sigma = (sim.scenario.sigma if sim.scenario.family == "gaussian"
+             else float(np.sqrt(working_variance(sim)[0])))
+    return rmse, 3 * sigma * np.sqrt(sm["edf"] / len(sim.data))
 
 
 # ------------------------------------------------------------------ the test
