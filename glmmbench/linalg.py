@@ -16,6 +16,12 @@ Schur complement is factored densely. The lower factor is
         [ LX1   LX2  LXX ]        LXX: dense (p x p), lme4's R_X'
 
 Every group sum is an ``np.bincount``; nothing loops over groups or rows.
+
+When the first two blocks are large (``m1 m2 >= SPARSE_L21``: InstEval's students
+against lecturers), ``C21`` and ``L21`` are scipy sparse matrices: ``L21`` keeps
+the pattern of ``Z_2' Z_1`` (one nonzero per pair of levels that meet), so
+``L21 L21'`` costs its non-zeros instead of ``m2^2 m1`` flops (MixedModels.jl's
+blocked sparse ``L21``).
 """
 
 from __future__ import annotations
@@ -27,6 +33,8 @@ import scipy.linalg as sla
 from scipy import sparse
 
 from glmmbench.design import Design
+
+SPARSE_L21 = 250_000  # entries of the m2 x m1 block from which it is kept sparse
 
 __all__ = ["ReIndex", "CrossProducts", "BlockedCholesky", "crossproducts",
            "scale_crossproducts", "factorize", "batched_cholesky"]
@@ -103,6 +111,11 @@ class ReIndex:
         )
 
     @property
+    def sparse21(self) -> bool:
+        """Whether ``C21`` and ``L21`` are kept as sparse matrices."""
+        return self.m2 > 0 and self.m1 * self.m2 >= SPARSE_L21
+
+    @property
     def dense_pos(self) -> np.ndarray:
         """Positions in the rest block of the dense columns."""
         return self.idx2[0, self.dense2] if self.idx2.shape[0] else self.dense2
@@ -147,7 +160,7 @@ class CrossProducts:
     """Weighted cross products of ``[Z Lambda, X, z]`` (``W`` = diag(w))."""
 
     C11: np.ndarray  # (n1, q1, q1)
-    C21: np.ndarray  # (m2, m1)
+    C21: np.ndarray | sparse.csr_matrix  # (m2, m1)
     C22: np.ndarray  # (m2, m2)
     CX1: np.ndarray | None  # (p, m1)
     CX2: np.ndarray | None  # (p, m2)
@@ -159,6 +172,17 @@ class CrossProducts:
 
 def _gsum(index: np.ndarray, weights: np.ndarray, size: int) -> np.ndarray:
     return np.bincount(index, weights=weights, minlength=size)
+
+
+def _sparse_c21(ix: ReIndex, wV2: np.ndarray, V1: np.ndarray) -> sparse.csr_matrix:
+    """``C21 = (W^(1/2) V_2)' (W^(1/2) V_1)`` as a sparse matrix (duplicates summed)."""
+    n, s2 = wV2.shape
+    q1 = ix.q1
+    rows = np.repeat(ix.idx2[:, :, None], q1, axis=2)
+    cols = np.broadcast_to((ix.codes1[:, None] * q1 + np.arange(q1))[:, None, :], (n, s2, q1))
+    vals = wV2[:, :, None] * V1[:, None, :]
+    return sparse.csr_matrix((vals.ravel(), (rows.ravel(), cols.ravel())),
+                             shape=(ix.m2, ix.m1))
 
 
 def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray | None,
@@ -176,15 +200,20 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
             for b in range(a + 1):
                 C11[:, a, b] = C11[:, b, a] = _gsum(c1, wV1[:, a] * V1[:, b], n1)
     S, D = ix.sparse2, ix.dense2
-    C21 = np.zeros(m2 * m1)
     C22 = np.zeros(m2 * m2)
     wV2 = V2 * w[:, None]
     for i, a in enumerate(S):
-        for b in range(q1):
-            C21 += _gsum(ix.cell21[i][b], wV2[:, a] * V1[:, b], m2 * m1)
         for j, b in enumerate(S):
             C22 += _gsum(ix.cell22[i][j], wV2[:, a] * V2[:, b], m2 * m2)
-    C21, C22 = C21.reshape(m2, m1), C22.reshape(m2, m2)
+    C22 = C22.reshape(m2, m2)
+    if ix.sparse21:
+        C21 = _sparse_c21(ix, wV2, V1)
+    else:
+        C21 = np.zeros(m2 * m1)
+        for i, a in enumerate(S):
+            for b in range(q1):
+                C21 += _gsum(ix.cell21[i][b], wV2[:, a] * V1[:, b], m2 * m1)
+        C21 = C21.reshape(m2, m1)
     if D.size:
         pos = ix.dense_pos
         wVD = wV2[:, D]
@@ -193,7 +222,8 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
             cross = ix.sparse_rest(V2[:, S]).T @ wVD  # (m2, nD), zero on the dense rows
             C22[:, pos] += cross
             C22[pos, :] += cross.T
-        C21[pos, :] = (ix.first_matrix(V1).T @ wVD).T
+        if not ix.sparse21:
+            C21[pos, :] = (ix.first_matrix(V1).T @ wVD).T
     out = CrossProducts(C11, C21, C22, None, None, None, None, None, None)
     if X is not None:
         p = X.shape[1]
@@ -243,6 +273,13 @@ def _right_lambda(A: np.ndarray, lams: list[np.ndarray], qs, nlevs) -> np.ndarra
     return out
 
 
+def _block_diagonal(blocks: np.ndarray) -> sparse.bsr_matrix:
+    """The block-diagonal sparse matrix of a stack of ``(n, q, q)`` blocks."""
+    n, q, _ = blocks.shape
+    return sparse.bsr_matrix((np.ascontiguousarray(blocks), np.arange(n), np.arange(n + 1)),
+                             shape=(n * q, n * q))
+
+
 def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
                         ) -> CrossProducts:
     """The cross products of ``[Z Lambda, X, z]`` from those of ``[Z, X, z]``.
@@ -255,8 +292,13 @@ def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
     L1, rest = lams[0], lams[1:]
     qs2, nl2 = ix.qs[1:], ix.nlevs[1:]
     C11 = np.einsum("ba,jbc,cd->jad", L1, raw.C11, L1)
-    C21 = _right_lambda(raw.C21, [L1], (ix.q1,), (ix.n1,))
-    C21 = _right_lambda(C21.T, rest, qs2, nl2).T if ix.m2 else C21
+    if sparse.issparse(raw.C21):
+        Lam2 = sparse.block_diag([sparse.kron(sparse.identity(nl), L) for L, nl in
+                                  zip(rest, nl2, strict=True)], format="csr")
+        C21 = (Lam2.T @ raw.C21 @ _block_diagonal(np.broadcast_to(L1, (ix.n1, ix.q1, ix.q1))))
+    else:
+        C21 = _right_lambda(raw.C21, [L1], (ix.q1,), (ix.n1,))
+        C21 = _right_lambda(C21.T, rest, qs2, nl2).T if ix.m2 else C21
     C22 = raw.C22
     if ix.m2:
         C22 = _right_lambda(_right_lambda(C22, rest, qs2, nl2).T, rest, qs2, nl2).T
@@ -277,7 +319,7 @@ class BlockedCholesky:
     q1: int
     L11: np.ndarray  # (n1, q1, q1)
     L11inv: np.ndarray  # (n1, q1, q1)
-    L21: np.ndarray  # (m2, m1)
+    L21: np.ndarray | sparse.csr_matrix  # (m2, m1)
     L22: np.ndarray  # (m2, m2)
     LX1: np.ndarray | None = None
     LX2: np.ndarray | None = None
@@ -338,7 +380,7 @@ class BlockedCholesky:
         blocks = [np.einsum("jka,jkb->jab", self.L11inv, self.L11inv)]
         if ix.m2:
             M22 = sla.solve_triangular(self.L22, np.eye(ix.m2), lower=True)
-            M21 = -(M22 @ self.L21)
+            M21 = -np.asarray((self.L21.T @ M22.T).T)
             M21r = np.einsum("rjk,jkb->rjb", M21.reshape(ix.m2, n1, q1), self.L11inv)
             blocks[0] = blocks[0] + np.einsum("rja,rjb->jab", M21r, M21r)
             inv22 = M22.T @ M22
@@ -368,7 +410,7 @@ class BlockedCholesky:
         L = np.zeros((m1 + m2 + p, m1 + m2 + p)) if start < m1 else None
         if L is not None:  # a dense first term (one level): assemble everything
             L[:m1, :m1] = blocks[0]
-            L[m1:m1 + m2, :m1] = self.L21
+            L[m1:m1 + m2, :m1] = self.L21.toarray() if sparse.issparse(self.L21) else self.L21
         else:
             L = np.zeros((m2 + p, m2 + p))
             start -= m1
@@ -421,9 +463,14 @@ def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
     A11 = cp.C11 + np.eye(q1)
     L11, L11inv = batched_cholesky(A11)
     m2 = cp.C22.shape[0]
-    L21 = _right_l11_invT(cp.C21, L11inv)
+    if sparse.issparse(cp.C21):
+        L21 = (cp.C21 @ _block_diagonal(L11inv.transpose(0, 2, 1))).tocsr()
+        L21L21t = (L21 @ L21.T).toarray()
+    else:
+        L21 = _right_l11_invT(cp.C21, L11inv)
+        L21L21t = L21 @ L21.T
     if m2:
-        S22 = cp.C22 + np.eye(m2) - L21 @ L21.T
+        S22 = cp.C22 + np.eye(m2) - L21L21t
         L22 = sla.cholesky(S22, lower=True, check_finite=False)
     else:
         L22 = np.zeros((0, 0))
@@ -431,7 +478,7 @@ def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
     if cp.CXX is not None:
         LX1 = _right_l11_invT(cp.CX1, L11inv)
         if m2:
-            LX2 = sla.solve_triangular(L22, (cp.CX2 - LX1 @ L21.T).T, lower=True,
+            LX2 = sla.solve_triangular(L22, (cp.CX2 - (L21 @ LX1.T).T).T, lower=True,
                                        check_finite=False).T
         else:
             LX2 = np.zeros((LX1.shape[0], 0))
