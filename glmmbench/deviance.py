@@ -292,8 +292,8 @@ def make_devfun(design: Design, response: GLMResponse | None = None, nagq: int =
                 reml: bool = False) -> LMMDevfun | GLMMDevfun:
     """The deviance function of the model: LMM when ``response`` is None."""
     if response is None:
-        if check_nagq(nagq) != 1:
-            raise GLMMError("nagq > 1 applies to generalized models: a linear mixed "
+        if nagq == 0 or check_nagq(nagq) != 1:
+            raise GLMMError(f"nagq = {nagq} applies to generalized models: a linear mixed "
                             "model's likelihood is exact, with no integral to approximate")
         return LMMDevfun(design, reml)
     return GLMMDevfun(design, response, nagq)

@@ -142,6 +142,23 @@ def optimize_glmm(devfun: GLMMDevfun,
     return s1, s2
 
 
+def optimize_glmm_fast(devfun: GLMMDevfun,
+                       control: Mapping[str, Any] | None = None) -> tuple[OptSummary]:
+    """lme4's ``nAGQ = 0`` (MixedModels.jl's ``fast = true``): only the covariance
+    parameters are optimised, on the Laplace deviance with ``beta`` updated jointly
+    with ``u`` in PIRLS (``GLMMDevfun.stage1``), to the tolerances of a full fit.
+    The summary's ``final`` is ``concat(cov, beta)`` with PIRLS's beta.
+    """
+    ctl = _control(control)
+    k = devfun.ncov
+    f = _keep_best(devfun, devfun.stage1)
+    s = bobyqa(f, devfun.cov_start(), devfun.lower[:k], upper=devfun.upper[:k],
+               ftol_rel=ctl["ftol_rel"], ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"],
+               maxfeval=ctl["maxfeval"])
+    s.final = np.concatenate([s.final, devfun.last.beta])
+    return (s,)
+
+
 def _keep_best(devfun: GLMMDevfun, f):
     """``f`` that leaves ``devfun`` at the PIRLS result of its lowest value so far.
 
@@ -160,6 +177,31 @@ def _keep_best(devfun: GLMMDevfun, f):
         return value
 
     return wrapped
+
+
+def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMMResult:
+    """The result of a ``nagq = 0`` fit: convergence judged on the derivatives of the
+    objective that was optimised (over the covariance parameters), vcov from R_X."""
+    k = devfun.ncov
+    cov = stages[-1].final[:k]
+    f = devfun.stage1
+    fx = f(cov)
+    converged, conv_msgs = stages[-1].returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
+    if ctl["calc_derivs"]:
+        grad, hess = derivatives(f, cov, fx)
+        f(cov)  # leave the devfun's state at the optimum
+        converged, conv_msgs = check_convergence(cov, devfun.lower[:k], grad, hess)
+    if devfun.last is None or not devfun.last.converged:
+        converged = False
+        conv_msgs.append("PIRLS did not converge at the optimum")
+    if stages[-1].returnvalue == "MAXEVAL_REACHED":
+        converged = False
+        conv_msgs.append(f"optimizer reached the maximum of {stages[-1].feval} evaluations")
+    if getattr(devfun.response, "dispersion_name", None) is not None:
+        conv_msgs += _dispersion_messages(devfun, stages[-1].final)
+    return make_result(design, fam, devfun, stages, grad=None, hess=None, converged=converged,
+                       messages=list(design.messages) + conv_msgs, reml=False, nagq=nagq,
+                       time_s=time.perf_counter() - t0)
 
 
 def _response(design: Design, family: Family | OrdinalFamily
@@ -231,7 +273,9 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     nagq : int
         1 = Laplace approximation; k > 1 = adaptive Gauss-Hermite quadrature with k
         nodes per random effect (k^q per group: a product rule for q-vector
-        effects), for models with a single grouping factor.
+        effects), for models with a single grouping factor; 0 = lme4's fast
+        ``nAGQ = 0``: the Laplace deviance optimised over the covariance parameters
+        only, beta from PIRLS (its standard errors from ``R_X``, as lme4's).
     threshold : str
         Ordinal models' thresholds (``"flexible"``, ``"equidistant"``, ``"symmetric"``,
         as clmm); checked here, used by the ordinal family.
@@ -271,18 +315,29 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
     response = _response(design, fam)
     is_lmm = response is None
     use_reml = bool(reml if reml is not None else True) if is_lmm else False
-    devfun = make_devfun(design, response, nagq=nagq, reml=use_reml)
+    fast = isinstance(nagq, int | np.integer) and not isinstance(nagq, bool) and nagq == 0
+    if fast and family == "ordinal":
+        raise GLMMError("nagq = 0 (beta from PIRLS) is for the GLM and multinomial families; "
+                        "an ordinal model's thresholds are not in PIRLS: use nagq=1 (Laplace) "
+                        "or nagq > 1")
+    devfun = make_devfun(design, response, nagq=1 if fast and not is_lmm else nagq,
+                         reml=use_reml)
     if not is_lmm:
         devfun.tol = PIRLS_TOL_OPT
     if is_lmm:
         opt = optimize_lmm(devfun, ctl)
         stages = (opt,)
+    elif fast:
+        stages = optimize_glmm_fast(devfun, ctl)
+        opt = stages[-1]
     else:
         stages = optimize_glmm(devfun, ctl)
         opt = stages[-1]
     x = opt.final
     if not is_lmm:
         devfun.tol = PIRLS_TOL_DERIVS
+    if fast:
+        return _fast_result(design, fam, devfun, stages, ctl, nagq, t0)
     fx = devfun(x)
     grad = hess = None
     if ctl["calc_derivs"]:

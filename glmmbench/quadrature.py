@@ -92,8 +92,9 @@ def gh_rule(k: int, q: int = 1) -> GHRule:
 def check_nagq(nagq: object) -> int:
     """``nagq`` as an int >= 1, or a GLMMError that says what was given."""
     if isinstance(nagq, bool) or not isinstance(nagq, int | np.integer) or nagq < 1:
-        raise GLMMError(f"nagq must be a positive integer (1 = Laplace, k > 1 = adaptive "
-                        f"Gauss-Hermite quadrature with k nodes), not {nagq!r}")
+        raise GLMMError(f"nagq must be a non-negative integer (0 = lme4's fast fit with beta "
+                        f"from PIRLS, 1 = Laplace, k > 1 = adaptive Gauss-Hermite quadrature "
+                        f"with k nodes), not {nagq!r}")
     return int(nagq)
 
 

@@ -85,6 +85,8 @@ class GLMMResult:
     def method(self) -> str:
         if self.is_lmm:
             return "REML" if self.reml else "ML"
+        if self.nagq == 0:
+            return "Laplace(nAGQ=0)"  # lme4's fast fit: beta from PIRLS
         return "Laplace" if self.nagq == 1 else f"AGQ({self.nagq})"
 
     @property

@@ -49,8 +49,10 @@ def _check(engine, family, link, nagq, options) -> tuple[str, str]:
         raise TypeError(f"engine {engine!r} takes no option(s) {sorted(unknown)}")
     if "threshold" in options and options["threshold"] not in THRESHOLDS:
         raise ValueError(f"threshold must be one of {sorted(THRESHOLDS)}")
-    if int(nagq) != nagq or nagq < 1:
-        raise ValueError(f"nagq must be a positive integer, got {nagq!r}")
+    if int(nagq) != nagq or nagq < 0:
+        raise ValueError(f"nagq must be a non-negative integer, got {nagq!r}")
+    if nagq == 0 and engine != "lme4":
+        raise ValueError(f"engine {engine!r} has no nAGQ = 0 (only glmer does)")
     if nagq > 1 and engine not in ("lme4", "ordinal"):
         raise ValueError(f"engine {engine!r} fits by Laplace only (nagq=1)")
     return family, link
@@ -61,7 +63,7 @@ def _method(engine, lmm, reml, nagq, options) -> str:
         return options.get("method", "REML")
     if lmm:
         return "REML" if reml else "ML"
-    return "Laplace" if nagq == 1 else "AGQ"
+    return "Laplace" if nagq == 1 else "Laplace(nAGQ=0)" if nagq == 0 else "AGQ"
 
 
 def _prepare(engine, formula, family, link, nagq, reml, options):
