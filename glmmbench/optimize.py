@@ -121,6 +121,9 @@ def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, 
     return summ
 
 
+POLISH_ROUNDING = 1e-12  # relative change of f that counts as rounding in newton_polish
+
+
 def gradient(f: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-4
              ) -> np.ndarray:
     """Central finite-difference gradient."""
@@ -136,12 +139,14 @@ def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
                   grad: np.ndarray, hess: np.ndarray, lower: np.ndarray,
                   upper: np.ndarray | None = None
                   ) -> tuple[np.ndarray, float, np.ndarray, bool]:
-    """One Newton step from a derivative-free optimum, kept only if it lowers ``f``.
+    """One Newton step from a derivative-free optimum, kept if it lowers ``f``, or if
+    ``f`` stays within rounding (``POLISH_ROUNDING`` relative) and the gradient shrinks.
 
     BOBYQA stops on a small change in ``f``; along poorly scaled directions the
-    gradient can still exceed lme4's convergence tolerance. Parameters on their
-    lower bound with a positive gradient stay there. Returns
-    ``(x, f(x), gradient at x, moved)``; the Hessian is reused.
+    gradient can still exceed lme4's convergence tolerance, and near the optimum
+    ``f`` is flat to rounding, so the gradient decides (MixedModels.jl's sharp
+    optimum). Parameters on their lower bound with a positive gradient stay there.
+    Returns ``(x, f(x), gradient at x, moved)``; the Hessian is reused.
     """
     upper = np.full(x.size, np.inf) if upper is None else upper
     free = ~(((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0)))
@@ -155,9 +160,12 @@ def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
     x_new[free] -= step
     x_new = np.minimum(np.maximum(x_new, lower), upper)
     f_new = f(x_new)
-    if not (np.isfinite(f_new) and f_new < fx):
+    if not np.isfinite(f_new) or f_new > fx + POLISH_ROUNDING * max(1.0, abs(fx)):
         return x, fx, grad, False
-    return x_new, f_new, gradient(f, x_new), True
+    g_new = gradient(f, x_new)
+    if f_new < fx or np.linalg.norm(g_new[free]) < np.linalg.norm(grad[free]):
+        return x_new, f_new, g_new, True
+    return x, fx, grad, False
 
 
 def derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,

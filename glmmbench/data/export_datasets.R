@@ -3,10 +3,11 @@
 # Each dataset becomes NAME.csv plus NAME.json, which records every column's type
 # (factor / ordered / integer / double / logical) and R's factor level order.
 suppressPackageStartupMessages({library(lme4); library(ordinal)})
-data(sleepstudy, Penicillin, cbpp, grouseticks, VerbAgg, InstEval, package = "lme4")
+data(sleepstudy, Penicillin, cbpp, grouseticks, VerbAgg, InstEval, Dyestuff, package = "lme4")
 data(wine, soup, package = "ordinal")
 sets <- list(sleepstudy = sleepstudy, Penicillin = Penicillin, cbpp = cbpp,
-             grouseticks = grouseticks, VerbAgg = VerbAgg, InstEval = InstEval, wine = wine,
+             grouseticks = grouseticks, VerbAgg = VerbAgg, InstEval = InstEval, Dyestuff = Dyestuff,
+             wine = wine,
              soup = soup)
 json_str <- function(x) paste0('"', gsub('"', '\\\\"', x), '"')
 for (nm in names(sets)) {
