@@ -18,12 +18,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from glmmbench.design import Design, build_design
-from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun
+from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun, z_lambda
 from glmmbench.errors import FamilyError, GLMMError
 from glmmbench.families import FAMILY_ALIASES, Family, get_family
+from glmmbench.linalg import crossproducts, factorize
 from glmmbench.multinomial import MultinomialFamily, MultinomialResponse, expand_design
 from glmmbench.optimize import (
     OptSummary,
@@ -95,34 +96,55 @@ def optimize_glmm(devfun: GLMMDevfun,
                 upper=upper_theta, ftol_rel=1e-8, ftol_abs=ctl["stage1_ftol_abs"],
                 xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
     beta1 = devfun.last.beta
+    nt = devfun.ntheta
     # Stage 2 works in whitened coordinates gamma, beta = beta1 + R_X^{-1} gamma with
     # R_X from stage 1's joint factor: the deviance's beta-block is then close to
     # 2 I, which BOBYQA handles far better than raw, often collinear, coefficients.
-    LXX = devfun.last.fac.LXX
-    k_beta = beta1.size
+    # An ordinal response's threshold shift is an intercept (eta's, with sign -1),
+    # as collinear with uncentred columns of X: it is whitened with beta.
+    shift = getattr(devfun.response, "shift_param", None)
+    if shift is None:
+        LXX = devfun.last.fac.LXX
+        center, free = beta1, np.arange(k)
+    else:
+        i = nt + shift
+        X1 = np.column_stack([-np.ones(devfun.design.n), devfun.design.X])
+        cp = crossproducts(devfun.ix, z_lambda(devfun.design, s1.final[:nt]),
+                           devfun.last.working.w, X1, None)
+        LXX = factorize(cp, devfun.ix.q1).LXX
+        center, free = np.concatenate([s1.final[i:i + 1], beta1]), np.delete(np.arange(k), i)
+    kf = free.size
 
-    def to_beta(gamma: np.ndarray) -> np.ndarray:
-        return beta1 + sla.solve_triangular(LXX, gamma, lower=True, trans="T")
+    def to_params(x: np.ndarray) -> np.ndarray:
+        c = center + sla.solve_triangular(LXX, x[kf:], lower=True, trans="T")
+        if shift is None:
+            return np.concatenate([x[:kf], c])
+        return np.concatenate([np.insert(x[:kf], shift + nt, c[0]), c[1:]])
 
     def f2(x: np.ndarray) -> float:
-        return devfun(np.concatenate([x[:k], to_beta(x[k:])]))
+        return devfun(to_params(x))
 
     f2 = _keep_best(devfun, f2)
 
+    x0 = np.concatenate([s1.final[free], np.zeros(center.size)])
+    lower = np.concatenate([lower_theta[free], np.full(center.size, -np.inf)])
+    upper = np.concatenate([upper_theta[free], np.full(center.size, np.inf)])
     # theta: a quarter of its value (at least 0.05); the response's parameters (a
-    # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1
-    nt = devfun.ntheta
-    step = np.concatenate([np.maximum(0.25 * np.maximum(s1.final[:nt], 0.1), 0.05),
-                           np.full(k - nt, STEP_RESPONSE), np.ones(k_beta)])
-    x0 = np.concatenate([s1.final, np.zeros(k_beta)])
-    lower = np.concatenate([lower_theta, np.full(k_beta, -np.inf)])
-    upper = np.concatenate([upper_theta, np.full(k_beta, np.inf)])
+    # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1 ...
+    default = np.concatenate([np.maximum(0.25 * np.maximum(s1.final[:nt], 0.1), 0.05),
+                              np.full(k - nt, STEP_RESPONSE)])[free]
+    # ... or less for an ordinal model: one standard deviation where the curvature at
+    # the start says so (threshold gaps and variances are often far sharper)
+    step, nfd = (default, 0) if shift is None else _curvature_steps(f2, x0, default, lower)
+    step = np.concatenate([step, np.ones(center.size)])
+
     def search(start: np.ndarray) -> OptSummary:
         return bobyqa(f2, start, lower, upper=upper, initial_step=step,
                       ftol_rel=ctl["ftol_rel"], ftol_abs=ctl["ftol_abs"],
                       xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
 
     s2 = search(x0)
+    s2.feval += nfd
     # A variance that reached 0 may be a true boundary optimum or a point BOBYQA
     # could not leave (seen with multinomial category effects, whose correlated
     # optimum depends on the category order): search again from inside, keep the better.
@@ -136,10 +158,31 @@ def optimize_glmm(devfun: GLMMDevfun,
             s2 = again
         else:
             s2.feval = again.feval
-            devfun(np.concatenate([s2.final[:k], to_beta(s2.final[k:])]))
+            f2(s2.final)
     s2.initial = np.concatenate([s1.final, beta1])
-    s2.final = np.concatenate([s2.final[:k], to_beta(s2.final[k:])])
+    s2.final = to_params(s2.final)
     return s1, s2
+
+
+def _curvature_steps(f, x: np.ndarray, default: np.ndarray, lower: np.ndarray,
+                     h: float = 1e-2) -> tuple[np.ndarray, int]:
+    """BOBYQA's first steps for the first ``default.size`` coordinates of ``x``: one
+    standard deviation ``sqrt(2 / f'')`` from a second difference (one-sided next to
+    a lower bound), at most ``default`` and at least 1e-3; ``default`` where ``f''`` is
+    not positive. Returns the steps and the number of evaluations of ``f``."""
+    f0 = f(x)
+    step = default.copy()
+    for i in range(default.size):
+        e = np.zeros(x.size)
+        e[i] = h
+        if x[i] - h >= lower[i]:
+            d2 = (f(x + e) - 2.0 * f0 + f(x - e)) / h**2
+        else:
+            f1 = f(x + e)
+            d2 = (f(x + 2 * e) - 2.0 * f1 + f0) / h**2
+        if np.isfinite(d2) and d2 > 0:
+            step[i] = min(max(np.sqrt(2.0 / d2), 1e-3), default[i])
+    return step, 1 + 2 * default.size
 
 
 def optimize_glmm_fast(devfun: GLMMDevfun,
@@ -288,9 +331,20 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     # The engine's dense blocks are small: threaded BLAS only adds contention.
     if threshold not in THRESHOLDS:
         raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
-    with threadpool_limits(limits=1, user_api="blas"):
+    with _blas().limit(limits=1, user_api="blas"):
         return _fit(formula, data, family, link, weights=weights, offset=offset, nagq=nagq,
                     reml=reml, threshold=threshold, control=control, t0=t0)
+
+
+_BLAS: list[ThreadpoolController] = []
+
+
+def _blas() -> ThreadpoolController:
+    """One controller of the BLAS thread pools, made on first use (making one scans
+    the loaded libraries: milliseconds, a fixed cost per fit otherwise)."""
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0]
 
 
 def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold, control, t0):

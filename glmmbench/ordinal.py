@@ -314,6 +314,10 @@ class OrdinalResponse(CategoricalResponse):
     def nparams(self) -> int:
         return self.tJac.shape[1]
 
+    # q[0] adds to every threshold (theta_1, central, central.1): eta's intercept with
+    # sign -1, which stage 2 whitens with beta (fit.optimize_glmm)
+    shift_param = 0
+
     def param_start(self) -> np.ndarray:
         """Thresholds at the link's quantiles of the cumulative category shares
         (the model without covariates), projected on the structure by least squares."""
