@@ -1,17 +1,19 @@
-"""Speed benchmark: native fit vs the R engine on the same data, in one run.
+"""Speed benchmark: native fit vs the R engines on the same data, in one run.
 
-    python -m glmmbench.bench [--repeat 3] [--big]
+    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--big]
 
 For each model the native ``fit()`` is timed in this process (formula and
-DataFrame to result) and the R engine (glmer unless a model names another)
-inside R (``system.time`` around the call) in a reference_r worker,
-alternating, ``repeat`` times; the best time of each is kept. Prints the
-ratios native / R, their geometric mean, and the log-likelihood difference at
-the two optima (for AGQ on lme4's scale, which leaves out the saturated
-log-likelihood: ``known_discrepancies`` ``lme4-agq-*``). Models no R engine
-fits (vector AGQ) are timed natively only. ``--big`` instead times (and
-reports the peak memory of) a native random-intercept binomial model with
-n = 1,000,000.
+DataFrame to result) and each of its R engines (glmer unless a model names
+others) inside R (``system.time`` around the call) in a reference_r worker,
+alternating, ``repeat`` times; the best time of each is kept. Prints each time,
+the ratio native / fastest R engine, their geometric mean, and the
+log-likelihood difference to the fastest engine at the two optima (for AGQ on
+lme4's scale, which leaves out the saturated log-likelihood:
+``known_discrepancies`` ``lme4-agq-*``; mgcv's logLik is conditional:
+``mgcv-loglik-is-conditional``). Models no R engine fits (vector AGQ) are timed
+natively only. ``--wide`` times the speed table (``WIDE_MODELS``: each model
+against lme4 and glmmTMB). ``--big`` instead times (and reports the peak memory
+of) a native random-intercept binomial model with n = 1,000,000.
 This is a benchmark, not a test: nothing here asserts a time.
 """
 
@@ -37,7 +39,8 @@ class BenchModel:
     family: str
     make_data: Callable[[np.random.Generator], pd.DataFrame]
     nagq: int = 1
-    r_engine: str | None = "lme4"  # None: no R engine fits the model
+    r_engines: tuple[str, ...] = ("lme4",)  # empty: no R engine fits the model
+    reml: bool | None = None
 
 
 def _factor(codes: np.ndarray, prefix: str, nlev: int) -> pd.Categorical:
@@ -119,6 +122,20 @@ def binomial_big(rng: np.random.Generator) -> pd.DataFrame:
     return binomial_intercept(rng, n=1_000_000, ngroups=10_000, sd=0.7)
 
 
+def instevaldata(rng: np.random.Generator) -> pd.DataFrame:
+    from glmmbench import datasets
+
+    del rng
+    return datasets.load("InstEval")
+
+
+def sleepstudy(rng: np.random.Generator) -> pd.DataFrame:
+    from glmmbench import datasets
+
+    del rng
+    return datasets.load("sleepstudy")
+
+
 def gamsim6(rng: np.random.Generator, n: int = 10_000, ngroups: int = 40) -> pd.DataFrame:
     """mgcv's ``gamSim(6)``: Gu and Wahba's four-term additive truth on ``x0..x3 ~ U(0, 1)``
     plus a random intercept over ``ngroups`` groups (sd 2 here), noise sd 2."""
@@ -145,23 +162,41 @@ BENCH_MODELS = (
     BenchModel("Poisson crossed n=20000, 500 x 100", "y ~ x + (1 | a) + (1 | b)", "poisson",
                poisson_crossed),
     BenchModel("NB2 crossed n=20000, 500 x 100", "y ~ x + (1 | a) + (1 | b)",
-               "negative_binomial", negbin_crossed, r_engine="glmmTMB"),
+               "negative_binomial", negbin_crossed, r_engines=("glmmTMB",)),
     BenchModel("ordinal VerbAgg resp, crossed id x item",
                "resp ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "ordinal",
-               verbagg, r_engine="ordinal"),  # resp: no < perhaps < yes
+               verbagg, r_engines=("ordinal",)),  # resp: no < perhaps < yes
     BenchModel("ordinal n=20000, 400 groups", "y ~ x + z + (1 | g)", "ordinal",
-               ordinal_intercept, r_engine="ordinal"),
+               ordinal_intercept, r_engines=("ordinal",)),
     BenchModel("multinomial VerbAgg resp, (1 | id)",
                "resp ~ Anger + Gender + btype + situ + (1 | id)", "multinomial", verbagg,
-               r_engine="mgcv"),
+               r_engines=("mgcv",)),
     BenchModel("binomial (1|g) n=50000, 1000 groups, nAGQ=25", "y ~ x + (1 | g)", "binomial",
                binomial_intercept, nagq=25),
-    BenchModel("GAMM gamSim(6) n=10000, 40 groups, REML (vs gam)", _GAMSIM6, "gaussian",
-               gamsim6, r_engine="mgcv"),
-    BenchModel("GAMM gamSim(6) n=10000, 40 groups, REML (vs gamm4)", _GAMSIM6, "gaussian",
-               gamsim6, r_engine="gamm4"),
+    BenchModel("GAMM gamSim(6) n=10000, 40 groups, REML", _GAMSIM6, "gaussian",
+               gamsim6, r_engines=("mgcv", "gamm4")),
     BenchModel("binomial (1+x|g) n=20000, 500 groups, vector AGQ nagq=7",
-               "y ~ x + (1 + x | g)", "binomial", binomial_slopes_small, nagq=7, r_engine=None),
+               "y ~ x + (1 + x | g)", "binomial", binomial_slopes_small, nagq=7, r_engines=()),
+)
+
+
+# The table of issue 13: each model against lme4 and glmmTMB, native / fastest.
+WIDE_MODELS = (
+    BenchModel("VerbAgg crossed",
+               "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)", "binomial",
+               verbagg, r_engines=("lme4", "glmmTMB")),
+    BenchModel("binomial (1 + x | g) n=1e5, 2000 groups", "y ~ x + (1 + x | g)", "binomial",
+               lambda rng: binomial_slopes(rng, n=100_000, ngroups=2000),
+               r_engines=("lme4", "glmmTMB")),
+    BenchModel("binomial (1 | g) n=2e5, 4000 groups", "y ~ x + (1 | g)", "binomial",
+               lambda rng: binomial_intercept(rng, n=200_000, ngroups=4000),
+               r_engines=("lme4", "glmmTMB")),
+    BenchModel("Poisson crossed n=2e4, 500 x 100", "y ~ x + (1 | a) + (1 | b)", "poisson",
+               poisson_crossed, r_engines=("lme4", "glmmTMB")),
+    BenchModel("InstEval LMM, ML", "y ~ service + (1 | s) + (1 | d) + (1 | dept:service)",
+               "gaussian", instevaldata, r_engines=("lme4",), reml=False),
+    BenchModel("sleepstudy (Days | Subject), ML", "Reaction ~ Days + (Days | Subject)",
+               "gaussian", sleepstudy, r_engines=("lme4", "glmmTMB"), reml=False),
 )
 
 
@@ -169,13 +204,13 @@ def _time_native(model: BenchModel, data: pd.DataFrame):
     from glmmbench.fit import fit
 
     t0 = time.perf_counter()
-    res = fit(model.formula, data, family=model.family, nagq=model.nagq)
+    res = fit(model.formula, data, family=model.family, nagq=model.nagq, reml=model.reml)
     return time.perf_counter() - t0, res
 
 
-def _loglik_on_r_scale(res, model: BenchModel) -> float:
+def _loglik_on_r_scale(res, model: BenchModel, engine: str) -> float:
     """lme4's logLik at nAGQ > 1 omits the saturated log-likelihood (known_discrepancies)."""
-    if model.nagq == 1 or model.r_engine != "lme4" or res.loglik_saturated is None:
+    if model.nagq == 1 or engine != "lme4" or res.loglik_saturated is None:
         return res.loglik
     return res.loglik - res.loglik_saturated
 
@@ -196,50 +231,55 @@ def run_big(seed: int = 20261125) -> dict:
 
 def run_benchmark(repeat: int = 3, seed: int = 20261125,
                   models: tuple[BenchModel, ...] | None = None) -> dict:
-    """Time every model natively and with glmer; return a dict of the results."""
+    """Time every model natively and with each of its R engines, alternating, keeping
+    the best of ``repeat`` runs of each; ratios are native / fastest R engine."""
     from reference_r import fit_reference
 
     rows = []
     for model in BENCH_MODELS if models is None else models:
         data = model.make_data(np.random.default_rng(seed))
-        t_nat, t_r = [], []
-        res = rec = None
+        t_nat: list[float] = []
+        t_r: dict[str, list[float]] = {e: [] for e in model.r_engines}
+        recs: dict[str, dict] = {}
+        res = None
         for _ in range(repeat):
             t, res = _time_native(model, data)
             t_nat.append(t)
-            if model.r_engine is not None:
-                rec = fit_reference(model.r_engine, model.formula, data, family=model.family,
-                                    nagq=model.nagq, timeout=600)
-                t_r.append(rec["time_s"])
-        row = {"model": model.name, "n": len(data), "r_engine": model.r_engine,
-               "native_s": min(t_nat), "r_s": None, "ratio": None,
-               "loglik_native": res.loglik, "loglik_r": None, "loglik_diff": None,
-               "native_converged": res.converged, "r_messages": []}
-        if rec is not None:
-            ll = _loglik_on_r_scale(res, model)
-            row.update(r_s=min(t_r), ratio=min(t_nat) / min(t_r), loglik_r=rec["loglik"],
-                       loglik_diff=ll - rec["loglik"], r_messages=rec["messages"])
+            for engine in model.r_engines:
+                recs[engine] = fit_reference(engine, model.formula, data, family=model.family,
+                                             nagq=model.nagq, reml=model.reml, timeout=900)
+                t_r[engine].append(recs[engine]["time_s"])
+        r_s = {e: min(v) for e, v in t_r.items()}
+        row = {"model": model.name, "n": len(data), "native_s": min(t_nat), "r_s": r_s,
+               "fastest": None, "ratio": None, "loglik_native": res.loglik,
+               "loglik_diff": {}, "native_converged": res.converged,
+               "r_messages": {e: rec["messages"] for e, rec in recs.items()}}
+        for engine, rec in recs.items():
+            row["loglik_diff"][engine] = _loglik_on_r_scale(res, model, engine) - rec["loglik"]
+        if r_s:
+            fastest = min(r_s, key=r_s.get)
+            row.update(fastest=fastest, ratio=min(t_nat) / r_s[fastest])
         rows.append(row)
     ratios = np.array([r["ratio"] for r in rows if r["ratio"] is not None])
     return {"models": rows, "geomean_ratio": float(np.exp(np.mean(np.log(ratios))))}
 
 
 def format_benchmark(out: dict) -> str:
-    lines = []
     if "big" in out:
         b = out["big"]
         return (f"{b['model']}: {b['native_s']:.2f} s, peak RSS {b['peak_rss_mb']:.0f} MB, "
                 f"loglik {b['loglik']:.4f}, converged {b['converged']}")
-    lines.append(f"{'model':58s} {'R engine':>8s} {'native s':>9s} {'R s':>9s} "
-                 f"{'ratio':>7s} {'dloglik':>10s}")
+    engines = sorted({e for r in out["models"] for e in r["r_s"]})
+    head = f"{'model':52s} {'native s':>9s} " + " ".join(f"{e + ' s':>11s}" for e in engines)
+    lines = [head + f" {'native/fastest':>15s} {'dloglik(fastest)':>17s}"]
     for r in out["models"]:
-        if r["ratio"] is None:
-            lines.append(f"{r['model']:58s} {'-':>8s} {r['native_s']:9.3f} {'-':>9s} "
-                         f"{'-':>7s} {'-':>10s}")
-            continue
-        lines.append(f"{r['model']:58s} {r['r_engine']:>8s} {r['native_s']:9.3f} "
-                     f"{r['r_s']:9.3f} {r['ratio']:7.3f} {r['loglik_diff']:10.2e}")
-    lines.append(f"geometric mean of native/R: {out['geomean_ratio']:.3f}")
+        cells = " ".join(f"{r['r_s'][e]:11.3f}" if e in r["r_s"] else f"{'-':>11s}"
+                         for e in engines)
+        ratio = f"{r['ratio']:15.3f}" if r["ratio"] is not None else f"{'-':>15s}"
+        dll = (f"{r['loglik_diff'][r['fastest']]:17.2e}" if r["fastest"] is not None
+               else f"{'-':>17s}")
+        lines.append(f"{r['model'][:52]:52s} {r['native_s']:9.3f} {cells} {ratio} {dll}")
+    lines.append(f"geometric mean of native / fastest R engine: {out['geomean_ratio']:.3f}")
     return "\n".join(lines)
 
 
@@ -251,8 +291,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="only the n = 1e6 native fit (time and peak memory)")
     parser.add_argument("--json", help="also write the results to this file")
     parser.add_argument("--match", help="only the models whose name contains this text")
+    parser.add_argument("--wide", action="store_true",
+                        help="the speed table: each model against lme4 and glmmTMB, "
+                             "native / fastest (InstEval, sleepstudy, large binomials)")
     args = parser.parse_args(argv)
-    models = tuple(m for m in BENCH_MODELS if args.match is None or args.match in m.name)
+    pool = WIDE_MODELS if args.wide else BENCH_MODELS
+    models = tuple(m for m in pool if args.match is None or args.match in m.name)
     out = ({"big": run_big(args.seed)} if args.big
            else run_benchmark(args.repeat, args.seed, models))
     print(format_benchmark(out))
