@@ -35,7 +35,8 @@ def _r_column(ro, name, col):
 
 def test_names():
     assert datasets.names() == sorted(
-        ["sleepstudy", "Penicillin", "cbpp", "grouseticks", "VerbAgg", "wine", "soup"]
+        ["sleepstudy", "Penicillin", "cbpp", "grouseticks", "VerbAgg", "InstEval", "Dyestuff",
+         "wine", "soup"]
     )
 
 
