@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg as sla
 from scipy import sparse
+from scipy.linalg import lapack
 
 from glmmbench.design import Design
 
@@ -312,6 +313,27 @@ def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
     return out
 
 
+def _cholesky(A: np.ndarray) -> np.ndarray:
+    """Lower Cholesky factor by LAPACK's dpotrf (scipy.linalg's wrapper costs more than
+    the factorization of the small blocks evaluated hundreds of times per fit)."""
+    if A.shape[0] == 0:
+        return np.zeros((0, 0))
+    L, info = lapack.dpotrf(A, lower=1, clean=1)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"matrix is not positive definite (dpotrf info {info})")
+    return L
+
+
+def _solve_lower(L: np.ndarray, b: np.ndarray, trans: bool = False) -> np.ndarray:
+    """``L^{-1} b`` (``L^{-T} b`` with ``trans``) for lower-triangular ``L`` (dtrtrs)."""
+    if L.shape[0] == 0:
+        return np.array(b, dtype=float, copy=True)
+    x, info = lapack.dtrtrs(L, b, lower=1, trans=1 if trans else 0)
+    if info != 0:
+        raise np.linalg.LinAlgError(f"singular triangular factor (dtrtrs info {info})")
+    return x
+
+
 @dataclass
 class BlockedCholesky:
     """The lower factor ``L`` (see module docstring) and its solves."""
@@ -350,23 +372,20 @@ class BlockedCholesky:
     def forward(self, r1: np.ndarray, r2: np.ndarray, rX: np.ndarray | None = None):
         """Solve ``L c = r``; returns ``(c1, c2, cX)``."""
         c1 = self._l11_solve(r1)
-        c2 = (sla.solve_triangular(self.L22, r2 - self.L21 @ c1, lower=True,
-                                   check_finite=False) if r2.size else r2)
+        c2 = _solve_lower(self.L22, r2 - self.L21 @ c1) if r2.size else r2
         cX = None
         if rX is not None:
-            cX = sla.solve_triangular(self.LXX, rX - self.LX1 @ c1 - self.LX2 @ c2, lower=True,
-                                      check_finite=False)
+            cX = _solve_lower(self.LXX, rX - self.LX1 @ c1 - self.LX2 @ c2)
         return c1, c2, cX
 
     def backward(self, c1: np.ndarray, c2: np.ndarray, cX: np.ndarray | None = None):
         """Solve ``L' x = c``; returns ``(u, beta)`` (beta None without X)."""
         beta = None
         if cX is not None:
-            beta = sla.solve_triangular(self.LXX, cX, lower=True, trans="T", check_finite=False)
+            beta = _solve_lower(self.LXX, cX, trans=True)
             c1 = c1 - self.LX1.T @ beta
             c2 = c2 - self.LX2.T @ beta
-        u2 = (sla.solve_triangular(self.L22, c2, lower=True, trans="T", check_finite=False)
-              if c2.size else c2)
+        u2 = _solve_lower(self.L22, c2, trans=True) if c2.size else c2
         u1 = self._l11_solve(c1 - self.L21.T @ u2, transpose=True)
         return np.concatenate([u1, u2]), beta
 
@@ -471,18 +490,17 @@ def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
         L21L21t = L21 @ L21.T
     if m2:
         S22 = cp.C22 + np.eye(m2) - L21L21t
-        L22 = sla.cholesky(S22, lower=True, check_finite=False)
+        L22 = _cholesky(S22)
     else:
         L22 = np.zeros((0, 0))
     fac = BlockedCholesky(q1, L11, L11inv, L21, L22)
     if cp.CXX is not None:
         LX1 = _right_l11_invT(cp.CX1, L11inv)
         if m2:
-            LX2 = sla.solve_triangular(L22, (cp.CX2 - (L21 @ LX1.T).T).T, lower=True,
-                                       check_finite=False).T
+            LX2 = _solve_lower(L22, np.ascontiguousarray((cp.CX2 - (L21 @ LX1.T).T).T)).T
         else:
             LX2 = np.zeros((LX1.shape[0], 0))
         SXX = cp.CXX - LX1 @ LX1.T - LX2 @ LX2.T
         fac.LX1, fac.LX2 = LX1, LX2
-        fac.LXX = sla.cholesky(SXX, lower=True, check_finite=False)
+        fac.LXX = _cholesky(SXX)
     return fac
