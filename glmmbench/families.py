@@ -102,13 +102,16 @@ def _logit_fused(eta: ArrayLike) -> tuple[Array, Array]:
     """``_logit_linkinv`` and ``_logit_mu_eta`` from one exponential, with R's clamps."""
     eta = _f(eta)
     big = np.abs(eta) > _LOGIT_THRESH
-    t = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
-    if big.any():
+    clamped = bool(big.any())
+    if clamped:
+        t = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
         t = np.where(eta < -_LOGIT_THRESH, EPS, np.where(eta > _LOGIT_THRESH, 1.0 / EPS, t))
+    else:
+        t = np.exp(eta)
     one_t = 1.0 + t
     mu = t / one_t
     d = mu / one_t
-    if big.any():
+    if clamped:
         d = np.where(big, EPS, d)
     return mu, d
 

@@ -244,19 +244,18 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
             CX2[:, ix.dense_pos] = wX.T @ V2[:, D]
         out.CX2 = CX2
     if z is not None:
-        wz = w * z
         r1 = np.empty(m1)
         for b in range(q1):
-            r1[b::q1] = _gsum(c1, wz * V1[:, b], n1)
+            r1[b::q1] = _gsum(c1, wV1[:, b] * z, n1)
         out.r1 = r1
         r2 = np.zeros(m2)
         for a in S:
-            r2 += _gsum(ix.idx2[:, a], wz * V2[:, a], m2)
+            r2 += _gsum(ix.idx2[:, a], wV2[:, a] * z, m2)
         if D.size:
-            r2[ix.dense_pos] = V2[:, D].T @ wz
+            r2[ix.dense_pos] = wV2[:, D].T @ z
         out.r2 = r2
         if X is not None:
-            out.rX = X.T @ wz
+            out.rX = X.T @ (w * z)
     return out
 
 
