@@ -229,7 +229,7 @@ class GLMMDevfun:
                 break
         if res is None or not np.isfinite(res.pdev):
             return None
-        if self._resp.observed:
+        if self._resp.observed or self._resp.newton:
             try:
                 res = replace(res, fac=self._curvature_factor(res, V, joint))
             except PIRLSFailure:

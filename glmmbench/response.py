@@ -117,19 +117,26 @@ class GLMResponse:
             return wy * np.log(mu) + w1y * np.log1p(-mu)
         return wy * np.log(mu) - w * mu
 
+    @property
+    def newton(self) -> bool:
+        """Whether PIRLS takes Newton steps (exact curvature where it is positive):
+        for the exact-Hessian Laplace factor, and for every non-canonical link, where
+        Fisher scoring converges only linearly. The mode is the same either way;
+        the Laplace factor's weights are ``curvature_weights``."""
+        return self.observed or not self.family.canonical_fast
+
     def working(self, eta: np.ndarray) -> WorkingValues:
         link = self.family.link
         mu, d = (link.linkinv_and_mu_eta(eta) if self.fast
                  else (link.linkinv(eta), link.mu_eta(eta)))
         fam = self.family
         w = fam.working_weights(eta, mu, self.weights, mu_eta=d)
-        if self._consts is not None:
-            return WorkingValues(eta, mu, w, (self.y - mu) / d)
-        wres = fam.working_residuals(self.y, mu, d)
-        if self.observed:
+        wres = ((self.y - mu) / d if self._consts is not None
+                else fam.working_residuals(self.y, mu, d))
+        if self.newton:
             # Newton steps where the exact curvature is positive (quadratic convergence
-            # near the mode; Fisher scoring is only linear for NB1), Fisher elsewhere;
-            # the residual keeps w * wres the exact gradient
+            # near the mode; Fisher scoring is only linear for non-canonical links),
+            # Fisher elsewhere; the residual keeps w * wres the exact gradient
             w_obs = fam.observed_weights(self.y, eta, mu, self.weights, mu_eta=d)
             newton = w_obs > 0
             wres = np.where(newton, wres * w / np.where(newton, w_obs, 1.0), wres)
@@ -145,10 +152,21 @@ class GLMResponse:
 
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
-        if not self.observed:
+        if self.observed:
+            w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
+        elif self.newton:  # Newton iterations, Fisher information in L
+            w = self.family.working_weights(wv.eta, wv.mu, self.weights)
+        else:
             return wv.w
-        w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
         return w / self.scale if self.scale != 1.0 else w
+
+    def at_curvature(self, wv: WorkingValues) -> WorkingValues:
+        """``wv`` with the Fisher weights when PIRLS iterated with Newton's but ``L`` has
+        the expected information (lme4's ``R_X`` for non-canonical binomial and Poisson
+        links); else ``wv`` (an exact-Hessian response keeps PIRLS's positive weights)."""
+        if self.newton and not self.observed:
+            return replace(wv, w=self.curvature_weights(wv))
+        return wv
 
     # ---- outer parameters: the dispersion, on the log scale (none for binomial, Poisson)
     @property
@@ -293,9 +311,13 @@ class CategoricalResponse:
     linear predictor that is valid everywhere, and a start at ``eta = 0``."""
 
     dispersion_name = None
+    newton = False  # PIRLS's own weights (see each response's ``curvature_weights``)
 
     def sigma(self, params: np.ndarray) -> float:
         return 1.0
+
+    def at_curvature(self, wv: WorkingValues) -> WorkingValues:
+        return wv
 
     def eta_start(self) -> np.ndarray:
         return np.zeros_like(self.offset)

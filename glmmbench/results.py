@@ -426,6 +426,15 @@ def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) 
             "se_log": se_log}
 
 
+def _joint_factor(devfun: GLMMDevfun, res, design: Design, theta: np.ndarray):
+    """The factor of the penalized system with X at the mode, with the Laplace
+    factor's weights (those carry 1 / sigma^2 for Gaussian responses)."""
+    resp = devfun.fitted_response
+    cp = crossproducts(devfun.ix, *resp.whitened(resp.at_curvature(res.working),
+                                                 z_lambda(design, theta), design.X, None))
+    return factorize(cp, devfun.ix.q1)
+
+
 def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfun | GLMMDevfun,
                 stages: tuple[OptSummary, ...], *, grad: np.ndarray | None,
                 hess: np.ndarray | None, converged: bool, messages: list[str], reml: bool,
@@ -493,11 +502,14 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
             if hess is not None:
                 messages.append("variance-covariance matrix from the finite-difference "
                                 "Hessian is not positive definite; using R_X instead")
-            # res.working.w already carries 1 / sigma^2 for Gaussian responses
-            cp = crossproducts(devfun.ix, *devfun.fitted_response.whitened(
-                res.working, z_lambda(design, theta), design.X, None))
-            Linv = sla.solve_triangular(factorize(cp, devfun.ix.q1).LXX, np.eye(p), lower=True)
-            vcov = Linv.T @ Linv
+            try:
+                LXX = _joint_factor(devfun, res, design, theta).LXX
+                Linv = sla.solve_triangular(LXX, np.eye(p), lower=True)
+                vcov = Linv.T @ Linv
+            except np.linalg.LinAlgError:
+                messages.append("the fixed effects' information at the mode is not positive "
+                                "definite either: no standard errors")
+                vcov = np.full((p, p), np.nan)
     vcov = 0.5 * (vcov + vcov.T)
     if family.name != "ordinal":
         thresholds = threshold_se = None
@@ -506,10 +518,7 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
     ranef, b = _ranef(design, theta, u, inv_blocks, scale2)
     fitted, edf_total, smooth_df = [], None, None
     if design.smooths:
-        full_fac = fac if lmm else factorize(crossproducts(devfun.ix, *devfun.fitted_response
-                                                           .whitened(res.working, z_lambda(
-                                                               design, theta), design.X, None)),
-                                             devfun.ix.q1)
+        full_fac = fac if lmm else _joint_factor(devfun, res, design, theta)
         phi = sigma**2 if family.name == "gaussian" else 1.0
         fitted, edf_total, Vbeta = fitted_smooths(design, full_fac, theta, beta, u, scale2, phi)
         smooth_df = smooth_table(fitted)
