@@ -101,8 +101,7 @@ def _logit_mu_eta(eta: ArrayLike) -> Array:
 def _logit_fused(eta: ArrayLike) -> tuple[Array, Array]:
     """``_logit_linkinv`` and ``_logit_mu_eta`` from one exponential, with R's clamps."""
     eta = _f(eta)
-    big = np.abs(eta) > _LOGIT_THRESH
-    clamped = bool(big.any())
+    clamped = eta.size > 0 and (eta.max() > _LOGIT_THRESH or eta.min() < -_LOGIT_THRESH)
     if clamped:
         t = np.exp(np.clip(eta, -_LOGIT_THRESH, _LOGIT_THRESH))
         t = np.where(eta < -_LOGIT_THRESH, EPS, np.where(eta > _LOGIT_THRESH, 1.0 / EPS, t))
@@ -112,7 +111,7 @@ def _logit_fused(eta: ArrayLike) -> tuple[Array, Array]:
     mu = t / one_t
     d = mu / one_t
     if clamped:
-        d = np.where(big, EPS, d)
+        d = np.where(np.abs(eta) > _LOGIT_THRESH, EPS, d)
     return mu, d
 
 
