@@ -59,7 +59,7 @@ SUPPORTED_BASES = ("tp", "cr", "ps")
 MAX_KNOTS = 2000  # mgcv's xt$max.knots for "tp"
 _OPTIONS = ("k", "bs", "m", "by")
 _EVAL_BLOCK = 2_000_000  # entries of the radial-basis block evaluated at once
-_DENSE_EIGEN = 500  # below this many knots, a full eigendecomposition
+_DENSE_EIGEN = 60  # below this many knots, a full eigendecomposition (Lanczos above)
 
 
 # ----------------------------------------------------------------------------
