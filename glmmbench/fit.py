@@ -133,9 +133,10 @@ def optimize_glmm(devfun: GLMMDevfun,
     # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1 ...
     default = np.concatenate([np.maximum(0.25 * np.maximum(s1.final[:nt], 0.1), 0.05),
                               np.full(k - nt, STEP_RESPONSE)])[free]
-    # ... or less for an ordinal model: one standard deviation where the curvature at
-    # the start says so (threshold gaps and variances are often far sharper)
-    step, nfd = (default, 0) if shift is None else _curvature_steps(f2, x0, default, lower)
+    # ... or less: one standard deviation where the curvature at the start says so
+    # (variances, dispersions and threshold gaps are often far sharper). Measured:
+    # stage 2 on binomial (1 + x | g), n = 1e5, 83 -> 41 evaluations; NB2 crossed 65 -> 34
+    step, nfd = _curvature_steps(f2, x0, default, lower)
     step = np.concatenate([step, np.ones(center.size)])
 
     def search(start: np.ndarray) -> OptSummary:
