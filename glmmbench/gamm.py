@@ -34,7 +34,7 @@ import scipy.linalg as sla
 from scipy import stats
 
 from glmmbench.design import Design, SmoothPart
-from glmmbench.linalg import BlockedCholesky
+from glmmbench.linalg import BlockedCholesky, ReIndex
 
 __all__ = ["FittedSmooth", "fitted_smooths", "smooth_table", "smooth_tests", "partial_effect",
            "default_grid", "plot_smooths"]
@@ -129,8 +129,6 @@ def _total_edf(design: Design, fac: BlockedCholesky, Minv_tail: np.ndarray, star
     """
     head = 0.0
     if start:
-        from glmmbench.linalg import ReIndex
-
         blocks = fac.inverse_diag_blocks(ReIndex.from_design(design))
         sizes = [t.nlevels * t.q for t in design.terms]
         offsets = np.cumsum([0, *sizes])

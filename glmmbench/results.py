@@ -25,7 +25,14 @@ import scipy.linalg as sla
 from glmmbench.design import Design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.families import Family
-from glmmbench.gamm import fitted_smooths, smooth_table
+from glmmbench.gamm import (
+    default_grid,
+    fitted_smooths,
+    partial_effect,
+    plot_smooths,
+    smooth_table,
+    smooth_tests,
+)
 from glmmbench.linalg import ReIndex, crossproducts, factorize
 from glmmbench.multinomial import expand_design, softmax_probs
 from glmmbench.optimize import OptSummary
@@ -222,8 +229,6 @@ class GLMMResult:
         smooth); default 100 points over the covariate's range. The effect is
         centred as mgcv centres it (``predict(type = "terms")``).
         """
-        from glmmbench.gamm import default_grid, partial_effect
-
         f = self._fitted_smooth(term)
         data = self.design.smooth_data
         if grid is None:
@@ -234,8 +239,6 @@ class GLMMResult:
 
     def plot_smooths(self):
         """A matplotlib figure with one panel per smooth: partial effect, 95 % band, rug."""
-        from glmmbench.gamm import plot_smooths
-
         if not self.fitted_smooths:
             raise ValueError("this model has no smooth terms")
         return plot_smooths(self.fitted_smooths, self.design.smooth_data)
@@ -243,8 +246,6 @@ class GLMMResult:
     def smooth_tests(self) -> pd.DataFrame:
         """Approximate significance of the smooths (``glmmbench.gamm.TEST_METHOD``):
         F tests for Gaussian models (estimated scale), chi-squared otherwise."""
-        from glmmbench.gamm import smooth_tests
-
         resid_df = self.nobs - self.edf_total if self.family.name == "gaussian" else None
         return smooth_tests(self.fitted_smooths, resid_df)
 
