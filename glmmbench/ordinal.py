@@ -40,8 +40,9 @@ checks it against the general path (``fast=False``).
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 import numpy as np
 from scipy import special
@@ -333,7 +334,14 @@ class OrdinalResponse(CategoricalResponse):
         return np.full(self.nparams, -np.inf), np.full(self.nparams, np.inf)
 
     def with_params(self, params: np.ndarray) -> OrdinalResponse:
-        return replace(self, q=np.asarray(params, dtype=float))
+        """The response at threshold parameters ``params``: a copy with its own ``q``
+        and per-observation cut table (the structure parts are shared, not rebuilt:
+        this runs at every evaluation of the deviance)."""
+        new = copy.copy(self)
+        object.__setattr__(new, "q", np.asarray(params, dtype=float))
+        object.__setattr__(new, "_cuts", new._make_cuts())
+        object.__setattr__(new, "_last_dev", [None, None])
+        return new
 
     # ---- the likelihood as a function of eta
     def _bounds(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
