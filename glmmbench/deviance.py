@@ -25,7 +25,7 @@ from scipy import sparse
 
 from glmmbench.design import Design
 from glmmbench.errors import GLMMError
-from glmmbench.linalg import ReIndex, crossproducts, scale_crossproducts
+from glmmbench.linalg import ReIndex, _solve_lower, crossproducts, scale_crossproducts
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
@@ -58,6 +58,7 @@ class LMMDevfun:
         self._yWy = float(np.dot(d.weights * self._y, self._y))
         # the weights are fixed: the cross products of [Z, X, y], formed once
         self._raw = crossproducts(self.ix, [t.Xr for t in d.terms], d.weights, d.X, self._y)
+        self._last_theta: np.ndarray | None = None
 
     @property
     def blocks(self) -> tuple[CovBlock, ...]:
@@ -77,11 +78,58 @@ class LMMDevfun:
             return np.sqrt(d.weights) * r
 
         self.last = solve_pls(cp, self.ix.q1, self._yWy, residuals)
+        self._last_theta = theta.copy()
         return self.last
 
     def __call__(self, theta: np.ndarray) -> float:
         sol = self.solve(theta)
         return lmm_deviance(sol, self.design.n, self.design.p, self.reml, self._sum_log_w)
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether ``gradient`` applies: every term's ``Lambda_k = theta_k I`` (scalar
+        terms and smooths' penalised parts)."""
+        return all(b.scaled_identity or b.q == 1 for b in self.blocks)
+
+    def gradient(self, theta: np.ndarray) -> np.ndarray:
+        """The analytic gradient of the profiled deviance when ``has_gradient``.
+
+        With ``Lambda = sum_k theta_k E_k`` (``E_k`` the indicator of term k's
+        ``m_k`` effects), ``d Lambda / d theta_k = E_k`` and ``Lambda' C E_k =
+        (A - I) E_k / theta_k``, so for ``theta_k > 0``
+
+            d log|A| / d theta_k = 2 (m_k - tr_k A^{-1}) / theta_k,
+            d r2 / d theta_k     = -2 ||u_k||^2 / theta_k   (``Lambda' Z' W r = u``),
+
+        and ``d(-2 l)/d theta_k = [2 (m_k - tr_k V) - (n'/r2) 2 ||u_k||^2] / theta_k``
+        with ``V = A^{-1}``, ``n' = n`` (ML), or for REML ``V`` the u-block of the whole
+        system's inverse (``A^{-1} + G'G``, ``G = R_X^{-T}``'s row of it) and
+        ``n' = n - p``. The deviance is even in each ``theta_k``: 0 at ``theta_k = 0``.
+        """
+        theta = np.asarray(theta, dtype=float)
+        sol = (self.last if self._last_theta is not None
+               and np.array_equal(theta, self._last_theta) else self.solve(theta))
+        fac, ix = sol.fac, self.ix
+        d = self.design
+        traces = fac.inverse_traces(ix)
+        nprime = d.n - d.p if self.reml else d.n
+        sizes = [t.nlevels * t.q for t in d.terms]
+        bounds = np.cumsum([0, *sizes])
+        if self.reml and d.p:
+            G = np.empty((d.p, ix.m))
+            for r in range(d.p):
+                G[r], _ = fac.backward(fac.LX1[r], fac.LX2[r])
+            G2 = np.sum(_solve_lower(fac.LXX, G) ** 2, axis=0)
+            traces = traces + np.array([G2[a:b].sum() for a, b in
+                                        zip(bounds[:-1], bounds[1:], strict=True)])
+        grad = np.zeros(theta.size)
+        for k in range(theta.size):
+            if theta[k] <= 0:
+                continue
+            uk = sol.u[bounds[k]:bounds[k + 1]]
+            grad[k] = (2.0 * (sizes[k] - traces[k])
+                       - nprime / sol.pwrss * 2.0 * float(uk @ uk)) / theta[k]
+        return grad
 
 
 @dataclass

@@ -31,6 +31,7 @@ from glmmbench.optimize import (
     bobyqa,
     check_convergence,
     derivatives,
+    lbfgsb,
     newton_polish,
 )
 from glmmbench.ordinal import (
@@ -81,6 +82,35 @@ def _control(control: Mapping[str, Any] | None) -> dict[str, Any]:
 def optimize_lmm(devfun: LMMDevfun, control: Mapping[str, Any] | None = None) -> OptSummary:
     """Minimise the profiled (RE)ML deviance over ``theta``."""
     ctl = _control(control)
+    if devfun.has_gradient:
+        return _optimize_lmm_gradient(devfun, ctl)
+    return _bobyqa_lmm(devfun, ctl)
+
+
+def _optimize_lmm_gradient(devfun: LMMDevfun, ctl: Mapping[str, Any]) -> OptSummary:
+    """Scalar terms and smooths: the analytic gradient (``LMMDevfun.gradient``) and
+    L-BFGS-B take far fewer evaluations than BOBYQA (InstEval: 112 -> 21).
+
+    The deviance is even in each theta_k, so its gradient vanishes at theta_k = 0
+    whether 0 is a minimum or a maximum along it, and L-BFGS-B can stop there (seen
+    with gamSim(6): a smooth's variance at 1e-11, deviance 0.46 above the optimum
+    at 0.016). When a theta ends at 0, BOBYQA searches from the start as well, and
+    the better optimum is kept.
+    """
+    opt = lbfgsb(devfun, devfun.gradient, theta_start(devfun.blocks), devfun.lower,
+                 ftol_rel=ctl["lmm_ftol_rel"], maxfeval=ctl["maxfeval"])
+    if np.any(opt.final <= 1e-6):
+        other = _bobyqa_lmm(devfun, ctl)
+        other.feval += opt.feval
+        if other.fmin <= opt.fmin:
+            opt = other
+        else:
+            opt.feval = other.feval
+    devfun(opt.final)  # leave the devfun at the optimum kept
+    return opt
+
+
+def _bobyqa_lmm(devfun: LMMDevfun, ctl: Mapping[str, Any]) -> OptSummary:
     return bobyqa(devfun, theta_start(devfun.blocks), devfun.lower, ftol_rel=ctl["lmm_ftol_rel"],
                   ftol_abs=ctl["lmm_ftol_abs"], xtol_abs=ctl["lmm_xtol_abs"],
                   maxfeval=ctl["maxfeval"])

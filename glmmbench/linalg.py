@@ -259,6 +259,15 @@ def crossproducts(ix: ReIndex, V: list[np.ndarray], w: np.ndarray, X: np.ndarray
     return out
 
 
+def _csr_rows(A: sparse.csr_matrix) -> np.ndarray:
+    """The row of every stored value of a CSR matrix."""
+    return np.repeat(np.arange(A.shape[0]), np.diff(A.indptr))
+
+
+def _is_scaled_identity(L: np.ndarray) -> bool:
+    return bool(np.array_equal(L, L[0, 0] * np.eye(L.shape[0])))
+
+
 def _right_lambda(A: np.ndarray, lams: list[np.ndarray], qs, nlevs) -> np.ndarray:
     """``A Lambda`` for ``Lambda = blockdiag(I_nlev (x) Lambda_k)`` over the terms given."""
     out = np.empty_like(A)
@@ -266,12 +275,22 @@ def _right_lambda(A: np.ndarray, lams: list[np.ndarray], qs, nlevs) -> np.ndarra
     for L, q, nlev in zip(lams, qs, nlevs, strict=True):
         size = q * nlev
         block = A[:, start:start + size]
-        if np.array_equal(L, L[0, 0] * np.eye(q)):  # scalar and smooth terms
+        if _is_scaled_identity(L):  # scalar and smooth terms
             out[:, start:start + size] = block * L[0, 0]
         else:
             out[:, start:start + size] = (block.reshape(-1, nlev, q) @ L).reshape(-1, size)
         start += size
     return out
+
+
+def _right_blocks(A: sparse.csr_matrix, blocks: np.ndarray) -> sparse.csr_matrix:
+    """``A @ blockdiag(blocks)`` for a sparse ``A``; for 1 x 1 blocks a scaling of its
+    stored values, with ``A``'s pattern kept."""
+    if blocks.shape[1] == 1:
+        out = A.copy()
+        out.data = out.data * blocks[:, 0, 0][out.indices]
+        return out
+    return (A @ _block_diagonal(blocks)).tocsr()
 
 
 def _block_diagonal(blocks: np.ndarray) -> sparse.bsr_matrix:
@@ -293,7 +312,13 @@ def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
     L1, rest = lams[0], lams[1:]
     qs2, nl2 = ix.qs[1:], ix.nlevs[1:]
     C11 = np.einsum("ba,jbc,cd->jad", L1, raw.C11, L1)
-    if sparse.issparse(raw.C21):
+    if sparse.issparse(raw.C21) and all(_is_scaled_identity(L) for L in lams):
+        # every Lambda_k = theta_k I: scale the stored values by row and column
+        rowscale = np.concatenate([np.full(q * nl, L[0, 0]) for L, q, nl in
+                                   zip(rest, qs2, nl2, strict=True)])
+        C21 = raw.C21.copy()
+        C21.data = C21.data * (L1[0, 0] * rowscale[_csr_rows(raw.C21)])
+    elif sparse.issparse(raw.C21):
         Lam2 = sparse.block_diag([sparse.kron(sparse.identity(nl), L) for L, nl in
                                   zip(rest, nl2, strict=True)], format="csr")
         C21 = (Lam2.T @ raw.C21 @ _block_diagonal(np.broadcast_to(L1, (ix.n1, ix.q1, ix.q1))))
@@ -413,6 +438,38 @@ class BlockedCholesky:
         return blocks
 
 
+    def inverse_traces(self, ix: ReIndex) -> np.ndarray:
+        """Per term, the trace of its diagonal block of ``A^{-1} = (L_Z L_Z')^{-1}``.
+
+        With ``M = L_Z^{-1}`` (``M11 = L11^{-1}``, ``M21 = -M22 L21 M11``) and
+        ``S22^{-1} = M22' M22`` (LAPACK's dpotri): the first term's trace is
+        ``||M11||_F^2 + ||M21||_F^2 = ||M11||_F^2 + <S22^{-1}, (L21 M11)(L21 M11)'>``,
+        one sparse product like ``L21 L21'``; the other terms' come from the diagonal
+        of ``S22^{-1}``.
+        """
+        Li = self.L11inv
+        first = float(np.sum(Li * Li))
+        m2 = self.L22.shape[0]
+        if m2 == 0:
+            return np.array([first])
+        Sinv, info = lapack.dpotri(self.L22, lower=1)
+        if info != 0:
+            raise np.linalg.LinAlgError(f"dpotri failed (info {info})")
+        if sparse.issparse(self.L21):
+            B = _right_blocks(self.L21, Li)
+            P = (B @ B.T).toarray()
+        else:
+            n1, q1 = Li.shape[0], self.q1
+            B = np.einsum("rja,jab->rjb", self.L21.reshape(m2, n1, q1), Li).reshape(m2, -1)
+            P = B @ B.T
+        # dpotri fills the lower triangle: <Sinv, P> from it and P's symmetry
+        d2 = np.diag(Sinv).copy()
+        first += 2.0 * float(np.vdot(np.tril(Sinv), P)) - float(d2 @ np.diag(P))
+        sizes = [q * nlev for q, nlev in zip(ix.qs[1:], ix.nlevs[1:], strict=True)]
+        bounds = np.cumsum([0, *sizes])
+        return np.array([first] + [float(d2[a:b].sum()) for a, b in
+                                   zip(bounds[:-1], bounds[1:], strict=True)])
+
     def dense_tail(self, start: int) -> np.ndarray:
         """The trailing block ``L[start:, start:]`` of the whole factor (random effects
         from position ``start`` on, then the fixed effects), as a dense matrix.
@@ -483,7 +540,7 @@ def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
     L11, L11inv = batched_cholesky(A11)
     m2 = cp.C22.shape[0]
     if sparse.issparse(cp.C21):
-        L21 = (cp.C21 @ _block_diagonal(L11inv.transpose(0, 2, 1))).tocsr()
+        L21 = _right_blocks(cp.C21, L11inv.transpose(0, 2, 1))
         L21L21t = (L21 @ L21.T).toarray()
     else:
         L21 = _right_l11_invT(cp.C21, L11inv)

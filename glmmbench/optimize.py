@@ -121,6 +121,36 @@ def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, 
     return summ
 
 
+def lbfgsb(f: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], np.ndarray],
+           x0: np.ndarray, lower: np.ndarray, *, ftol_rel: float = 1e-12,
+           gtol: float = 1e-6, maxfeval: int = 10_000) -> OptSummary:
+    """Minimise ``f`` with its gradient by scipy's L-BFGS-B within ``lower`` (and
+    ``+inf``); the summary counts evaluations of ``f`` (each with one of ``grad``)."""
+    from scipy.optimize import minimize
+
+    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    summ = OptSummary("L-BFGS-B", x0.copy(), lower.copy(), np.zeros(x0.size), ftol_rel,
+                      np.nan, np.nan, maxfeval)
+
+    def fg(x: np.ndarray) -> tuple[float, np.ndarray]:
+        val = float(f(x))
+        summ.feval += 1
+        summ.fitlog.append((summ.feval, val))
+        if not np.isfinite(val):
+            return 1e300, np.zeros(x.size)
+        return val, grad(x)
+
+    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    t0 = time.perf_counter()
+    res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
+                   options={"ftol": ftol_rel, "gtol": gtol, "maxfun": maxfeval})
+    summ.final = np.asarray(res.x, dtype=float)
+    summ.fmin = float(res.fun)
+    summ.returnvalue = "SUCCESS" if res.success else "UNKNOWN"
+    summ.time_s = time.perf_counter() - t0
+    return summ
+
+
 POLISH_ROUNDING = 1e-12  # relative change of f that counts as rounding in newton_polish
 
 

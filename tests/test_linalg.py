@@ -128,3 +128,22 @@ def test_inverse_diagonal_blocks_equal_dense_inverse(sparse21, monkeypatch):
             np.testing.assert_allclose(blk[j], inv[s:s + t.q, s:s + t.q], rtol=1e-9,
                                        atol=1e-12)
         start += t.nlevels * t.q
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(terms=TERMS, dense_q=st.sampled_from([0, 3]), sparse21=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_inverse_traces_equal_dense_inverse(terms, dense_q, sparse21, seed, monkeypatch):
+    monkeypatch.setattr(linalg, "SPARSE_L21", 0 if sparse21 else 10**12)
+    rng = np.random.default_rng(seed)
+    design = _design(rng, 60, terms, dense_q, 1)
+    theta = _theta(rng, design)
+    ix = ReIndex.from_design(design)
+    w = rng.uniform(0.2, 3.0, 60)
+    fac = factorize(crossproducts(ix, z_lambda(design, theta), w, None, None), ix.q1)
+    ZL = design.Z().toarray() @ _lambda_full(design, theta)
+    diag = np.diag(np.linalg.inv(ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1])))
+    bounds = np.cumsum([0] + [t.nlevels * t.q for t in design.terms])
+    expected = [diag[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+    np.testing.assert_allclose(fac.inverse_traces(ix), expected, rtol=1e-9)

@@ -40,3 +40,53 @@ def test_polish_keeps_a_flat_step_that_shrinks_the_gradient():
     grad, hess = np.array([2e-10 * 1e-5]), np.array([[2e-10]])
     x_new, _, g_new, moved = newton_polish(f, x, f(x), grad, hess, np.array([-np.inf]))
     assert moved and abs(x_new[0] - 1.0) < 1e-9 and abs(g_new[0]) <= abs(grad[0])
+
+
+LMM_CASES = [
+    ("diameter ~ 1 + (1 | plate) + (1 | sample)", "Penicillin"),
+    ("y ~ x + (1 | g) + (1 | h)", "gaussian_crossed"),
+    ("y ~ s(x) + (1 | g)", "gaussian_smooth"),
+]
+
+
+def _lmm_data(source: str):
+    import simulate
+
+    if source == "Penicillin":
+        return datasets.load(source)
+    return simulate.generate(source, np.random.default_rng(1)).data
+
+
+@pytest.mark.parametrize("reml", [False, True])
+@pytest.mark.parametrize("sparse21", [False, True])
+@pytest.mark.parametrize(("formula", "source"), LMM_CASES)
+def test_lmm_gradient_equals_finite_differences(formula, source, reml, sparse21, monkeypatch):
+    from glmmbench import linalg
+    from glmmbench.design import build_design
+    from glmmbench.deviance import make_devfun
+
+    monkeypatch.setattr(linalg, "SPARSE_L21", 0 if sparse21 else 10**12)
+    devfun = make_devfun(build_design(formula, _lmm_data(source)), None, reml=reml)
+    assert devfun.has_gradient
+    theta = 0.4 + 0.3 * np.arange(devfun.lower.size)
+    h = 1e-6
+    fd = np.array([(devfun(theta + h * e) - devfun(theta - h * e)) / (2 * h)
+                   for e in np.eye(theta.size)])
+    np.testing.assert_allclose(devfun.gradient(theta), fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(("formula", "source"), LMM_CASES)
+def test_gradient_search_reaches_the_bobyqa_optimum(formula, source, monkeypatch):
+    """L-BFGS-B with the analytic gradient (scalar terms, smooths) and BOBYQA without
+    it end at the same optimum after the polish."""
+    from glmmbench.deviance import LMMDevfun
+
+    data = _lmm_data(source)
+    fast = glmm_fit(formula, data)
+    monkeypatch.setattr(LMMDevfun, "has_gradient", property(lambda self: False))
+    slow = glmm_fit(formula, data)
+    assert fast.optinfo["stages"][0]["optimizer"] == "L-BFGS-B"
+    assert slow.optinfo["stages"][0]["optimizer"] == "LN_BOBYQA"
+    assert fast.loglik == pytest.approx(slow.loglik, abs=1e-7)
+    np.testing.assert_allclose(fast.theta, slow.theta, rtol=1e-4, atol=1e-6)
+    np.testing.assert_allclose(fast.fixef, slow.fixef, rtol=1e-6, atol=1e-8)
