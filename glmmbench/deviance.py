@@ -85,51 +85,92 @@ class LMMDevfun:
         sol = self.solve(theta)
         return lmm_deviance(sol, self.design.n, self.design.p, self.reml, self._sum_log_w)
 
-    @property
-    def has_gradient(self) -> bool:
-        """Whether ``gradient`` applies: every term's ``Lambda_k = theta_k I`` (scalar
-        terms and smooths' penalised parts)."""
-        return all(b.scaled_identity or b.q == 1 for b in self.blocks)
-
     def gradient(self, theta: np.ndarray) -> np.ndarray:
-        """The analytic gradient of the profiled deviance when ``has_gradient``.
+        """The analytic gradient of the profiled deviance.
 
-        With ``Lambda = sum_k theta_k E_k`` (``E_k`` the indicator of term k's
-        ``m_k`` effects), ``d Lambda / d theta_k = E_k`` and ``Lambda' C E_k =
-        (A - I) E_k / theta_k``, so for ``theta_k > 0``
+        With ``C = Z' W Z``, ``A = Lambda' C Lambda + I`` and ``Lambda_k = d Lambda /
+        d theta_k`` (``I (x) E_ij`` on term t's levels), ``Lambda' C Lambda_k =
+        (A - I) Lambda^{-1} Lambda_k`` and ``Lambda' Z' W r = u`` give, for a term whose
+        ``L_t`` is invertible,
 
-            d log|A| / d theta_k = 2 (m_k - tr_k A^{-1}) / theta_k,
-            d r2 / d theta_k     = -2 ||u_k||^2 / theta_k   (``Lambda' Z' W r = u``),
+            d log|A| / d theta_ij = 2 [(nlev I - sum_l V_l) L_t^{-1}]_ji,
+            d r2 / d theta_ij     = -2 sum_l (L_t^{-T} u_l)_i (u_l)_j,
 
-        and ``d(-2 l)/d theta_k = [2 (m_k - tr_k V) - (n'/r2) 2 ||u_k||^2] / theta_k``
-        with ``V = A^{-1}``, ``n' = n`` (ML), or for REML ``V`` the u-block of the whole
-        system's inverse (``A^{-1} + G'G``, ``G = R_X^{-T}``'s row of it) and
-        ``n' = n - p``. The deviance is even in each ``theta_k``: 0 at ``theta_k = 0``.
+        with ``V_l`` level l's diagonal block of ``A^{-1}`` (ML) or of the u-block of
+        the whole system's inverse (REML: ``A^{-1} + G'G``, ``G = L_XX^{-1} L_XZ L_Z^{-1}``,
+        as ``log|L_Z|^2 + log|R_X|^2`` is the whole log-determinant); and
+        ``d(-2 l)/d theta = d log|.| + (n'/r2) d r2`` with ``n' = n`` or ``n - p``.
+        For ``Lambda_t = theta_t I`` (scalar terms, smooths) this is
+        ``[2 (m_t - tr_t V) - (n'/r2) 2 ||u_t||^2] / theta_t``, which needs only the
+        traces (``BlockedCholesky.inverse_traces``). The deviance is even in a scalar
+        theta: 0 at ``theta_t = 0``; a vector term with a zero on ``L_t``'s diagonal
+        gets central differences.
         """
         theta = np.asarray(theta, dtype=float)
         sol = (self.last if self._last_theta is not None
                and np.array_equal(theta, self._last_theta) else self.solve(theta))
         fac, ix = sol.fac, self.ix
         d = self.design
-        traces = fac.inverse_traces(ix)
         nprime = d.n - d.p if self.reml else d.n
         sizes = [t.nlevels * t.q for t in d.terms]
         bounds = np.cumsum([0, *sizes])
+        G = None
         if self.reml and d.p:
             G = np.empty((d.p, ix.m))
             for r in range(d.p):
                 G[r], _ = fac.backward(fac.LX1[r], fac.LX2[r])
-            G2 = np.sum(_solve_lower(fac.LXX, G) ** 2, axis=0)
-            traces = traces + np.array([G2[a:b].sum() for a, b in
-                                        zip(bounds[:-1], bounds[1:], strict=True)])
+            G = _solve_lower(fac.LXX, G)
+        scalar = all(b.scaled_identity or b.q == 1 for b in self.blocks)
+        if scalar:
+            traces = fac.inverse_traces(ix)
+            if G is not None:
+                G2 = np.sum(G * G, axis=0)
+                traces = traces + np.array([G2[a:b].sum() for a, b in
+                                            zip(bounds[:-1], bounds[1:], strict=True)])
+        else:
+            vblocks = fac.inverse_diag_blocks(ix)
         grad = np.zeros(theta.size)
-        for k in range(theta.size):
-            if theta[k] <= 0:
+        pos = 0
+        for k, (t, L) in enumerate(zip(d.terms, lambdas(theta, self.blocks), strict=True)):
+            a, b = bounds[k], bounds[k + 1]
+            U = sol.u[a:b].reshape(t.nlevels, t.q)
+            if t.cov_block.ntheta == 1:  # theta_t I
+                th = theta[pos]
+                if th > 0:
+                    tr = (traces[k] if scalar else float(np.einsum("jaa->", vblocks[k]))
+                          + (0.0 if G is None else float(np.sum(G[:, a:b] ** 2))))
+                    grad[pos] = (2.0 * (sizes[k] - tr)
+                                 - nprime / sol.pwrss * 2.0 * float(np.sum(U * U))) / th
+                pos += 1
                 continue
-            uk = sol.u[bounds[k]:bounds[k + 1]]
-            grad[k] = (2.0 * (sizes[k] - traces[k])
-                       - nprime / sol.pwrss * 2.0 * float(uk @ uk)) / theta[k]
+            nt = t.cov_block.ntheta
+            if np.min(np.abs(np.diag(L))) <= 0:
+                grad[pos:pos + nt] = self._central_differences(theta, pos, nt)
+                pos += nt
+                continue
+            V = vblocks[k].sum(axis=0)
+            if G is not None:
+                Gt = G[:, a:b].reshape(d.p, t.nlevels, t.q)
+                V = V + np.einsum("rla,rlb->ab", Gt, Gt)
+            Linv = _solve_lower(L, np.eye(t.q))
+            T1 = (t.nlevels * np.eye(t.q) - V) @ Linv
+            R = (U @ Linv).T @ U  # R[i, j] = sum_l (L^{-T} u_l)_i (u_l)_j
+            for j in range(t.q):
+                for i in range(j, t.q):
+                    grad[pos] = 2.0 * T1[j, i] - nprime / sol.pwrss * 2.0 * R[i, j]
+                    pos += 1
+        self.solve(theta)  # the state at theta (the fallback moved it)
         return grad
+
+    def _central_differences(self, theta: np.ndarray, start: int, count: int,
+                             h: float = 1e-6) -> np.ndarray:
+        out = np.empty(count)
+        for i in range(count):
+            e = np.zeros(theta.size)
+            e[start + i] = h
+            lo = np.maximum(theta - e, self.lower)
+            out[i] = (self(theta + e) - self(lo)) / (theta[start + i] + h - lo[start + i])
+        return out
 
 
 @dataclass
