@@ -43,17 +43,27 @@ class BenchModel:
     reml: bool | None = None
 
 
+def _dataset(name: str) -> Callable[[np.random.Generator], pd.DataFrame]:
+    """A shipped dataset as a data maker (the generator is not used)."""
+    def load(rng: np.random.Generator) -> pd.DataFrame:
+        from glmmbench import datasets
+
+        return datasets.load(name)
+
+    return load
+
+
+verbagg = _dataset("VerbAgg")
+instevaldata = _dataset("InstEval")
+sleepstudy = _dataset("sleepstudy")
+
+
 def _factor(codes: np.ndarray, prefix: str, nlev: int) -> pd.Categorical:
     width = len(str(nlev))
     labels = [f"{prefix}{i + 1:0{width}d}" for i in range(nlev)]
     return pd.Categorical.from_codes(codes, categories=labels)
 
 
-def verbagg(rng: np.random.Generator) -> pd.DataFrame:
-    from glmmbench import datasets
-
-    del rng
-    return datasets.load("VerbAgg")
 
 
 def binomial_slopes(rng: np.random.Generator, n: int = 30_000, ngroups: int = 600
@@ -122,18 +132,8 @@ def binomial_big(rng: np.random.Generator) -> pd.DataFrame:
     return binomial_intercept(rng, n=1_000_000, ngroups=10_000, sd=0.7)
 
 
-def instevaldata(rng: np.random.Generator) -> pd.DataFrame:
-    from glmmbench import datasets
-
-    del rng
-    return datasets.load("InstEval")
 
 
-def sleepstudy(rng: np.random.Generator) -> pd.DataFrame:
-    from glmmbench import datasets
-
-    del rng
-    return datasets.load("sleepstudy")
 
 
 def gamsim6(rng: np.random.Generator, n: int = 10_000, ngroups: int = 40) -> pd.DataFrame:

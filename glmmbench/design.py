@@ -221,6 +221,12 @@ class Design:
         return out
 
     @property
+    def term_bounds(self) -> np.ndarray:
+        """Where each term's effects start in ``b`` (and ``u``), then their total:
+        term k occupies ``[term_bounds[k], term_bounds[k + 1])``."""
+        return np.cumsum([0] + [t.nlevels * t.q for t in self.terms])
+
+    @property
     def cov_blocks(self) -> tuple[CovBlock, ...]:
         """The covariance structure of every term, in term order."""
         return tuple(t.cov_block for t in self.terms)
@@ -1411,11 +1417,10 @@ def _add_smooths(spec: FormulaSpec, frame: pd.DataFrame | None, X: np.ndarray,
     fnames = [f"{sm.label}Fx{i + 1}" for sm, sp_ in zip(smooths, splits, strict=True)
               for i in range(sp_.Xf.shape[1])]
     Xall = np.hstack([X, *Xf]) if Xf else X
-    keep = _rank_keep(Xall)
     p0 = X.shape[1]
+    # X is full rank on its own: only null-space columns can go
+    keep = sorted(set(_rank_keep(Xall)) | set(range(p0)))
     messages = []
-    if any(j < p0 for j in set(range(p0)) - set(keep)):  # X was full rank on its own
-        keep = sorted(set(keep) | set(range(p0)))
     dropped = [fnames[j - p0] for j in range(p0, Xall.shape[1]) if j not in keep]
     if dropped:
         messages.append("the null space of a smooth is collinear with other fixed effects; "

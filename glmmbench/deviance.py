@@ -112,14 +112,9 @@ class LMMDevfun:
         fac, ix = sol.fac, self.ix
         d = self.design
         nprime = d.n - d.p if self.reml else d.n
-        sizes = [t.nlevels * t.q for t in d.terms]
-        bounds = np.cumsum([0, *sizes])
-        G = None
-        if self.reml and d.p:
-            G = np.empty((d.p, ix.m))
-            for r in range(d.p):
-                G[r], _ = fac.backward(fac.LX1[r], fac.LX2[r])
-            G = _solve_lower(fac.LXX, G)
+        bounds = d.term_bounds
+        sizes = np.diff(bounds)
+        G = fac.fixed_rows() if self.reml and d.p else None
         scalar = all(b.scaled_identity or b.q == 1 for b in self.blocks)
         if scalar:
             traces = fac.inverse_traces(ix)
@@ -130,7 +125,7 @@ class LMMDevfun:
         else:
             vblocks = fac.inverse_diag_blocks(ix)
         grad = np.zeros(theta.size)
-        pos = 0
+        pos, moved = 0, False
         for k, (t, L) in enumerate(zip(d.terms, lambdas(theta, self.blocks), strict=True)):
             a, b = bounds[k], bounds[k + 1]
             U = sol.u[a:b].reshape(t.nlevels, t.q)
@@ -146,7 +141,7 @@ class LMMDevfun:
             nt = t.cov_block.ntheta
             if np.min(np.abs(np.diag(L))) <= 0:
                 grad[pos:pos + nt] = self._central_differences(theta, pos, nt)
-                pos += nt
+                pos, moved = pos + nt, True
                 continue
             V = vblocks[k].sum(axis=0)
             if G is not None:
@@ -159,7 +154,8 @@ class LMMDevfun:
                 for i in range(j, t.q):
                     grad[pos] = 2.0 * T1[j, i] - nprime / sol.pwrss * 2.0 * R[i, j]
                     pos += 1
-        self.solve(theta)  # the state at theta (the fallback moved it)
+        if moved:  # the differences left the state elsewhere
+            self.solve(theta)
         return grad
 
     def _central_differences(self, theta: np.ndarray, start: int, count: int,

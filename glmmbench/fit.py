@@ -257,6 +257,23 @@ def _keep_best(devfun: GLMMDevfun, f):
     return wrapped
 
 
+def _search_verdict(devfun: LMMDevfun | GLMMDevfun, opt: OptSummary, x: np.ndarray,
+                    converged: bool, messages: list[str]) -> tuple[bool, list[str]]:
+    """What the derivative checks said, plus the search's own verdict: PIRLS at the
+    optimum (GLMMs), a dispersion off to its boundary, the evaluation limit."""
+    glmm = isinstance(devfun, GLMMDevfun)
+    if glmm and (devfun.last is None or not devfun.last.converged):
+        converged = False
+        messages.append("PIRLS did not converge at the optimum (separation, or a mode on "
+                        "the boundary of the link's domain?)")
+    if glmm and getattr(devfun.response, "dispersion_name", None) is not None:
+        messages += _dispersion_messages(devfun, x)
+    if opt.returnvalue == "MAXEVAL_REACHED":
+        converged = False
+        messages.append(f"optimizer reached the maximum of {opt.feval} evaluations")
+    return converged, messages
+
+
 def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMMResult:
     """The result of a ``nagq = 0`` fit: convergence judged on the derivatives of the
     objective that was optimised (over the covariance parameters), vcov from R_X."""
@@ -269,14 +286,8 @@ def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMM
         grad, hess = derivatives(f, cov, fx)
         f(cov)  # leave the devfun's state at the optimum
         converged, conv_msgs = check_convergence(cov, devfun.lower[:k], grad, hess)
-    if devfun.last is None or not devfun.last.converged:
-        converged = False
-        conv_msgs.append("PIRLS did not converge at the optimum")
-    if stages[-1].returnvalue == "MAXEVAL_REACHED":
-        converged = False
-        conv_msgs.append(f"optimizer reached the maximum of {stages[-1].feval} evaluations")
-    if getattr(devfun.response, "dispersion_name", None) is not None:
-        conv_msgs += _dispersion_messages(devfun, stages[-1].final)
+    converged, conv_msgs = _search_verdict(devfun, stages[-1], stages[-1].final, converged,
+                                           conv_msgs)
     return make_result(design, fam, devfun, stages, grad=None, hess=None, converged=converged,
                        messages=list(design.messages) + conv_msgs, reml=False, nagq=nagq,
                        time_s=time.perf_counter() - t0)
@@ -440,15 +451,7 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
         converged, conv_msgs = check_convergence(x[:k], devfun.lower[:k], grad, hess)
     else:
         converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
-    if not is_lmm and (devfun.last is None or not devfun.last.converged):
-        converged = False
-        conv_msgs.append("PIRLS did not converge at the optimum (separation, or a mode on "
-                         "the boundary of the link's domain?)")
-    if not is_lmm and getattr(devfun.response, "dispersion_name", None) is not None:
-        conv_msgs += _dispersion_messages(devfun, x)
-    if opt.returnvalue == "MAXEVAL_REACHED":
-        converged = False
-        conv_msgs.append(f"optimizer reached the maximum of {opt.feval} evaluations")
+    converged, conv_msgs = _search_verdict(devfun, opt, x, converged, conv_msgs)
     return make_result(
         design, fam, devfun, stages, grad=grad, hess=hess, converged=converged,
         messages=list(design.messages) + conv_msgs, reml=use_reml, nagq=nagq,

@@ -64,14 +64,6 @@ class FittedSmooth:
         return self.part.label
 
 
-def _term_offsets(design: Design) -> list[int]:
-    out, start = [], 0
-    for t in design.terms:
-        out.append(start)
-        start += t.nlevels * t.q
-    return out
-
-
 def _theta_index(design: Design) -> list[int]:
     out, pos = [], 0
     for t in design.terms:
@@ -89,7 +81,7 @@ def fitted_smooths(design: Design, fac: BlockedCholesky, theta: np.ndarray, beta
     ``fac`` is the factor of ``M`` including the fixed effects; ``scale`` multiplies
     ``M^{-1}`` (``sigma^2`` for an LMM, else 1); ``phi`` is the scale in ``lambda``.
     """
-    offsets, tpos = _term_offsets(design), _theta_index(design)
+    offsets, tpos = design.term_bounds, _theta_index(design)
     m, p = u.size, beta.size
     start = offsets[design.smooths[0].term]
     Linv = sla.solve_triangular(fac.dense_tail(start), np.eye(m - start + p), lower=True)
@@ -116,35 +108,16 @@ def fitted_smooths(design: Design, fac: BlockedCholesky, theta: np.ndarray, beta
         lam = phi / sd**2 if sd > 0 else np.inf
         out.append(FittedSmooth(part, part.T @ x, part.T @ Cx @ part.T.T, edf, lam, sd))
     Vbeta = scale * Minv[m - start:, m - start:]
-    return out, _total_edf(design, fac, Minv, start, m, p), Vbeta
+    return out, _total_edf(design, fac), Vbeta
 
 
-def _total_edf(design: Design, fac: BlockedCholesky, Minv_tail: np.ndarray, start: int,
-               m: int, p: int) -> float:
-    """``trace F = m + p - trace(M^{-1}_{uu})``.
-
-    With ``L = [[L_Z, 0], [L_XZ, L_XX]]``, ``M^{-1}_{uu} = (L_Z L_Z')^{-1} + G' G`` with
-    ``G = L_XX^{-1} L_XZ L_Z^{-1}``: the first terms' diagonal comes from the
-    factor's inverse blocks, the tail's from ``Minv_tail``.
-    """
-    head = 0.0
-    if start:
-        blocks = fac.inverse_diag_blocks(ReIndex.from_design(design))
-        sizes = [t.nlevels * t.q for t in design.terms]
-        offsets = np.cumsum([0, *sizes])
-        # the G'G part over the head: solve L_Z' Y = L_XZ' (p right-hand sides)
-        G = np.empty((p, m))
-        for r in range(p):
-            y, _ = fac.backward(fac.LX1[r], fac.LX2[r])
-            G[r] = y
-        G = sla.solve_triangular(fac.LXX, G, lower=True)
-        for k, blk in enumerate(blocks):
-            if offsets[k] >= start:
-                break
-            head += float(np.einsum("jaa->", blk)) + float(np.sum(G[:, offsets[k]:offsets[k + 1]]
-                                                               ** 2))
-    tail = float(np.trace(Minv_tail[: m - start, : m - start]))
-    return m + p - head - tail
+def _total_edf(design: Design, fac: BlockedCholesky) -> float:
+    """``trace F = m + p - trace(M^{-1}_{uu})`` with ``M^{-1}_{uu} = (L_Z L_Z')^{-1} + G' G``
+    (``BlockedCholesky.inverse_traces`` and ``fixed_rows``)."""
+    G = fac.fixed_rows()
+    m = int(design.term_bounds[-1])
+    trace = float(fac.inverse_traces(ReIndex.from_design(design)).sum()) + float(np.sum(G * G))
+    return m + G.shape[0] - trace
 
 
 def smooth_table(fitted: list[FittedSmooth]) -> pd.DataFrame:

@@ -93,8 +93,10 @@ class ReIndex:
         sparse2, dense2 = np.flatnonzero(~dense), np.flatnonzero(dense)
         codes1 = np.asarray(first.codes, dtype=np.intp)
         m1 = first.nlevels * first.q
-        cell21 = tuple(tuple(idx2[:, a] * m1 + codes1 * first.q + b for b in range(first.q))
-                       for a in sparse2)
+        # the dense m2 x m1 cells only where C21 is kept dense (see sparse21)
+        cell21 = () if m1 * offset >= SPARSE_L21 else tuple(
+            tuple(idx2[:, a] * m1 + codes1 * first.q + b for b in range(first.q))
+            for a in sparse2)
         cell22 = tuple(tuple(idx2[:, a] * offset + idx2[:, b] for b in sparse2)
                        for a in sparse2)
         return cls(
@@ -437,6 +439,15 @@ class BlockedCholesky:
                 start += size
         return blocks
 
+
+    def fixed_rows(self) -> np.ndarray:
+        """``G = L_XX^{-1} L_XZ L_Z^{-1}`` (p x m): the whole system's inverse has the
+        random-effects block ``(L_Z L_Z')^{-1} + G' G``."""
+        p = self.LXX.shape[0]
+        G = np.empty((p, self.m1 + self.L22.shape[0]))
+        for r in range(p):  # L_Z' y = L_XZ' row by row
+            G[r], _ = self.backward(self.LX1[r], self.LX2[r])
+        return _solve_lower(self.LXX, G)
 
     def inverse_traces(self, ix: ReIndex) -> np.ndarray:
         """Per term, the trace of its diagonal block of ``A^{-1} = (L_Z L_Z')^{-1}``.

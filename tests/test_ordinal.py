@@ -63,6 +63,7 @@ import glmmbench as gb
 from glmmbench import datasets
 from glmmbench.errors import DataError, FamilyError, GLMMError
 
+from .categorical import check_simulated_categories
 from .rscript import run_r
 
 LOGLIK_ABS = 2e-3
@@ -252,26 +253,28 @@ def test_loglik(case):
     assert res.method == ("Laplace" if spec[4] == 1 else f"AGQ({spec[4]})")
 
 
+def _check_estimates(name, est, est_se, want: dict, want_se: dict) -> None:
+    """Names in clmm's order, values within ``_close``, SEs within SE_REL."""
+    assert list(est.index) == list(want), name
+    assert list(est_se.index) == list(want), name
+    for k, value in want.items():
+        se = want_se[k]
+        assert _close(est[k], value, se), (name, k, est[k], value)
+        assert abs(est_se[k] - se) <= SE_REL * se, (name, k, est_se[k], se)
+
+
 @pytest.mark.r
 def test_thresholds(case):
     name, _, ref, res = case
-    assert list(res.thresholds.index) == list(ref["thresholds"]), name
-    assert list(res.threshold_se.index) == list(ref["thresholds"]), name
-    for k, want in ref["thresholds"].items():
-        se = ref["threshold_se"][k]
-        assert _close(res.thresholds[k], want, se), (name, k, res.thresholds[k], want)
-        assert abs(res.threshold_se[k] - se) <= SE_REL * se, (name, k, res.threshold_se[k], se)
+    _check_estimates(name, res.thresholds, res.threshold_se, ref["thresholds"],
+                     ref["threshold_se"])
 
 
 @pytest.mark.r
 def test_fixef_and_se(case):
     name, _, ref, res = case
-    assert list(res.fixef.index) == list(ref["fixef"]), name
     assert "(Intercept)" not in res.fixef.index
-    for k, want in ref["fixef"].items():
-        se = ref["se"][k]
-        assert _close(res.fixef[k], want, se), (name, k, res.fixef[k], want)
-        assert abs(res.se[k] - se) <= SE_REL * se, (name, k, res.se[k], se)
+    _check_estimates(name, res.fixef, res.se, ref["fixef"], ref["se"])
 
 
 @pytest.mark.r
@@ -531,21 +534,7 @@ def test_marginal_probabilities_match_frequencies():
 # ------------------------------------------------------------------ simulate
 def test_simulate_draws_response_levels():
     d, res = _large_sd_fit()
-    levels = list(d["y"].cat.categories)
-    sims = res.simulate(nsim=20, seed=1)
-    assert isinstance(sims, pd.DataFrame) and sims.shape == (len(d), 20)
-    for col in sims.columns:
-        s = sims[col]
-        if isinstance(s.dtype, pd.CategoricalDtype):
-            assert [str(c) for c in s.cat.categories] == levels and s.cat.ordered
-        assert set(s.astype(str)) <= set(levels), set(s.astype(str))
-    again = res.simulate(nsim=20, seed=1)
-    assert sims.astype(str).equals(again.astype(str))
-    assert not sims.astype(str).equals(res.simulate(nsim=20, seed=2).astype(str))
-    pooled = pd.Series(sims.astype(str).to_numpy().ravel()).value_counts(normalize=True)
-    freq = d["y"].value_counts(normalize=True)
-    for level in levels:
-        assert abs(pooled.get(level, 0.0) - freq[level]) < 0.03, (level, pooled, freq)
+    check_simulated_categories(res, d["y"], list(d["y"].cat.categories), 20, ordered=True)
 
 
 # ------------------------------------------------------------------ bad inputs
