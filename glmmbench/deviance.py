@@ -25,9 +25,16 @@ from scipy import sparse
 
 from glmmbench.design import Design
 from glmmbench.errors import GLMMError
-from glmmbench.linalg import ReIndex, _solve_lower, crossproducts, scale_crossproducts
+from glmmbench.linalg import (
+    DENSE_LMM_SIZE,
+    DenseSystem,
+    ReIndex,
+    _solve_lower,
+    crossproducts,
+    scale_crossproducts,
+)
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
-from glmmbench.pls import PLSSolution, lmm_deviance, solve_pls
+from glmmbench.pls import PLSSolution, lmm_deviance, profiled_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import GLMResponse
 from glmmbench.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
@@ -48,7 +55,6 @@ class LMMDevfun:
     design: Design
     reml: bool
     ix: ReIndex = field(init=False)
-    last: PLSSolution | None = field(init=False, default=None)
 
     def __post_init__(self):
         d = self.design
@@ -59,6 +65,19 @@ class LMMDevfun:
         # the weights are fixed: the cross products of [Z, X, y], formed once
         self._raw = crossproducts(self.ix, [t.Xr for t in d.terms], d.weights, d.X, self._y)
         self._last_theta: np.ndarray | None = None
+        self._last: PLSSolution | None = None
+        # small models: the deviance from one dense factor; the solution on demand
+        self._dense = (DenseSystem.from_design(d, d.weights, self._y)
+                       if self.ix.m + d.p + 1 <= DENSE_LMM_SIZE else None)
+        self._pending: np.ndarray | None = None
+
+    @property
+    def last(self) -> PLSSolution | None:
+        """The solution at the last theta evaluated (solved now if only its deviance
+        was computed, by ``DenseSystem``)."""
+        if self._pending is not None:
+            self.solve(self._pending)
+        return self._last
 
     @property
     def blocks(self) -> tuple[CovBlock, ...]:
@@ -77,13 +96,24 @@ class LMMDevfun:
             r = self._y - d.X @ beta - self.ix.Zu(z_lambda(d, theta), u)
             return np.sqrt(d.weights) * r
 
-        self.last = solve_pls(cp, self.ix.q1, self._yWy, residuals)
+        self._pending = None
+        self._last = solve_pls(cp, self.ix.q1, self._yWy, residuals)
         self._last_theta = theta.copy()
-        return self.last
+        return self._last
 
     def __call__(self, theta: np.ndarray) -> float:
-        sol = self.solve(theta)
-        return lmm_deviance(sol, self.design.n, self.design.p, self.reml, self._sum_log_w)
+        d = self.design
+        if self._dense is not None:
+            theta = np.asarray(theta, dtype=float)
+            try:
+                ldL2, ldRX2, pwrss = self._dense.profiled_terms(theta)
+            except np.linalg.LinAlgError:  # r2 cancels at a near-perfect fit: solve
+                pwrss = 0.0
+            if pwrss > 0:
+                self._pending = theta.copy()
+                return profiled_deviance(ldL2, ldRX2, pwrss, d.n, d.p, self.reml,
+                                         self._sum_log_w)
+        return lmm_deviance(self.solve(theta), d.n, d.p, self.reml, self._sum_log_w)
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """The analytic gradient of the profiled deviance.
@@ -107,8 +137,9 @@ class LMMDevfun:
         gets central differences.
         """
         theta = np.asarray(theta, dtype=float)
-        sol = (self.last if self._last_theta is not None
-               and np.array_equal(theta, self._last_theta) else self.solve(theta))
+        same = (self._pending is None and self._last_theta is not None
+                and np.array_equal(theta, self._last_theta))
+        sol = self._last if same else self.solve(theta)
         fac, ix = sol.fac, self.ix
         d = self.design
         nprime = d.n - d.p if self.reml else d.n
@@ -208,6 +239,7 @@ class GLMMDevfun:
         self._u = None
         self._beta0 = self._safe_beta()
         self._resp = self.response
+        self._at: tuple | None = None  # (x, joint, PIRLS result) of the last evaluation
 
     @property
     def blocks(self) -> tuple[CovBlock, ...]:
@@ -343,12 +375,111 @@ class GLMMDevfun:
     def stage1(self, cov: np.ndarray) -> float:
         """Laplace deviance with ``beta`` updated jointly in PIRLS (lme4's nAGQ = 0)."""
         res = self._run(cov, self.last.beta if self.last is not None else None, joint=True)
+        self._at = (np.array(cov, dtype=float), True, res)
         return self.laplace(res)
 
     def pirls_at(self, params: np.ndarray) -> PIRLSResult | None:
         params = np.asarray(params, dtype=float)
         k = self.ncov
-        return self._run(params[:k], params[k:], joint=False)
+        res = self._run(params[:k], params[k:], joint=False)
+        self._at = (params.copy(), False, res)
+        return res
+
+    @property
+    def has_gradient(self) -> bool:
+        """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a GLM
+        response without outer parameters and with its canonical link (binomial-logit,
+        Poisson-log), where the Fisher and the observed information coincide, so that
+        one factor ``L`` serves the log-determinant and the derivative of the mode."""
+        r = self.response
+        return (self.nagq == 1 and isinstance(r, GLMResponse) and r.nparams == 0
+                and r.family.canonical_fast and r.family.name in ("binomial", "poisson"))
+
+    def gradient(self, params: np.ndarray) -> np.ndarray:
+        """The analytic gradient of the Laplace deviance over ``concat(theta, beta)``.
+
+        ``D = -2 sum log f(y | eta) + ||u||^2 + log|A|`` at the mode ``u`` of the first
+        two terms, ``A = Lambda' Z' W Z Lambda + I = L L'``, ``eta = offset + X beta +
+        Z Lambda u``. With the score ``s = d log f / d eta``, the weights ``w = -ds/deta``
+        and their derivative ``w'``, the mode moves by ``du = A^{-1} (Lambda_k' Z' s -
+        Lambda' Z' W d_eta)`` for a direct change ``d_eta`` of the predictor, and
+        ``d log|A| = tr(A^{-1} dA)`` has a direct part and one through ``w(eta)``. With
+        the leverages ``h_i = v_i' A^{-1} v_i`` (``v_i`` row i of ``Z Lambda``),
+        ``c = w' h``, ``r = A^{-1} Lambda' Z' c``, ``rho = Z Lambda r`` and
+        ``a = c - 2 s - w rho``:
+
+            dD/dbeta    = X' a,
+            dD/dtheta_k = a' (Z Lambda_k u) + s' (Z Lambda_k r)
+                          + 2 sum_i w_i v_i' A^{-1} (Z Lambda_k)_i',
+
+        ``Lambda_k = d Lambda / d theta_k`` (``Lambda`` is linear in theta). The first
+        part is the envelope theorem at the mode; the selected entries of ``A^{-1}``
+        come from ``BlockedCholesky.inverse_blocks``. For ``has_gradient`` models.
+        """
+        params = np.asarray(params, dtype=float)
+        res = self._cached(params, False)
+        if res is None:
+            return np.full(params.size, np.nan)
+        g_theta, g_beta = self._gradient(res, params[:self.ntheta], joint=False)
+        return np.concatenate([g_theta, g_beta])
+
+    def stage1_gradient(self, cov: np.ndarray) -> np.ndarray:
+        """The gradient of ``stage1``, where beta is at its joint mode with ``u``.
+
+        As ``gradient`` with ``(u, beta)`` moving together: ``X' s = 0`` at the joint
+        mode, and ``(r, r_beta)`` solves the joint system for ``(Lambda' Z' c, X' c)``
+        with ``rho = Z Lambda r + X r_beta``; the log-determinant is still ``log|A|``.
+        """
+        cov = np.asarray(cov, dtype=float)
+        res = self._cached(cov, True)
+        if res is None:
+            return np.full(cov.size, np.nan)
+        return self._gradient(res, cov[:self.ntheta], joint=True)[0]
+
+    def _cached(self, x: np.ndarray, joint: bool) -> PIRLSResult | None:
+        """The PIRLS result at ``x`` from the last evaluation, or a new one."""
+        if (self._at is not None and self._at[1] == joint
+                and np.array_equal(x, self._at[0])):
+            return self._at[2]
+        if joint:
+            self.stage1(x)
+        else:
+            self.pirls_at(x)
+        return self._at[2]
+
+    def _gradient(self, res: PIRLSResult, theta: np.ndarray, joint: bool
+                  ) -> tuple[np.ndarray, np.ndarray]:
+        d, ix, nt = self.design, self.ix, self.ntheta
+        V = z_lambda(d, theta)
+        wv = res.working
+        w = wv.w
+        s = w * wv.wres
+        dw = w * (1.0 - 2.0 * wv.mu) if self.response.family.name == "binomial" else w
+        Vc = np.hstack(V)
+        PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)
+        c = dw * np.sum(Vc * PV, axis=1)
+        c1, c2, cX = res.fac.forward(*np.split(ix.Ztv(V, c), [ix.m1]),
+                                     d.X.T @ c if joint else None)
+        r, r_beta = res.fac.backward(c1, c2, cX)
+        rho = ix.Zu(V, r) if r_beta is None else ix.Zu(V, r) + d.X @ r_beta
+        a = c - 2.0 * s - w * rho
+        # dD/dtheta_k = <Z Lambda_k, M> with M = a U + s R + 2 w PV (U, R: each
+        # observation's u and r under the columns); Z Lambda_k = Xr_t E_k for the
+        # unit E_k, so it is entry E_k of Xr_t' M_t
+        M = a[:, None] * ix.gather(res.u) + s[:, None] * ix.gather(r) + 2.0 * w[:, None] * PV
+        g_theta = np.empty(nt)
+        pos, col = 0, 0
+        for t, block in zip(d.terms, self.blocks, strict=True):
+            G = t.Xr.T @ M[:, col:col + t.q]
+            if block.scaled_identity:
+                g_theta[pos] = np.trace(G)
+            else:
+                rows, cols = np.tril_indices(t.q)
+                order = np.lexsort((rows, cols))  # theta's column-major lower triangle
+                g_theta[pos:pos + block.ntheta] = G[rows[order], cols[order]]
+            pos += block.ntheta
+            col += t.q
+        return g_theta, d.X.T @ a
 
     def __call__(self, params: np.ndarray) -> float:
         return self.objective(self.pirls_at(params))

@@ -23,7 +23,7 @@ import numpy as np
 
 from glmmbench.linalg import BlockedCholesky, CrossProducts, factorize
 
-__all__ = ["PLSSolution", "solve_pls", "lmm_deviance"]
+__all__ = ["PLSSolution", "solve_pls", "lmm_deviance", "profiled_deviance"]
 
 
 @dataclass(frozen=True)
@@ -58,8 +58,14 @@ def solve_pls(cp: CrossProducts, q1: int, yWy: float,
 
 def lmm_deviance(sol: PLSSolution, n: int, p: int, reml: bool, sum_log_w: float) -> float:
     """Profiled ML or REML deviance (see module docstring)."""
+    return profiled_deviance(sol.ldL2, sol.ldRX2, sol.pwrss, n, p, reml, sum_log_w)
+
+
+def profiled_deviance(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, reml: bool,
+                      sum_log_w: float) -> float:
+    """The profiled deviance from ``log|L_Z|^2``, ``log|R_X|^2`` and ``r2``."""
     nmp = n - p if reml else n
-    dev = sol.ldL2 + nmp * (1.0 + np.log(2.0 * np.pi * sol.pwrss / nmp)) - sum_log_w
+    dev = ldL2 + nmp * (1.0 + np.log(2.0 * np.pi * pwrss / nmp)) - sum_log_w
     if reml:
-        dev += sol.ldRX2
+        dev += ldRX2
     return float(dev)

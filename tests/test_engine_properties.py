@@ -52,8 +52,9 @@ from glmmbench.fit import (
     _response,
     optimize_glmm,
     optimize_lmm,
+    optimum_derivatives,
 )
-from glmmbench.optimize import check_convergence, derivatives, newton_polish
+from glmmbench.optimize import check_convergence
 from glmmbench.response import GLMResponse
 from glmmbench.results import make_result
 
@@ -392,8 +393,7 @@ def manual_chain(formula, data, family="gaussian", link=None, *, reml=None):
         devfun.tol = PIRLS_TOL_DERIVS
     x = opt.final
     fx = devfun(x)
-    grad, hess = derivatives(devfun, x, fx)
-    x, fx, grad, moved = newton_polish(devfun, x, fx, grad, hess, devfun.lower)
+    x, fx, grad, hess, moved = optimum_derivatives(devfun, x, fx)
     if moved:
         opt.final, opt.fmin = x, fx
     devfun(x)

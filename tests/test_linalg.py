@@ -147,3 +147,52 @@ def test_inverse_traces_equal_dense_inverse(terms, dense_q, sparse21, seed, monk
     bounds = np.cumsum([0] + [t.nlevels * t.q for t in design.terms])
     expected = [diag[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     np.testing.assert_allclose(fac.inverse_traces(ix), expected, rtol=1e-9)
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(terms=TERMS, dense_q=st.sampled_from([0, 3]), sparse21=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_observation_cells_equal_dense_inverse(terms, dense_q, sparse21, seed, monkeypatch):
+    """``cell_products(inverse_blocks)`` is ``A^{-1} v_i`` at observation i's positions,
+    so that its row sums with ``v_i`` are the leverages ``v_i' A^{-1} v_i``; and
+    ``Ztv``/``gather`` are ``(Z Lambda)' v`` and ``u`` under each observation's columns."""
+    monkeypatch.setattr(linalg, "SPARSE_L21", 0 if sparse21 else 10**12)
+    rng = np.random.default_rng(seed)
+    design = _design(rng, 60, terms, dense_q, 1)
+    theta = _theta(rng, design)
+    ix = ReIndex.from_design(design)
+    w = rng.uniform(0.2, 3.0, 60)
+    V = z_lambda(design, theta)
+    fac = factorize(crossproducts(ix, V, w, None, None), ix.q1)
+    ZL = design.Z().toarray() @ _lambda_full(design, theta)
+    inv = np.linalg.inv(ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1]))
+    Vc = np.hstack(V)
+    PV = ix.cell_products(*fac.inverse_blocks(ix), Vc)
+    np.testing.assert_allclose(np.sum(Vc * PV, axis=1), np.einsum("ia,ab,ib->i", ZL, inv, ZL),
+                               rtol=1e-9)
+    v = rng.standard_normal(60)
+    np.testing.assert_allclose(ix.Ztv(V, v), ZL.T @ v, rtol=1e-10, atol=1e-12)
+    u = rng.standard_normal(ZL.shape[1])
+    np.testing.assert_allclose(np.sum(Vc * ix.gather(u), axis=1), ZL @ u, rtol=1e-10,
+                               atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True)
+@given(terms=TERMS, dense_q=st.sampled_from([0, 3]), p=st.integers(1, 3),
+       weighted=st.booleans(), seed=st.integers(0, 2**16))
+def test_dense_system_equals_blocked_factor(terms, dense_q, p, weighted, seed):
+    """A small LMM's deviance terms from the one dense augmented factor equal the
+    blocked factor's: log|L_Z|^2, log|R_X|^2 and r2."""
+    from glmmbench.pls import solve_pls
+
+    rng = np.random.default_rng(seed)
+    design = _design(rng, 60, terms, dense_q, p)
+    theta = _theta(rng, design)
+    w = rng.uniform(0.2, 3.0, 60) if weighted else np.ones(60)
+    ix = ReIndex.from_design(design)
+    cp = crossproducts(ix, z_lambda(design, theta), w, design.X, design.y)
+    sol = solve_pls(cp, ix.q1, float(w @ design.y**2), None)
+    dense = linalg.DenseSystem.from_design(design, w, design.y)
+    np.testing.assert_allclose(dense.profiled_terms(theta), (sol.ldL2, sol.ldRX2, sol.pwrss),
+                               rtol=1e-9)

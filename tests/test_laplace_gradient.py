@@ -1,0 +1,130 @@
+"""The analytic gradient of the Laplace deviance (``GLMMDevfun.gradient`` and
+``stage1_gradient``) against central differences of the deviance itself, and the
+fits that use it against the derivative-free search.
+
+The gradient needs the selected inverse of ``A`` at every observation, the
+derivative of the mode and of the weights: any slip in one of them shows as a
+difference far above the differences' own error (about 1e-7 here).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from glmmbench import datasets
+from glmmbench.design import build_design
+from glmmbench.deviance import make_devfun
+from glmmbench.families import get_family
+from glmmbench.fit import _response, fit
+from glmmbench.optimize import derivatives_from_gradient
+
+
+def _data(seed: int = 1, n: int = 1500) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g, h = rng.integers(0, 30, n), rng.integers(0, 12, n)
+    x, z = rng.standard_normal(n), rng.uniform(size=n)
+    eta = (-0.3 + 0.5 * x + np.sin(3 * z) + 0.8 * rng.standard_normal(30)[g]
+           + 0.5 * rng.standard_normal(12)[h] + 0.3 * rng.standard_normal(30)[g] * x)
+    return pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float),
+                         "c": rng.poisson(np.exp(eta)).astype(float), "x": x, "z": z,
+                         "g": pd.Categorical(g), "h": pd.Categorical(h)})
+
+
+CASES = [
+    ("binomial", "y ~ x + (1 | g)"),
+    ("binomial", "y ~ x + (1 + x | g)"),
+    ("binomial", "y ~ x + (1 | g) + (1 | h)"),
+    ("poisson", "c ~ x + (1 + x | g) + (1 | h)"),
+    ("poisson", "c ~ x + (1 | h) + (0 + x | g)"),
+    ("binomial", "y ~ x + s(z) + (1 | g)"),  # a dense (smooth) term
+]
+
+
+def _devfun(family: str, formula: str, data: pd.DataFrame):
+    design = build_design(formula, data, family)
+    devfun = make_devfun(design, _response(design, get_family(family)), 1)
+    devfun.tol = 1e-13
+    return devfun
+
+
+def _central(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
+    return np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
+
+
+@pytest.mark.parametrize("family, formula", CASES)
+@pytest.mark.parametrize("at_zero", [False, True])
+def test_gradient_equals_differences(family, formula, at_zero):
+    devfun = _devfun(family, formula, _data())
+    assert devfun.has_gradient
+    params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(devfun.design.p, 0.1)])
+    if at_zero:  # a variance on its boundary: the deviance is even there
+        params[0] = 0.0
+    fd = _central(devfun, params)
+    np.testing.assert_allclose(devfun.gradient(params), fd, rtol=1e-6,
+                               atol=1e-6 * max(1.0, np.max(np.abs(fd))))
+    cov = params[:devfun.ntheta]
+    fd1 = _central(devfun.stage1, cov)
+    np.testing.assert_allclose(devfun.stage1_gradient(cov), fd1, rtol=1e-6,
+                               atol=1e-6 * max(1.0, np.max(np.abs(fd1))))
+
+
+def test_gradient_with_weights_trials_and_offset():
+    data = _data(2)
+    rng = np.random.default_rng(3)
+    data["trials"] = rng.integers(1, 6, len(data)).astype(float)
+    data["k"] = rng.binomial(data["trials"].astype(int), 0.4)
+    data["prop"] = data["k"] / data["trials"]
+    design = build_design("prop ~ x + (1 | g) + (1 | h)", data, "binomial",
+                          weights=data["trials"].to_numpy(), offset=0.3 * data["z"].to_numpy())
+    devfun = make_devfun(design, _response(design, get_family("binomial")), 1)
+    devfun.tol = 1e-13
+    params = np.array([0.6, 0.4, -0.2, 0.3])
+    fd = _central(devfun, params)
+    np.testing.assert_allclose(devfun.gradient(params), fd, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("family, link, nagq", [("binomial", "probit", 1), ("poisson", "sqrt", 1),
+                                                ("binomial", None, 5),
+                                                ("negative_binomial", None, 1)])
+def test_no_gradient_where_the_formula_does_not_hold(family, link, nagq):
+    """Non-canonical links (Fisher weights in L, Newton weights at the mode), AGQ and
+    families with a dispersion keep the derivative-free search."""
+    data = _data()
+    y = "y" if family == "binomial" else "c"
+    design = build_design(f"{y} ~ x + (1 | g)", data, family)
+    devfun = make_devfun(design, _response(design, get_family(family, link)), nagq)
+    assert not devfun.has_gradient
+
+
+def test_hessian_from_gradient_on_a_quadratic():
+    A = np.array([[3.0, 1.0, 0.2], [1.0, 2.0, 0.5], [0.2, 0.5, 1.0]])
+    b = np.array([1.0, -2.0, 0.5])
+    g, H = derivatives_from_gradient(lambda x: A @ x - b, np.array([0.3, 0.1, -0.4]))
+    np.testing.assert_allclose(H, A, rtol=1e-9)
+    np.testing.assert_allclose(g, A @ np.array([0.3, 0.1, -0.4]) - b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("formula", ["y ~ x + (1 + x | g)", "y ~ x + (1 | g) + (1 | h)"])
+def test_gradient_search_reaches_the_derivative_free_optimum(formula, monkeypatch):
+    """The same model fitted with the gradient (L-BFGS-B) and without it (BOBYQA on
+    the deviance, lme4's search): the same optimum."""
+    data = _data(5)
+    with_gradient = fit(formula, data, "binomial")
+    monkeypatch.setattr("glmmbench.deviance.GLMMDevfun.has_gradient", property(lambda s: False))
+    without = fit(formula, data, "binomial")
+    assert with_gradient.loglik >= without.loglik - 1e-7
+    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
+    np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
+    assert with_gradient.converged and without.converged
+
+
+def test_cbpp_fit_searches_with_the_gradient():
+    data = datasets.load("cbpp")
+    data["prop"] = data["incidence"] / data["size"]
+    res = fit("prop ~ period + (1 | herd)", data, "binomial", weights=data["size"].to_numpy())
+    stages = res.optinfo["stages"]
+    assert [s["optimizer"] for s in stages] == ["L-BFGS-B", "L-BFGS-B"]
+    assert res.converged
