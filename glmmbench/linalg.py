@@ -345,6 +345,12 @@ def _block_diagonal(blocks: np.ndarray) -> sparse.bsr_matrix:
                              shape=(n * q, n * q))
 
 
+def _scalar_scale(lams: list[np.ndarray], qs, nlevs) -> np.ndarray:
+    """The diagonal of ``Lambda`` over the terms given, each ``Lambda_k = theta_k I``."""
+    return np.concatenate([np.full(q * nl, L[0, 0]) for L, q, nl in
+                           zip(lams, qs, nlevs, strict=True)])
+
+
 def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
                         ) -> CrossProducts:
     """The cross products of ``[Z Lambda, X, z]`` from those of ``[Z, X, z]``.
@@ -359,8 +365,7 @@ def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
     C11 = np.einsum("ba,jbc,cd->jad", L1, raw.C11, L1)
     if sparse.issparse(raw.C21) and all(_is_scaled_identity(L) for L in lams):
         # every Lambda_k = theta_k I: scale the stored values by row and column
-        rowscale = np.concatenate([np.full(q * nl, L[0, 0]) for L, q, nl in
-                                   zip(rest, qs2, nl2, strict=True)])
+        rowscale = _scalar_scale(rest, qs2, nl2)
         C21 = raw.C21.copy()
         C21.data = C21.data * (L1[0, 0] * rowscale[_csr_rows(raw.C21)])
     elif sparse.issparse(raw.C21):
@@ -372,7 +377,12 @@ def scale_crossproducts(raw: CrossProducts, ix: ReIndex, lams: list[np.ndarray]
         C21 = _right_lambda(C21.T, rest, qs2, nl2).T if ix.m2 else C21
     C22 = raw.C22
     if ix.m2:
-        C22 = _right_lambda(_right_lambda(C22, rest, qs2, nl2).T, rest, qs2, nl2).T
+        if all(_is_scaled_identity(L) for L in rest):
+            scale = _scalar_scale(rest, qs2, nl2)
+            C22 = C22 * scale[:, None]
+            C22 *= scale[None, :]
+        else:
+            C22 = _right_lambda(_right_lambda(C22, rest, qs2, nl2).T, rest, qs2, nl2).T
     out = CrossProducts(C11, C21, C22, None, None, raw.CXX, None, None, raw.rX)
     if raw.CX1 is not None:
         out.CX1 = _right_lambda(raw.CX1, [L1], (ix.q1,), (ix.n1,))
@@ -545,9 +555,10 @@ class BlockedCholesky:
             n1, q1 = Li.shape[0], self.q1
             B = np.einsum("rja,jab->rjb", self.L21.reshape(m2, n1, q1), Li).reshape(m2, -1)
             P = B @ B.T
-        # dpotri fills the lower triangle: <Sinv, P> from it and P's symmetry
+        # dpotri fills the lower triangle and keeps the zeros _cholesky left above
+        # it: <Sinv, P> from the lower triangle and P's symmetry
         d2 = np.diag(Sinv).copy()
-        first += 2.0 * float(np.vdot(np.tril(Sinv), P)) - float(d2 @ np.diag(P))
+        first += 2.0 * float(np.vdot(Sinv, P)) - float(d2 @ np.diag(P))
         sizes = [q * nlev for q, nlev in zip(ix.qs[1:], ix.nlevs[1:], strict=True)]
         bounds = np.cumsum([0, *sizes])
         return np.array([first] + [float(d2[a:b].sum()) for a, b in
@@ -695,7 +706,8 @@ def factorize(cp: CrossProducts, q1: int) -> BlockedCholesky:
         L21 = _right_l11_invT(cp.C21, L11inv)
         L21L21t = L21 @ L21.T
     if m2:
-        S22 = cp.C22 + np.eye(m2) - L21L21t
+        S22 = cp.C22 - L21L21t
+        S22[np.diag_indices(m2)] += 1.0
         L22 = _cholesky(S22)
     else:
         L22 = np.zeros((0, 0))

@@ -227,17 +227,22 @@ def derivatives(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
 
 
 def derivatives_from_gradient(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray,
-                              delta: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
-    """The gradient at ``x`` and the Hessian by central differences of the gradient,
-    symmetrised: ``2k + 1`` evaluations instead of ``derivatives``' ``k (k + 3) / 2``,
-    and an error of order ``delta^2`` with no division by ``delta^2``."""
+                              delta: float = 1e-5) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient at ``x`` and the Hessian by forward differences of the gradient,
+    symmetrised: ``k + 1`` evaluations instead of ``derivatives``' ``k (k + 3) / 2``.
+
+    The error is of order ``delta`` times the third derivatives (relative 1e-5 for
+    unit-scale parameters) plus the gradient's own error over ``delta``; an
+    analytic gradient at PIRLS's tight tolerance keeps the second below the first.
+    (Central differences halve neither: they double the evaluations for an error
+    far below what the standard errors are compared at.)"""
     k = x.size
     g = grad(x)
     H = np.empty((k, k))
     for i in range(k):
         e = np.zeros(k)
         e[i] = delta
-        H[:, i] = (grad(x + e) - grad(x - e)) / (2 * delta)
+        H[:, i] = (grad(x + e) - g) / delta
     return g, 0.5 * (H + H.T)
 
 

@@ -16,6 +16,7 @@ Conventions follow R's reference engine for the model (lme4):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -73,7 +74,6 @@ class GLMMResult:
     nobs: int
     df: int
     ngroups: dict[str, int]
-    ranef: dict[str, pd.DataFrame]
     converged: bool
     messages: list[str]
     optinfo: dict[str, Any]
@@ -87,6 +87,17 @@ class GLMMResult:
     beta: np.ndarray | None = field(default=None, repr=False)  # every column of X
     fitted_smooths: list = field(default_factory=list, repr=False)
     edf_total: float | None = None
+    # what ``ranef`` needs: (theta, u, the blocked factor, its ReIndex, scale^2)
+    ranef_inputs: tuple | None = field(default=None, repr=False)
+
+    @cached_property
+    def ranef(self) -> dict[str, pd.DataFrame]:
+        """The conditional modes per grouping factor with their conditional standard
+        deviations (lme4's ``ranef(condVar = TRUE)``), computed on first use as lme4
+        does: the diagonal blocks of ``A^{-1}`` cost more than some fits (InstEval:
+        0.2 s of 2)."""
+        theta, u, fac, ix, scale2 = self.ranef_inputs
+        return _ranef(self.design, theta, u, fac.inverse_diag_blocks(ix), scale2)
 
     @property
     def method(self) -> str:
@@ -389,15 +400,23 @@ def _varcorr(design: Design, theta: np.ndarray, sigma: float, lmm: bool,
     return pd.DataFrame(rows, columns=["grp", "var1", "var2", "vcov", "sdcor"])
 
 
-def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np.ndarray],
-           scale2: float) -> tuple[dict[str, pd.DataFrame], np.ndarray]:
-    out: dict[str, pd.DataFrame] = {}
+def _random_effects(design: Design, theta: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """``b = Lambda u``, term by term."""
     bs, start = [], 0
+    for t, L in zip(design.terms, lambdas(theta, design.cov_blocks), strict=True):
+        size = t.nlevels * t.q
+        bs.append((u[start:start + size].reshape(t.nlevels, t.q) @ L.T).reshape(-1))
+        start += size
+    return np.concatenate(bs)
+
+
+def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np.ndarray],
+           scale2: float) -> dict[str, pd.DataFrame]:
+    out: dict[str, pd.DataFrame] = {}
+    start = 0
     for t, L, blk in zip(design.terms, lambdas(theta, design.cov_blocks), inv_blocks, strict=True):
         size = t.nlevels * t.q
-        ut = u[start:start + size].reshape(t.nlevels, t.q)
-        bt = ut @ L.T
-        bs.append(bt.reshape(-1))
+        bt = u[start:start + size].reshape(t.nlevels, t.q) @ L.T
         start += size
         if t.smooth is not None:  # reported in ``smooths``
             continue
@@ -409,7 +428,7 @@ def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np
             out[t.group] = pd.concat([out[t.group], frame], axis=1)
         else:
             out[t.group] = frame
-    return out, np.concatenate(bs)
+    return out
 
 
 def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) -> dict:
@@ -515,8 +534,7 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
     if family.name != "ordinal":
         thresholds = threshold_se = None
         vcov_full = pd.DataFrame(vcov, index=names, columns=names)
-    inv_blocks = fac.inverse_diag_blocks(devfun.ix)
-    ranef, b = _ranef(design, theta, u, inv_blocks, scale2)
+    b = _random_effects(design, theta, u)
     fitted, edf_total, smooth_df = [], None, None
     if design.smooths:
         full_fac = fac if lmm else _joint_factor(devfun, res, design, theta)
@@ -552,7 +570,8 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         theta=theta, sigma=sigma,
         loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),
         bic=float(-2 * loglik + np.log(n) * df), nobs=n, df=df, ngroups=design.ngroups,
-        ranef=ranef, converged=converged, messages=messages, optinfo=optinfo, reml=reml,
+        converged=converged, messages=messages, optinfo=optinfo, reml=reml,
         nagq=nagq, time_s=time_s, b=b, smooths=smooth_df, beta=beta_all,
         fitted_smooths=fitted, edf_total=edf_total,
+        ranef_inputs=(theta, u, fac, devfun.ix, scale2),
     )

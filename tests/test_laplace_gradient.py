@@ -128,3 +128,22 @@ def test_cbpp_fit_searches_with_the_gradient():
     stages = res.optinfo["stages"]
     assert [s["optimizer"] for s in stages] == ["L-BFGS-B", "L-BFGS-B"]
     assert res.converged
+
+
+def test_hessian_from_gradient_equals_lme4s_differences_on_cbpp():
+    """At cbpp's optimum the Hessian from the analytic gradient (forward differences)
+    equals lme4's finite differences of the deviance (``derivatives``, central)."""
+    from glmmbench.optimize import derivatives
+
+    data = datasets.load("cbpp")
+    data["prop"] = data["incidence"] / data["size"]
+    res = fit("prop ~ period + (1 | herd)", data, "binomial", weights=data["size"].to_numpy())
+    design = build_design("prop ~ period + (1 | herd)", data, "binomial",
+                          weights=data["size"].to_numpy())
+    devfun = make_devfun(design, _response(design, get_family("binomial")), 1)
+    devfun.tol = 1e-12
+    x = np.concatenate([res.theta, res.fixef.to_numpy()])
+    g, H = derivatives_from_gradient(devfun.gradient, x)
+    g_fd, H_fd = derivatives(devfun, x, devfun(x))
+    np.testing.assert_allclose(H, H_fd, rtol=1e-4, atol=1e-4 * np.max(np.abs(H_fd)))
+    np.testing.assert_allclose(g, g_fd, atol=1e-5)
