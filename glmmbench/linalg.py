@@ -558,7 +558,8 @@ class BlockedCholesky:
         # dpotri fills the lower triangle and keeps the zeros _cholesky left above
         # it: <Sinv, P> from the lower triangle and P's symmetry
         d2 = np.diag(Sinv).copy()
-        first += 2.0 * float(np.vdot(Sinv, P)) - float(d2 @ np.diag(P))
+        # (Sinv is Fortran-ordered: its transpose's C-order ravel is free; P = P')
+        first += 2.0 * float(Sinv.T.ravel() @ P.ravel()) - float(d2 @ np.diag(P))
         sizes = [q * nlev for q, nlev in zip(ix.qs[1:], ix.nlevs[1:], strict=True)]
         bounds = np.cumsum([0, *sizes])
         return np.array([first] + [float(d2[a:b].sum()) for a, b in
