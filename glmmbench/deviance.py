@@ -36,7 +36,7 @@ from glmmbench.linalg import (
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
 from glmmbench.pls import PLSSolution, lmm_deviance, profiled_deviance, solve_pls
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
-from glmmbench.response import GLMResponse
+from glmmbench.response import RESTRICTED_LINKS, GLMResponse
 from glmmbench.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
 
 __all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda"]
@@ -198,6 +198,12 @@ class LMMDevfun:
             lo = np.maximum(theta - e, self.lower)
             out[i] = (self(theta + e) - self(lo)) / (theta[start + i] + h - lo[start + i])
         return out
+
+
+# central-difference steps of the gradient's response derivatives: in eta (w') and
+# in a log-dispersion; errors of order step^2, far below PIRLS's
+DELTA_ETA = 1e-5
+DELTA_PARAM = 1e-5
 
 
 @dataclass
@@ -388,12 +394,17 @@ class GLMMDevfun:
     @property
     def has_gradient(self) -> bool:
         """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a GLM
-        response without outer parameters and with its canonical link (binomial-logit,
-        Poisson-log), where the Fisher and the observed information coincide, so that
-        one factor ``L`` serves the log-determinant and the derivative of the mode."""
+        response whose factor ``L`` has the observed information (the exact-Hessian
+        families: negative binomials, Gamma, Gaussian with a link; or a canonical
+        link, where it equals the expected), so that one factor serves the
+        log-determinant and the derivative of the mode. lme4's expected information
+        for non-canonical binomial and Poisson links is not the mode's curvature.
+        Links whose predictor must stay in a bounded domain (identity, sqrt, inverse)
+        keep the derivative-free search, which steps around points where PIRLS fails."""
         r = self.response
-        return (self.nagq == 1 and isinstance(r, GLMResponse) and r.nparams == 0
-                and r.family.canonical_fast and r.family.name in ("binomial", "poisson"))
+        return (self.nagq == 1 and isinstance(r, GLMResponse)
+                and (r.observed or r.family.canonical_fast)
+                and r.family.link.name not in RESTRICTED_LINKS)
 
     def gradient(self, params: np.ndarray) -> np.ndarray:
         """The analytic gradient of the Laplace deviance over ``concat(theta, beta)``.
@@ -414,14 +425,19 @@ class GLMMDevfun:
 
         ``Lambda_k = d Lambda / d theta_k`` (``Lambda`` is linear in theta). The first
         part is the envelope theorem at the mode; the selected entries of ``A^{-1}``
-        come from ``BlockedCholesky.inverse_blocks``. For ``has_gradient`` models.
+        come from ``BlockedCholesky.inverse_blocks``. A log-dispersion ``p`` moves
+        ``-2 log f``, ``s`` and ``w`` at a fixed predictor and the mode through ``s``:
+
+            dD/dp = d(-2 sum log f)/dp + h' dw/dp + rho' ds/dp.
+
+        For ``has_gradient`` models.
         """
         params = np.asarray(params, dtype=float)
         res = self._cached(params, False)
         if res is None:
             return np.full(params.size, np.nan)
-        g_theta, g_beta = self._gradient(res, params[:self.ntheta], joint=False)
-        return np.concatenate([g_theta, g_beta])
+        g_cov, g_beta = self._gradient(res, params[:self.ncov], joint=False)
+        return np.concatenate([g_cov, g_beta])
 
     def stage1_gradient(self, cov: np.ndarray) -> np.ndarray:
         """The gradient of ``stage1``, where beta is at its joint mode with ``u``.
@@ -434,7 +450,7 @@ class GLMMDevfun:
         res = self._cached(cov, True)
         if res is None:
             return np.full(cov.size, np.nan)
-        return self._gradient(res, cov[:self.ntheta], joint=True)[0]
+        return self._gradient(res, cov[:self.ncov], joint=True)[0]
 
     def _cached(self, x: np.ndarray, joint: bool) -> PIRLSResult | None:
         """The PIRLS result at ``x`` from the last evaluation, or a new one."""
@@ -447,22 +463,49 @@ class GLMMDevfun:
             self.pirls_at(x)
         return self._at[2]
 
-    def _gradient(self, res: PIRLSResult, theta: np.ndarray, joint: bool
+    def _gradient(self, res: PIRLSResult, cov: np.ndarray, joint: bool
                   ) -> tuple[np.ndarray, np.ndarray]:
+        """``(dD/dcov, dD/dbeta)`` at a PIRLS result (see ``gradient``); ``cov`` is theta
+        and the response's dispersion. ``w'``, and the dispersion's derivatives at a
+        fixed predictor, by central differences of the response's own functions
+        (O(n) each), except the canonical binomial and Poisson's closed forms."""
         d, ix, nt = self.design, self.ix, self.ntheta
-        V = z_lambda(d, theta)
-        wv = res.working
-        w = wv.w
-        s = w * wv.wres
-        dw = w * (1.0 - 2.0 * wv.mu) if self.response.family.name == "binomial" else w
+        V = z_lambda(d, cov[:nt])
+        resp, wv = self._resp, res.working
+        w = resp.curvature_weights(wv)  # L's weights: -ds/deta (``has_gradient``)
+        s = wv.w * wv.wres
+        fam = resp.family
+        if not resp.observed and fam.name == "binomial":  # canonical: w = wt mu (1 - mu)
+            dw = w * (1.0 - 2.0 * wv.mu)
+        elif not resp.observed and fam.name == "poisson":  # canonical: w = wt mu
+            dw = w
+        else:
+            dw = (resp.curvature_weights(resp.working(wv.eta + DELTA_ETA))
+                  - resp.curvature_weights(resp.working(wv.eta - DELTA_ETA))) / (2 * DELTA_ETA)
         Vc = np.hstack(V)
         PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)
-        c = dw * np.sum(Vc * PV, axis=1)
+        h = np.sum(Vc * PV, axis=1)  # leverages v_i' A^{-1} v_i
+        c = dw * h
         c1, c2, cX = res.fac.forward(*np.split(ix.Ztv(V, c), [ix.m1]),
                                      d.X.T @ c if joint else None)
         r, r_beta = res.fac.backward(c1, c2, cX)
         rho = ix.Zu(V, r) if r_beta is None else ix.Zu(V, r) + d.X @ r_beta
         a = c - 2.0 * s - w * rho
+        g_params = np.empty(resp.nparams)
+        for j in range(resp.nparams):
+            # a dispersion moves -2 log f, s and w at a fixed predictor; the mode
+            # follows s: dD/dp = d(-2 log f)/dp + h' dw/dp + rho' ds/dp
+            parts = []
+            for step in (DELTA_PARAM, -DELTA_PARAM):
+                q = cov[nt:].copy()
+                q[j] += step
+                r_q = self.response.with_params(q)
+                wv_q = r_q.working(wv.eta)
+                parts.append((r_q.minus2loglik(wv_q.mu), wv_q.w * wv_q.wres,
+                              r_q.curvature_weights(wv_q)))
+            (m_hi, s_hi, w_hi), (m_lo, s_lo, w_lo) = parts
+            g_params[j] = ((m_hi - m_lo) + h @ (w_hi - w_lo) + rho @ (s_hi - s_lo)) / (
+                2 * DELTA_PARAM)
         # dD/dtheta_k = <Z Lambda_k, M> with M = a U + s R + 2 w PV (U, R: each
         # observation's u and r under the columns); Z Lambda_k = Xr_t E_k for the
         # unit E_k, so it is entry E_k of Xr_t' M_t
@@ -479,7 +522,7 @@ class GLMMDevfun:
                 g_theta[pos:pos + block.ntheta] = G[rows[order], cols[order]]
             pos += block.ntheta
             col += t.q
-        return g_theta, d.X.T @ a
+        return np.concatenate([g_theta, g_params]), d.X.T @ a
 
     def __call__(self, params: np.ndarray) -> float:
         return self.objective(self.pirls_at(params))

@@ -142,11 +142,15 @@ def optimize_glmm(devfun: GLMMDevfun,
     ctl = _control(control)
     k = devfun.ncov
     lower_theta, upper_theta = devfun.lower[:k], devfun.upper[:k]
-    if devfun.has_gradient:
+    gradient = devfun.has_gradient
+    if gradient:
         s1 = log_scale_lbfgsb(_keep_best(devfun, devfun.stage1), devfun.stage1_gradient,
-                              devfun.cov_start(), lower_theta, ftol_rel=STAGE1_FTOL_REL,
-                              maxfeval=ctl["maxfeval"])
-    else:
+                              devfun.cov_start(), lower_theta, upper=upper_theta,
+                              ftol_rel=STAGE1_FTOL_REL, maxfeval=ctl["maxfeval"])
+        # PIRLS failed wherever the gradient led (a curvature factor that is not
+        # positive definite): the derivative-free search steps around such points
+        gradient = bool(np.isfinite(s1.fmin) and s1.fmin < 1e300 and devfun.last is not None)
+    if not gradient:
         s1 = bobyqa(_keep_best(devfun, devfun.stage1), devfun.cov_start(), lower_theta,
                     upper=upper_theta, ftol_rel=1e-8, ftol_abs=ctl["stage1_ftol_abs"],
                     xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
@@ -185,7 +189,7 @@ def optimize_glmm(devfun: GLMMDevfun,
     lower = np.concatenate([lower_theta[free], np.full(center.size, -np.inf)])
     upper = np.concatenate([upper_theta[free], np.full(center.size, np.inf)])
     nfd = 0
-    if devfun.has_gradient:
+    if gradient:
         # the analytic gradient (GLMMDevfun.gradient) in the whitened coordinates:
         # d beta / d x = LXX^{-T}, so the beta part is LXX^{-1} g_beta
         def g2(x: np.ndarray) -> np.ndarray:
@@ -196,7 +200,8 @@ def optimize_glmm(devfun: GLMMDevfun,
         devfun.tol = PIRLS_TOL_GRADIENT
 
         def search(start: np.ndarray) -> OptSummary:
-            return _preconditioned_lbfgsb(f2, g2, start, lower, k, ctl["ftol_rel"], ctl)
+            return _preconditioned_lbfgsb(f2, g2, start, lower, upper, k, ctl["ftol_rel"],
+                                          ctl)
     else:
         # theta: a quarter of its value (at least 0.05); the response's parameters (a
         # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1 ...
@@ -240,10 +245,10 @@ LOG_FLOOR = 1e-5  # log_scale_lbfgsb's smallest standard deviation: "at 0"
 
 
 def log_scale_lbfgsb(f, grad, x0: np.ndarray, lower: np.ndarray, *, ftol_rel: float,
-                     maxfeval: int) -> OptSummary:
-    """L-BFGS-B with the bounded coordinates (variances' theta, bounded below by 0)
-    on the log scale, ``theta = exp(phi)``, ``phi >= log(LOG_FLOOR)``; the others as
-    they are. The summary is in ``x``.
+                     maxfeval: int, upper: np.ndarray | None = None) -> OptSummary:
+    """L-BFGS-B with the coordinates bounded below by 0 (the variances' theta) on the
+    log scale, ``theta = exp(phi)``, ``phi >= log(LOG_FLOOR)``; the others (within
+    ``lower`` and ``upper``) as they are. The summary is in ``x``.
 
     From lme4's start (theta = 1) the first steps along the gradient overshoot on the
     linear scale, where the deviance rises steeply towards 0 and flattens beyond the
@@ -252,7 +257,8 @@ def log_scale_lbfgsb(f, grad, x0: np.ndarray, lower: np.ndarray, *, ftol_rel: fl
     ends at the floor is at 0 for the callers' boundary checks (they search again
     on the linear scale).
     """
-    logs = np.isfinite(lower) & (x0 > LOG_FLOOR)
+    logs = (lower == 0) & (x0 > LOG_FLOOR)
+    upper = np.full(x0.size, np.inf) if upper is None else upper
 
     def to_x(y: np.ndarray) -> np.ndarray:
         x = y.copy()
@@ -267,20 +273,23 @@ def log_scale_lbfgsb(f, grad, x0: np.ndarray, lower: np.ndarray, *, ftol_rel: fl
     y0 = x0.copy()
     y0[logs] = np.log(x0[logs])
     ylower = np.where(logs, np.log(LOG_FLOOR), lower)
-    opt = lbfgsb(lambda y: f(to_x(y)), g, y0, ylower, ftol_rel=ftol_rel, maxfeval=maxfeval)
+    yupper = np.where(logs, np.inf, upper)
+    opt = lbfgsb(lambda y: f(to_x(y)), g, y0, ylower, upper=yupper, ftol_rel=ftol_rel,
+                 maxfeval=maxfeval)
     opt.initial, opt.lower, opt.final = x0.copy(), lower.copy(), to_x(opt.final)
     opt.final[logs & (opt.final <= LOG_FLOOR * (1 + 1e-9))] = 0.0
     return opt
 
 
-def _preconditioned_lbfgsb(f, grad, x0: np.ndarray, lower: np.ndarray, k: int,
-                           ftol_rel: float, ctl: Mapping[str, Any]) -> OptSummary:
+def _preconditioned_lbfgsb(f, grad, x0: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                           k: int, ftol_rel: float, ctl: Mapping[str, Any]) -> OptSummary:
     """L-BFGS-B in the coordinates ``y`` of ``_preconditioner``, ``x = x0 + T y``;
     the summary is in ``x`` and counts the preconditioner's evaluations."""
     T, nfd = _preconditioner(grad, x0, k)
+    d = np.diag(T)
     opt = lbfgsb(lambda y: f(x0 + T @ y), lambda y: T.T @ grad(x0 + T @ y),
-                 np.zeros(x0.size), (lower - x0) / np.diag(T), ftol_rel=ftol_rel,
-                 maxfeval=ctl["maxfeval"])
+                 np.zeros(x0.size), (lower - x0) / d, upper=(upper - x0) / d,
+                 ftol_rel=ftol_rel, maxfeval=ctl["maxfeval"])
     opt.initial, opt.lower = x0.copy(), lower.copy()
     opt.final = x0 + T @ opt.final
     opt.feval += nfd

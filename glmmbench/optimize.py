@@ -125,13 +125,16 @@ def bobyqa(f: Callable[[np.ndarray], float], x0: np.ndarray, lower: np.ndarray, 
 
 
 def lbfgsb(f: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], np.ndarray],
-           x0: np.ndarray, lower: np.ndarray, *, ftol_rel: float = 1e-12,
-           gtol: float = 1e-6, maxfeval: int = 10_000) -> OptSummary:
-    """Minimise ``f`` with its gradient by scipy's L-BFGS-B within ``lower`` (and
-    ``+inf``); the summary counts evaluations of ``f`` (each with one of ``grad``)."""
+           x0: np.ndarray, lower: np.ndarray, *, upper: np.ndarray | None = None,
+           ftol_rel: float = 1e-12, gtol: float = 1e-6, maxfeval: int = 10_000
+           ) -> OptSummary:
+    """Minimise ``f`` with its gradient by scipy's L-BFGS-B within ``lower`` and
+    ``upper`` (default ``+inf``); the summary counts evaluations of ``f`` (each with
+    one of ``grad``)."""
     from scipy.optimize import minimize
 
-    x0 = np.maximum(np.asarray(x0, dtype=float), lower)
+    upper = np.full(len(lower), np.inf) if upper is None else np.asarray(upper, dtype=float)
+    x0 = np.minimum(np.maximum(np.asarray(x0, dtype=float), lower), upper)
     summ = OptSummary("L-BFGS-B", x0.copy(), lower.copy(), np.zeros(x0.size), ftol_rel,
                       np.nan, np.nan, maxfeval)
 
@@ -143,7 +146,8 @@ def lbfgsb(f: Callable[[np.ndarray], float], grad: Callable[[np.ndarray], np.nda
             return 1e300, np.zeros(x.size)
         return val, grad(x)
 
-    bounds = [(lo if np.isfinite(lo) else None, None) for lo in lower]
+    bounds = [(lo if np.isfinite(lo) else None, hi if np.isfinite(hi) else None)
+              for lo, hi in zip(lower, upper, strict=True)]
     t0 = time.perf_counter()
     res = minimize(fg, x0, jac=True, method="L-BFGS-B", bounds=bounds,
                    options={"ftol": ftol_rel, "gtol": gtol, "maxfun": maxfeval})

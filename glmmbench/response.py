@@ -32,10 +32,11 @@ import numpy as np
 
 from glmmbench.families import Family
 
-__all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "CategoricalResponse"]
+__all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "RESTRICTED_LINKS",
+           "CategoricalResponse"]
 
 _KERNEL_FAMILIES = ("binomial", "poisson")
-_RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
+RESTRICTED_LINKS = ("identity", "sqrt", "inverse")
 # |log d| bound of a dispersion parameter (d = theta, phi, sigma): e^18.4 = 1e8
 DISPERSION_BOUND = float(np.log(1e8))
 
@@ -203,7 +204,7 @@ class GLMResponse:
         """Whether ``eta`` and ``mu`` lie in the link's and family's domains (checked,
         as R's glm.fit does, only for links whose inverse can leave the mean space)."""
         link, fam = self.family.link, self.family
-        restricted = (link.name in _RESTRICTED_LINKS
+        restricted = (link.name in RESTRICTED_LINKS
                       or (fam.name, link.name) == ("binomial", "log"))
         return not restricted or bool(link.valideta(eta) and fam.validmu(mu))
 
