@@ -3,6 +3,8 @@
     glmmbench run --suite quick|full --out DIR [--store FILE] [--workers N]
                   [--scheduler ADDR] [--replicates K] [--seed S] [--problems A,B]
                   [--no-report] [--quiet]
+    glmmbench run --spec study.toml --out DIR [--store FILE] [--workers N]
+                  [--scheduler ADDR] [--no-report] [--quiet]     (glmmbench.spec)
     glmmbench report --store FILE --out DIR
     glmmbench list [--suite NAME]
     glmmbench bench ...            (glmmbench.bench: native vs glmer timings)
@@ -33,7 +35,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run a suite into a store, then write the report")
-    run.add_argument("--suite", choices=list(SUITES), default="quick")
+    run.add_argument("--suite", choices=list(SUITES), default=None,
+                     help="a built-in suite (default quick)")
+    run.add_argument("--spec", help="a TOML study spec instead of a suite (glmmbench.spec)")
     run.add_argument("--out", required=True, help="report directory")
     run.add_argument("--store", help="SQLite store (default OUT/study.sqlite)")
     run.add_argument("--workers", type=int, help="local Dask cluster of N processes")
@@ -77,7 +81,9 @@ def _run(args) -> int:
         raise SystemExit("glmmbench: --workers must be >= 1")
     if args.replicates is not None and args.replicates < 1:
         raise SystemExit("glmmbench: --replicates must be >= 1")
-    suite = get_suite(args.suite)
+    if args.spec is not None:
+        return _run_spec(args)
+    suite = get_suite(args.suite or "quick")
     problems = suite.problems
     if args.problems:
         wanted = args.problems.split(",")
@@ -93,7 +99,7 @@ def _run(args) -> int:
         meta = store.meta()
         if "started" not in meta:
             store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
-        store.set_meta("suite", args.suite)
+        store.set_meta("suite", suite.name)
         store.set_meta("replicates", args.replicates or suite.replicates)
         store.set_meta("workers", args.scheduler or args.workers or "serial")
         summary = run_study(tasks, store, workers=args.workers, scheduler=args.scheduler,
@@ -104,6 +110,25 @@ def _run(args) -> int:
           f"{summary['failures']} failures, {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     if not args.no_report:
         _report(store_path, out)
+    return 0
+
+
+def _run_spec(args) -> int:
+    from glmmbench.spec import SpecError, load_spec, run_spec
+
+    for flag in ("suite", "problems", "replicates"):
+        if getattr(args, flag) is not None:
+            raise SystemExit(f"glmmbench: --{flag} does not go with --spec (the spec says)")
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as exc:
+        raise SystemExit(f"glmmbench: {exc}") from None
+    t0 = time.perf_counter()
+    summary = run_spec(spec, args.out, store=args.store, workers=args.workers,
+                       scheduler=args.scheduler, progress=not args.quiet,
+                       report=not args.no_report)
+    print(f"{summary['run']} fits run, {summary['skipped']} already in the store, "
+          f"{summary['failures']} failures, {time.perf_counter() - t0:.1f} s", file=sys.stderr)
     return 0
 
 
