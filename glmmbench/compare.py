@@ -351,19 +351,23 @@ def _truth_rows(truth: dict) -> list[tuple[str, str, float]]:
 
 
 def recovery(fits: pd.DataFrame) -> pd.DataFrame:
-    """Bias, RMSE and Wald coverage against the simulated truth.
+    """Bias, RMSE and Wald coverage against the simulated truth, with their Monte
+    Carlo standard errors.
 
-    Per problem, engine, quantity and name over the successful replicates:
-    ``bias = mean(est - truth)``, ``rmse = sqrt(mean((est - truth)^2))``,
-    ``coverage`` = share of replicates with ``|est - truth| <= WALD_Z * se``
-    (fixef and thresholds; NaN for variance components).
+    Per problem, engine, quantity and name over the n successful replicates, with
+    ``e_i = est_i - truth``: ``bias = mean(e)``, ``rmse = sqrt(mean(e^2))``,
+    ``coverage`` = share of replicates with ``|e_i| <= WALD_Z * se_i`` (fixef and
+    thresholds; NaN for variance components). Monte Carlo standard errors (Morris,
+    White & Crowther 2019, Stat Med 38:2074, table 6): ``bias_mcse = sd(e) / sqrt(n)``;
+    ``rmse_mcse = sd(e^2) / sqrt(n) / (2 rmse)`` (the MSE's, by the delta method);
+    ``coverage_mcse = sqrt(p (1 - p) / n)``.
     """
     truths = []
     for f in fits[fits["truth"].notna()].drop_duplicates(["problem", "replicate"]).itertuples():
         truths += [(f.problem, int(f.replicate), q, n, float(v))
                    for q, n, v in _truth_rows(f.truth)]
-    cols = ["problem", "engine", "quantity", "name", "truth", "n", "mean", "bias", "rmse",
-            "coverage"]
+    cols = ["problem", "engine", "quantity", "name", "truth", "n", "mean", "bias", "bias_mcse",
+            "rmse", "rmse_mcse", "coverage", "coverage_mcse"]
     if not truths:
         return pd.DataFrame(columns=cols)
     truth = pd.DataFrame(truths, columns=["problem", "replicate", "quantity", "name", "truth"])
@@ -373,8 +377,16 @@ def recovery(fits: pd.DataFrame) -> pd.DataFrame:
         est["se"].notna(), (err.abs() <= WALD_Z * est["se"]).astype(float), np.nan))
     g = est.groupby(["problem", "engine", "quantity", "name"], sort=False)
     out = g.agg(truth=("truth", "first"), n=("value", "size"), mean=("value", "mean"),
-                bias=("err", "mean"), mse=("sq", "mean"), coverage=("covered", "mean"))
-    out["rmse"] = np.sqrt(out.pop("mse"))
+                bias=("err", "mean"), sd_err=("err", "std"), mse=("sq", "mean"),
+                sd_sq=("sq", "std"), coverage=("covered", "mean"),
+                n_cov=("covered", "count"))
+    out["rmse"] = np.sqrt(out["mse"])
+    root_n = np.sqrt(out["n"])
+    out["bias_mcse"] = out["sd_err"] / root_n
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out["rmse_mcse"] = out["sd_sq"] / root_n / (2.0 * out["rmse"])
+        p = out["coverage"]
+        out["coverage_mcse"] = np.sqrt(p * (1.0 - p) / out["n_cov"])
     return out.reset_index()[cols]
 
 

@@ -236,7 +236,8 @@ def parity_figure(par: pd.DataFrame) -> bytes:
 
 
 def recovery_figure(rec: pd.DataFrame) -> bytes:
-    """Bias and Wald coverage of every fixed effect and threshold, by scenario."""
+    """Bias and Wald coverage of every fixed effect and threshold, by scenario, with
+    bars of +- 2 Monte Carlo standard errors."""
     plt = _pyplot()
     d = rec[rec["quantity"].isin(["fixef", "threshold"])].copy()
     d["label"] = d["problem"] + ": " + d["name"]
@@ -249,8 +250,10 @@ def recovery_figure(rec: pd.DataFrame) -> bytes:
     for i, engine in enumerate(engines):
         g = d[d["engine"] == engine]
         y = g["label"].map(pos) + (i - (len(engines) - 1) / 2) * 0.15
-        ax1.scatter(g["bias"], y, s=14, color=colors[engine], label=engine)
-        ax2.scatter(g["coverage"], y, s=14, color=colors[engine])
+        ax1.errorbar(g["bias"], y, xerr=2 * g["bias_mcse"], fmt="o", ms=3.5, lw=0.8,
+                     color=colors[engine], label=engine)
+        ax2.errorbar(g["coverage"], y, xerr=2 * g["coverage_mcse"], fmt="o", ms=3.5, lw=0.8,
+                     color=colors[engine])
     ax1.axvline(0, color="grey", lw=0.8)
     ax2.axvline(0.95, color="grey", lw=0.8, ls="--")
     ax1.set_yticks(range(len(labels)), labels, fontsize=7)
@@ -498,7 +501,10 @@ def build(fits: pd.DataFrame, meta: dict | None = None,
     if len(rec):
         blocks += [Para("Over the replicates of each simulated problem: bias = mean(estimate "
                         "- truth), RMSE, and the share of 95% Wald intervals (estimate +- "
-                        "1.96 se) that cover the truth."),
+                        "1.96 se) that cover the truth, each with its Monte Carlo standard "
+                        "error (*_mcse; Morris, White & Crowther 2019): with n replicates, "
+                        "sd(error)/sqrt(n), sd(error^2)/sqrt(n)/(2 RMSE) and "
+                        "sqrt(p(1 - p)/n)."),
                    Table(rec)]
         if rec["quantity"].isin(["fixef", "threshold"]).any():
             blocks += [Figure("recovery.png", recovery_figure(rec),

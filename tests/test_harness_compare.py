@@ -135,6 +135,12 @@ def test_recovery_by_hand(fits):
     assert b0["bias"] == pytest.approx(0.05)
     assert b0["rmse"] == pytest.approx(math.sqrt((0.04 + 0.01) / 2))
     assert b0["coverage"] == pytest.approx(0.5)  # 0.2 > 1.96 * 0.1; 0.1 <= 1.96 * 0.2
+    # Monte Carlo errors: sd(0.2, -0.1) / sqrt(2); sd(0.04, 0.01) / sqrt(2) / (2 rmse);
+    # sqrt(0.5 * 0.5 / 2)
+    assert b0["bias_mcse"] == pytest.approx(np.std([0.2, -0.1], ddof=1) / math.sqrt(2))
+    assert b0["rmse_mcse"] == pytest.approx(
+        np.std([0.04, 0.01], ddof=1) / math.sqrt(2) / (2 * b0["rmse"]))
+    assert b0["coverage_mcse"] == pytest.approx(math.sqrt(0.25 / 2))
     b1 = nat.loc[("fixef", "x")]  # errors -0.1, 0.2; se 0.05 -> half-width 0.098
     assert b1["bias"] == pytest.approx(0.05)
     assert b1["coverage"] == 0.0
