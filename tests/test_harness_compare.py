@@ -88,7 +88,11 @@ def test_parity_by_hand(fits):
     ll1 = par.loc[(1, "loglik", "loglik")]
     assert ll1["diff"] == pytest.approx(0.002, abs=1e-12)
     assert not ll1["within_tol"]
-    assert "lme4-laplace-pirls-tolerance" in ll1["known"]
+    # lme4's PIRLS tolerance was measured at 5.6e-4: it explains up to 3 x that,
+    # not this 2e-3 gap, which is a failure
+    assert ll1["known"] == "" and ll1["unexplained"]
+    assert "lme4-laplace-pirls-tolerance" in ll1["exceeded"]
+    assert not ll0["unexplained"] and ll0["exceeded"] == ""
     b0 = par.loc[(0, "fixef", "(Intercept)")]
     assert b0["diff"] == pytest.approx(-0.0001, abs=1e-12)
     assert b0["rel_diff"] == pytest.approx(-0.0001 / 1.2001)
@@ -111,7 +115,8 @@ def test_parity_summary(fits):
     assert row["max_rel_d_se"] == pytest.approx(0.001 / 0.101)
     assert row["max_abs_d_sdcor"] == pytest.approx(0.01)
     assert row["within_tol"] == "10/12"
-    assert "lme4-laplace-pirls-tolerance" in row["outside_tol_explained_by"]
+    assert "lme4-laplace-pirls-tolerance" not in row["outside_tol_explained_by"]
+    assert row["unexplained"] >= 1  # the 2e-3 log-likelihood gap
     assert math.isnan(row["max_abs_d_threshold"])
 
 
@@ -228,3 +233,52 @@ def test_agq_nodes_by_hand():
     assert set(out["series"]) == {"s"}
     # problems that do not share data form no series
     assert compare.agq_nodes(_agq_fits(), {}).empty
+
+
+def test_a_known_discrepancy_excuses_only_a_gap_of_its_size():
+    """lme4-laplace-pirls-tolerance was measured at 5.6e-4 (cbpp): cited for a gap up
+    to EXCUSE_MULTIPLE times that, not beyond; a definitional entry (mgcv's
+    conditional log-likelihood) for any gap; an entry without a size for a field
+    excuses nothing there."""
+    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
+
+    glmm = {"family": "binomial", "link": "logit", "nagq": 1, "formula": "y ~ x + (1 | g)"}
+    limit = compare.EXCUSE_MULTIPLE * 5.6e-4
+    pirls = "lme4-laplace-pirls-tolerance"
+    assert pirls in compare.known_for("lme4", "loglik", glmm, 0.99 * limit, -100.0)
+    assert pirls not in compare.known_for("lme4", "loglik", glmm, 1.01 * limit, -100.0)
+    assert pirls not in compare.known_for("lme4", "loglik", glmm, float("nan"), -100.0)
+    lmm = {"family": "gaussian", "link": "identity", "nagq": 1, "formula": "y ~ (1 | g)"}
+    assert "mgcv-loglik-is-conditional" in compare.known_for("mgcv", "loglik", lmm, 4053.0,
+                                                             -800.0)
+    entry = {e["id"]: e for e in KNOWN_DISCREPANCIES}["lme4-hessian-noise"]
+    assert compare.excuses(entry, "se", 0.03, 1.0)  # 3 % against 3 x 1.26 %
+    assert not compare.excuses(entry, "se", 0.04, 1.0)
+    assert not compare.excuses(entry, "fixef", 1e-9, 1.0)  # no size for fixef
+    assert all("gap" in e for e in KNOWN_DISCREPANCIES)
+
+
+def test_verdict_table(fits):
+    """One row per model class: native fits, parity n of m per R engine, the
+    unexplained gaps as failures, the median speed ratio and coverage."""
+    par, rec, sp = compare.parity(fits), compare.recovery(fits), compare.speed(fits)
+    v = compare.verdict(fits, par, rec, sp).set_index("model class")
+    assert list(v.index) == ["binomial GLMM", "ordinal (clmm)"]
+    row = v.loc["binomial GLMM"]
+    assert row["problems"] == 1 and row["native fits"] == "2/2 ok"
+    # the native engine declined the ordinal problem: no fit, nothing compared
+    assert v.loc["ordinal (clmm)", "native fits"] == "0/1 ok"
+    assert v.loc["ordinal (clmm)", "parity within tolerance"] == "-"
+    assert row["parity within tolerance"] == "lme4 10/12"
+    # the 2e-3 log-likelihood gap (beyond 3 x lme4's PIRLS tolerance) and the sd gap
+    assert row["failures"] == int(par["unexplained"].sum()) >= 1
+    assert row["speed vs fastest R (median)"] != "-"
+    assert row["coverage (native)"].startswith("0.250 +- ")
+
+
+def test_model_classes():
+    assert compare.model_class("gaussian", "identity", 1, "y ~ x + (1 | g)") == "LMM (Gaussian)"
+    assert compare.model_class("gaussian", "log", 1, "y ~ x + (1 | g)") == "Gaussian GLMM (link)"
+    assert compare.model_class("binomial", "logit", 9, "y ~ (1 | g)").startswith("adaptive")
+    assert compare.model_class("poisson", "log", 1, "y ~ s(x) + (1 | g)") == "GAMM (smooths)"
+    assert compare.model_class("nbinom1", "log", 1, "y ~ (1 | g)") == "negative binomial GLMM"

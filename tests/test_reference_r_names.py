@@ -315,13 +315,19 @@ def test_encode_frame_rejects_naming_the_column(column, exc, match):
 
 
 def test_known_discrepancies_are_well_formed():
-    keys = {"id", "engine", "condition", "quantity", "description", "evidence", "measured"}
+    keys = {"id", "engine", "condition", "quantity", "gap", "description", "evidence",
+            "measured"}
     ids = [d["id"] for d in KNOWN_DISCREPANCIES]
     assert len(ids) == len(set(ids))
     for d in KNOWN_DISCREPANCIES:
         assert set(d) == keys, d["id"]
         assert d["engine"] in {"lme4", "glmmTMB", "ordinal", "mgcv", "gamm4", "*"}
         assert isinstance(d["quantity"], list) and d["evidence"]
+        # a size for fields the entry is about, as {"abs": a}, {"rel": r} or "definition"
+        assert set(d["gap"]) <= set(d["quantity"]), d["id"]
+        for size in d["gap"].values():
+            assert size == "definition" or (set(size) <= {"abs", "rel"} and all(
+                v > 0 for v in size.values())), d["id"]
     assert {d["id"] for d in lookup("lme4", "loglik")} >= {"lme4-agq-binomial-loglik"}
     assert all(d["engine"] in ("mgcv", "*") for d in lookup("mgcv"))
 
