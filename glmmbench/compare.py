@@ -164,6 +164,8 @@ def _applies(entry_id: str, model: dict) -> bool | None:
         "lme4-gaussian-nonidentity-sigma": family == "gaussian" and link != "identity",
         "lme4-poisson-sqrt-modes": family == "poisson" and link == "sqrt",
         "lme4-hessian-noise": glmer,
+        "lme4-olre-hessian-collapse": (glmer and re.search(r"\(1 \| obs\)", formula) is not None
+                                       and model.get("converged") is False),
         "mgcv-loglik-is-conditional": True,
         "mgcv-re-nongaussian-estimates": family in ("binomial", "poisson",
                                                     "negative_binomial"),
@@ -310,7 +312,8 @@ def _on_reference_scale(out: pd.DataFrame, fits: pd.DataFrame) -> pd.Series:
 
 def _models(fits: pd.DataFrame) -> dict[tuple, dict]:
     return {(f.problem, int(f.replicate), f.engine): {
-        "family": f.family, "link": f.link, "nagq": f.nagq, "formula": f.formula}
+        "family": f.family, "link": f.link, "nagq": f.nagq, "formula": f.formula,
+        "converged": None if pd.isna(f.converged) else bool(f.converged)}
         for f in fits.itertuples(index=False)}
 
 

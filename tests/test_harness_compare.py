@@ -282,3 +282,12 @@ def test_model_classes():
     assert compare.model_class("binomial", "logit", 9, "y ~ (1 | g)").startswith("adaptive")
     assert compare.model_class("poisson", "log", 1, "y ~ s(x) + (1 | g)") == "GAMM (smooths)"
     assert compare.model_class("nbinom1", "log", 1, "y ~ (1 | g)") == "negative binomial GLMM"
+
+
+def test_lme4_olre_collapse_is_cited_only_when_glmer_fails_its_check():
+    olre = {"family": "binomial", "link": "logit", "nagq": 1,
+            "formula": "cbind(y, n - y) ~ x + (1 | g) + (1 | obs)"}
+    failed = compare.known_for("lme4", "se", {**olre, "converged": False}, -0.126, 0.0017)
+    assert "lme4-olre-hessian-collapse" in failed
+    ok = compare.known_for("lme4", "se", {**olre, "converged": True}, -0.126, 0.0017)
+    assert "lme4-olre-hessian-collapse" not in ok
