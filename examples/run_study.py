@@ -6,9 +6,9 @@
 import sys
 from pathlib import Path
 
-from glmmbench import compare
-from glmmbench.spec import load_spec, run_spec
-from glmmbench.store import Store
+from glmmbench.harness import compare
+from glmmbench.harness.spec import load_spec, run_spec
+from glmmbench.harness.store import Store
 
 out = Path(sys.argv[1] if len(sys.argv) > 1 else "out/small_clusters")
 spec = load_spec(Path(__file__).with_name("study.toml"))

@@ -4,10 +4,10 @@
                   [--scheduler ADDR] [--replicates K] [--seed S] [--problems A,B]
                   [--no-report] [--quiet]
     glmmbench run --spec study.toml --out DIR [--store FILE] [--workers N]
-                  [--scheduler ADDR] [--no-report] [--quiet]     (glmmbench.spec)
+                  [--scheduler ADDR] [--no-report] [--quiet]     (glmmbench.harness.spec)
     glmmbench report --store FILE --out DIR
     glmmbench list [--suite NAME]
-    glmmbench bench ...            (glmmbench.bench: native vs glmer timings)
+    glmmbench bench ...            (glmmbench.harness.bench: native vs glmer timings)
 
 ``run`` resumes: rerunning the same command skips the fits already in the store
 (default ``DIR/study.sqlite``) and writes the report at the end. With
@@ -29,7 +29,7 @@ DEFAULT_SEED = 20240601
 
 
 def _parser() -> argparse.ArgumentParser:
-    from glmmbench.catalogue import SUITES
+    from glmmbench.harness.catalogue import SUITES
 
     p = argparse.ArgumentParser(prog="glmmbench", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run a suite into a store, then write the report")
     run.add_argument("--suite", choices=list(SUITES), default=None,
                      help="a built-in suite (default quick)")
-    run.add_argument("--spec", help="a TOML study spec instead of a suite (glmmbench.spec)")
+    run.add_argument("--spec", help="a TOML study spec instead of a suite (glmmbench.harness.spec)")
     run.add_argument("--out", required=True, help="report directory")
     run.add_argument("--store", help="SQLite store (default OUT/study.sqlite)")
     run.add_argument("--workers", type=int, help="local Dask cluster of N processes")
@@ -55,13 +55,14 @@ def _parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="list the problems of a suite")
     lst.add_argument("--suite", choices=list(SUITES), default="quick")
 
-    sub.add_parser("bench", help="native vs glmer timings (glmmbench.bench)", add_help=False)
+    sub.add_parser("bench", help="native vs R timings (glmmbench.harness.bench)",
+                   add_help=False)
     return p
 
 
 def _report(store_path: Path, out: Path) -> None:
-    from glmmbench.report import write_report
-    from glmmbench.store import Store
+    from glmmbench.harness.report import write_report
+    from glmmbench.harness.store import Store
 
     with Store(store_path) as store:
         fits, meta, problems = store.frame(), store.meta(), store.problems()
@@ -73,9 +74,9 @@ def _report(store_path: Path, out: Path) -> None:
 
 
 def _run(args) -> int:
-    from glmmbench.catalogue import get_suite
-    from glmmbench.store import Store
-    from glmmbench.study import plan, run_study
+    from glmmbench.harness.catalogue import get_suite
+    from glmmbench.harness.store import Store
+    from glmmbench.harness.study import plan, run_study
 
     if args.workers is not None and args.workers < 1:
         raise SystemExit("glmmbench: --workers must be >= 1")
@@ -114,7 +115,7 @@ def _run(args) -> int:
 
 
 def _run_spec(args) -> int:
-    from glmmbench.spec import SpecError, load_spec, run_spec
+    from glmmbench.harness.spec import SpecError, load_spec, run_spec
 
     for flag in ("suite", "problems", "replicates"):
         if getattr(args, flag) is not None:
@@ -133,7 +134,7 @@ def _run_spec(args) -> int:
 
 
 def _list(args) -> int:
-    from glmmbench.catalogue import get_suite, replicates_of
+    from glmmbench.harness.catalogue import get_suite, replicates_of
 
     suite = get_suite(args.suite)
     print(f"suite {suite.name}: {suite.description}")
@@ -149,7 +150,7 @@ def _list(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
-        from glmmbench import bench
+        from glmmbench.harness import bench
 
         return bench.main(argv[1:])
     args = _parser().parse_args(argv)

@@ -9,7 +9,7 @@
         assert_matches(native, r)
 
 `assert_matches` compares a native fit with an R FitRecord (`reference_r.fit_reference`)
-quantity by quantity, as the harness's parity report does (`glmmbench.compare`):
+quantity by quantity, as the harness's parity report does (`glmmbench.harness.compare`):
 the per-quantity tolerances of `compare.PARITY_TOL` (or yours), and the known
 R-side discrepancies of `reference_r.known_discrepancies`, each of which excuses
 only a gap of its own measured size. It fails with every comparison that is
@@ -30,8 +30,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from glmmbench import compare
-from glmmbench.catalogue import NATIVE
+from glmmbench.harness import compare
+from glmmbench.harness.catalogue import NATIVE
 
 __all__ = ["assert_matches", "comparisons", "reference_r"]
 

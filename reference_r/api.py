@@ -156,9 +156,50 @@ def fit_reference(
     ValueError, TypeError
         Bad arguments or data, found before anything reaches R.
     """
+    if engine == "lme4" and family == "multinomial":
+        return _multinomial_by_glmer(formula, data, link, nagq, timeout, options)
     job, model, ctx = _prepare(engine, formula, family, link, nagq, reml, options)
     raw = request(("fit", job, data), timeout)
     return _record(raw, engine, model, ctx)
+
+
+_GLMER_RESPONSE = "second_category_glmmbench"
+
+
+def _multinomial_by_glmer(formula, data, link, nagq, timeout, options) -> dict:
+    """lme4 for a multinomial response with two categories: glmer's logistic model
+    of the second category against the first (the baseline), named as glmmbench names
+    the multinomial model (``b~x``, ``b~(Intercept)`` in varcorr)."""
+    if link not in (None, "logit"):
+        raise ValueError(f"link {link!r} is not available for family 'multinomial' "
+                         "(baseline-category logits)")
+    lhs, rhs = formula.split("~", 1)
+    name = lhs.strip()
+    if name not in data.columns:
+        raise ValueError(f"response column {name!r} is not in the data")
+    y = data[name]
+    levels = list(y.cat.categories if isinstance(y.dtype, pd.CategoricalDtype)
+                  else sorted(y.dropna().unique()))
+    if len(levels) != 2:
+        raise ValueError(f"lme4 fits a multinomial response with two categories only (as "
+                         f"glmer's binomial model); {name!r} has {len(levels)}: use engine "
+                         "'mgcv'")
+    second = (y == levels[1]).astype(float).where(y.notna())
+    rec = fit_reference("lme4", f"{_GLMER_RESPONSE} ~{rhs}",
+                        data.assign(**{_GLMER_RESPONSE: second}), family="binomial",
+                        nagq=nagq, timeout=timeout, **options)
+    prefix = f"{levels[1]}~"
+
+    def named(v):
+        return None if v is None else prefix + v
+
+    rec["fixef"] = {prefix + k: v for k, v in rec["fixef"].items()}
+    rec["se"] = {prefix + k: v for k, v in rec["se"].items()}
+    rec["varcorr"] = [{**row, "var1": named(row.get("var1")), "var2": named(row.get("var2"))}
+                      for row in rec["varcorr"]]
+    rec["model"] = {**rec["model"], "formula": formula, "family": "multinomial",
+                    "link": "logit"}
+    return rec
 
 
 def describe_in_r(data: pd.DataFrame, timeout: float | None = None) -> dict[str, dict]:

@@ -10,7 +10,7 @@ or ``"definition"`` where R reports another quantity (a conditional
 log-likelihood, another model), which no size describes. A field without a gap is
 not excused at all. A parity report cites the ``id`` rather than loosen a
 tolerance, and only for a gap within a stated multiple of its size
-(``glmmbench.compare.EXCUSE_MULTIPLE``): a larger one is a failure.
+(``glmmbench.harness.compare.EXCUSE_MULTIPLE``): a larger one is a failure.
 See ``CONVENTIONS.md`` for the prose.
 """
 

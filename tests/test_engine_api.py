@@ -359,3 +359,15 @@ def test_to_record_is_json_and_equals_the_attributes(sleep_fits, cbpp_fit, which
     expected = [{k: (None if pd.isna(v) else v) for k, v in row.items()}
                 for row in res.varcorr.to_dict(orient="records")]
     assert rec["varcorr"] == expected
+
+
+def test_the_engine_imports_nothing_from_the_harness():
+    """glmmbench and its fit() load no glmmbench.harness module (two halves)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, glmmbench, glmmbench.fit\n"
+            "print([m for m in sys.modules if m.startswith('glmmbench.harness')])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == "[]"

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmmbench import compare
+from glmmbench.harness import compare
 
 TRUTH = {"fixef": {"(Intercept)": 1.0, "x": 0.5},
          "varcorr": [{"grp": "g", "var1": "(Intercept)", "var2": None, "vcov": 0.25,

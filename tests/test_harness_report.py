@@ -8,7 +8,7 @@ import re
 import pandas as pd
 import pytest
 
-from glmmbench import report
+from glmmbench.harness import report
 from tests.test_harness_compare import sample_fits
 
 

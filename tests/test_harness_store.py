@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 
 import simulate
-from glmmbench import catalogue
-from glmmbench.catalogue import NATIVE, PROBLEMS, SUITES, Problem
 from glmmbench.errors import DataError, FamilyError, FormulaError
-from glmmbench.store import Store
-from glmmbench.study import (
+from glmmbench.harness import catalogue
+from glmmbench.harness.catalogue import NATIVE, PROBLEMS, SUITES, Problem
+from glmmbench.harness.store import Store
+from glmmbench.harness.study import (
     Progress,
     execute,
     failure_row,

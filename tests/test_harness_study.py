@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmmbench.store import Store
+from glmmbench.harness.store import Store
 
 pytestmark = [pytest.mark.r, pytest.mark.slow]
 

@@ -642,3 +642,29 @@ def test_script_without_main_guard(tmp_path):
     )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.count("top-level ran") == 1 and "nobs 6" in out.stdout
+
+
+@pytest.mark.r
+def test_lme4_fits_a_two_category_multinomial_as_glmer_binomial():
+    """reference_r's lme4 multinomial (K = 2) is glmer's logistic model of the second
+    category, named as glmmbench names the multinomial model; K = 3 is refused."""
+    import dataclasses
+
+    import numpy as np
+
+    import simulate
+    from glmmbench import fit
+
+    base = simulate.SCENARIOS["multinomial_intercept"]
+    two = dataclasses.replace(base, n_categories=2, intercept=(base.intercept[0],),
+                              beta_x=(base.beta_x[0],))
+    sim = simulate.generate(two, np.random.default_rng(2))
+    rec = fit_reference("lme4", sim.formula, sim.data, family="multinomial")
+    native = fit(sim.formula, sim.data, "multinomial")
+    assert rec["model"]["family"] == "multinomial"
+    assert set(rec["fixef"]) == set(native.fixef.index) == {"b~(Intercept)", "b~x"}
+    assert rec["varcorr"][0]["var1"] == "b~(Intercept)"
+    assert native.loglik == pytest.approx(rec["loglik"], abs=2e-3)
+    three = simulate.generate(base, np.random.default_rng(2))
+    with pytest.raises(ValueError, match="two categories only"):
+        fit_reference("lme4", three.formula, three.data, family="multinomial")

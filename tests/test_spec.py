@@ -1,4 +1,4 @@
-"""Study specs (glmmbench.spec): TOML -> problems -> a real study in SQLite.
+"""Study specs (glmmbench.harness.spec): TOML -> problems -> a real study in SQLite.
 
 A spec with two estimators x 3 replicates x 2 engines (native, lme4) gives 12 ok
 rows, the nagq column telling the estimators apart; bad specs name the table and
@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from glmmbench.spec import SpecError, load_spec, parse_spec, run_spec
-from glmmbench.store import Store
+from glmmbench.harness.spec import SpecError, load_spec, parse_spec, run_spec
+from glmmbench.harness.store import Store
 
 ROOT = Path(__file__).resolve().parents[1]
 

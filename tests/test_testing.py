@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from glmmbench import compare, datasets, fit
+from glmmbench import datasets, fit
+from glmmbench.harness import compare
 from glmmbench.testing import assert_matches, comparisons
 
 pytest_plugins = ["pytester"]

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 import simulate
-from glmmbench.catalogue import NATIVE, R_ENGINES, Problem, default_r_engines
 from glmmbench.errors import GLMMError
+from glmmbench.harness.catalogue import NATIVE, R_ENGINES, Problem, default_r_engines
 
 __all__ = ["Spec", "SpecError", "load_spec", "parse_spec", "run_spec"]
 
@@ -117,8 +117,8 @@ def run_spec(spec: Spec, out: str | Path, *, store: str | Path | None = None,
              progress: bool = False, report: bool = True) -> dict:
     """Run a spec's study into ``out/study.sqlite`` (or ``store``), resuming what is
     there, and write the report to ``out``; returns `run_study`'s summary."""
-    from glmmbench.store import Store
-    from glmmbench.study import plan, run_study
+    from glmmbench.harness.store import Store
+    from glmmbench.harness.study import plan, run_study
 
     out = Path(out)
     store_path = Path(store) if store else out / "study.sqlite"
@@ -130,7 +130,7 @@ def run_spec(spec: Spec, out: str | Path, *, store: str | Path | None = None,
         summary = run_study(tasks, st, workers=workers, scheduler=scheduler,
                             progress=progress)
         if report:
-            from glmmbench.report import write_report
+            from glmmbench.harness.report import write_report
 
             write_report(st.frame(), out, meta=st.meta(), problems=st.problems())
     return summary

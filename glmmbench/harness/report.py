@@ -2,7 +2,7 @@
 
 The report is data first: `build` turns the fits table into a list of blocks
 (headings, paragraphs, tables, figures) whose tables are the DataFrames of
-`glmmbench.compare`. `to_markdown` and `to_html` render the same blocks, so the
+`glmmbench.harness.compare`. `to_markdown` and `to_html` render the same blocks, so the
 two documents cannot disagree; the HTML embeds the figures as base64 PNG.
 
     write_report(store.frame(), "reports/latest", meta=store.meta(),
@@ -28,8 +28,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from glmmbench import compare
-from glmmbench.catalogue import NATIVE
+from glmmbench.harness import compare
+from glmmbench.harness.catalogue import NATIVE
 
 __all__ = ["Bullets", "Figure", "Heading", "Para", "Table", "build", "results_table", "to_html",
            "to_markdown", "write_report"]

@@ -4,7 +4,7 @@ A `Problem` is a model to fit (formula, family, link, estimator) on data from a
 shipped R dataset or a `simulate` scenario, and the R engines that can fit the
 same model. Tests, benchmarks and reports all read `PROBLEMS` and `SUITES`.
 
-    >>> from glmmbench.catalogue import SUITES
+    >>> from glmmbench.harness.catalogue import SUITES
     >>> [p.name for p in SUITES["smoke"].problems]
     ['smoke_gaussian', 'smoke_poisson', 'smoke_smooth']
 
@@ -133,7 +133,8 @@ def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:
     if family == "ordinal":
         return ("ordinal",)
     if family == "multinomial":
-        return ("mgcv",)
+        # two categories: glmer's logistic model (reference_r names it as ours)
+        return ("lme4", "mgcv") if scenario.n_categories == 2 else ("mgcv",)
     if family == "negative_binomial" and link != "log":
         return ("glmmTMB",)  # glmer.nb fits the log link only
     if family == "nbinom1":
@@ -235,6 +236,13 @@ _VALIDITY_PROBLEMS = tuple(
     for name, estimators in _VALIDITY for est in estimators
 )
 
+# Two categories: the multinomial model is glmer's logistic model (K = 2), checked
+# against lme4 as well as mgcv.
+_BASE_MULTINOMIAL = simulate.SCENARIOS["multinomial_intercept"]
+_MULTINOMIAL_BINARY = _sim("multinomial_binary", dataclasses.replace(
+    _BASE_MULTINOMIAL, n_categories=2, intercept=(_BASE_MULTINOMIAL.intercept[0],),
+    beta_x=(_BASE_MULTINOMIAL.beta_x[0],)))
+
 # Seconds-long problems for smoke tests of the harness itself.
 _SMOKE_PROBLEMS = (
     _sim("smoke_gaussian", dataclasses.replace(
@@ -254,7 +262,7 @@ _SMOKE_PROBLEMS = (
 )
 
 PROBLEMS: dict[str, Problem] = {
-    p.name: p for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, *_AGQ_SERIES,
+    p.name: p for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, _MULTINOMIAL_BINARY, *_AGQ_SERIES,
                         *_VALIDITY_PROBLEMS, *_SMOKE_PROBLEMS)
 }
 
@@ -282,7 +290,7 @@ SUITES: dict[str, Suite] = {
         "quick",
         ("cbpp", "cbpp_agq25", "cbpp_probit", "sleepstudy", "sleepstudy_uncorr_ml",
          "penicillin", "grouseticks", "grouseticks_nb", "verbagg_crossed", "verbagg_multinom",
-         "wine", "soup", *_QUICK_SIM, *(p.name for p in _AGQ_SERIES)),
+         "wine", "soup", *_QUICK_SIM, "multinomial_binary", *(p.name for p in _AGQ_SERIES)),
         2,
         "every family with an R engine, real datasets and modest simulations; "
         "a few minutes on two cores"),
@@ -293,7 +301,8 @@ SUITES: dict[str, Suite] = {
         "Carlo errors; minutes on two Dask workers"),
     "full": Suite(
         "full",
-        tuple(p.name for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, *_AGQ_SERIES)),
+        tuple(p.name for p in (*_DATASET_PROBLEMS, *_SIM_PROBLEMS, _MULTINOMIAL_BINARY,
+                               *_AGQ_SERIES)),
         20,
         "every dataset problem and every simulate scenario (large ones 5 times)"),
 }

@@ -41,9 +41,9 @@ import numpy as np
 import pandas as pd
 
 import simulate
-from glmmbench.catalogue import NATIVE, Problem, replicates_of
 from glmmbench.errors import FamilyError
-from glmmbench.store import Store
+from glmmbench.harness.catalogue import NATIVE, Problem, replicates_of
+from glmmbench.harness.store import Store
 
 __all__ = ["Instance", "Progress", "Task", "execute", "failure_row", "instance", "plan",
            "replicate_rng", "run_study", "unsupported"]

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from glmmbench.catalogue import NATIVE
+from glmmbench.harness.catalogue import NATIVE
 
 __all__ = [
     "PARITY_TOL",
