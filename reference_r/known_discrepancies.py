@@ -109,23 +109,42 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "id": "lme4-laplace-pirls-tolerance",
         "engine": "lme4",
         "condition": "glmer, nAGQ = 1, default glmerControl(tolPwrss = 1e-7)",
-        "quantity": ["loglik", "deviance", "aic", "bic"],
-        "gap": {"loglik": {"abs": 5.6e-4}, "deviance": {"abs": 5.6e-4}},
+        "quantity": ["loglik", "deviance", "aic", "bic", "fixef"],
+        "gap": {"loglik": {"rel": 7.1e-6}, "deviance": {"rel": 7.1e-6},
+                "fixef": {"rel": 2.3e-3}},
         "description": (
             "lme4's reported -2 logLik differs from the Laplace deviance recomputed "
             "at its own optimum (beta, theta, conditional modes u) by up to ~6e-4: "
             "consistent with log|L|^2 taken from a PIRLS iterate that is not fully "
-            "converged. With tolPwrss = 1e-13 the cbpp gap is 1e-8. Compare a native "
-            "Laplace deviance with lme4's to ~1e-3 absolute, or refit lme4 tightly."
+            "converged. With tolPwrss = 1e-13 the cbpp gap is 1e-8. The gap grows "
+            "with the model, at about 7e-6 of |logLik|: on larger and observation-"
+            "level-effect models glmer stops 0.002-0.05 below the optimum that "
+            "glmmTMB and the native engine share (to 1e-7), with fixed effects "
+            "0.1-0.26 % apart, and reaches it with tolPwrss = 1e-12 (a tighter "
+            "BOBYQA does not). Compare with glmmTMB, or refit lme4 tightly."
         ),
         "evidence": (
             f"glmer({_CBPP}): -2 logLik 184.05313278, recomputed "
             "-2 sum log f(y|u) + |u|^2 + log|L|^2 = 184.05257242 (gap 5.6e-4); with "
             "tolPwrss = 1e-13: 184.05256375 vs 184.05256374. grouseticks "
             "TICKS ~ YEAR + scale(HEIGHT) + (1|BROOD) + (1|LOCATION), poisson: gap "
-            "6.2e-6 at either tolerance."
+            "6.2e-6 at either tolerance. Full-suite problems (glmmbench.harness."
+            "catalogue, replicate 0, seed 20240601, data from "
+            "glmmbench.harness.study.instance): binomial_binary_large y ~ x + z + "
+            "(1 + x | g), n = 10000: glmer logLik -5895.700889, with glmerControl("
+            "tolPwrss = 1e-12) -5895.659283, with bobyqa rhoend 1e-9 -5895.700889; "
+            "glmmTMB and native -5895.659278 (gap 0.0416, 7.1e-6 relative; over 6 "
+            "replicates 0.042-0.055); fixef (Intercept) -0.482429 / native "
+            "-0.483382, x 0.747154 / 0.748895 (2.3e-3). poisson_olre y ~ x + (1 | g) "
+            "+ (1 | obs): -919.169733, tolPwrss 1e-12 -919.163251, native "
+            "-919.163251 (gap 0.0065, 7.1e-6)."
         ),
         "measured": {
+            "binomial_binary_large_gap": 0.0416,
+            "binomial_binary_large_gap_tight": 5e-6,
+            "poisson_olre_gap": 0.0065,
+            "relative_gap": 7.1e-6,
+            "fixef_rel_gap": 2.3e-3,
             "cbpp_gap_default": 5.6e-4,
             "cbpp_gap_tight": 1.35e-8,
             "grouseticks_gap": 6.2e-6,
