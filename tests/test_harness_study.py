@@ -167,5 +167,7 @@ def test_tiny_validity_study_on_dask_equals_serial(tmp_path):
     assert_same_fits(serial.sort_values(KEY).reset_index(drop=True),
                      dask.sort_values(KEY).reset_index(drop=True))
     md = (tmp_path / "dask" / "report.md").read_text()
-    assert md.index("## Verdict") < md.index("## Summary") < md.index("## Recovery")
+    # the verdict first, figures next, detail tables last
+    assert (md.index("## Verdict") < md.index("## Summary") < md.index("## Figures")
+            < md.index("# Details") < md.index("## Recovery"))
     assert "bias_mcse" in md and "coverage_mcse" in md

@@ -482,93 +482,99 @@ def build(fits: pd.DataFrame, meta: dict | None = None,
                Heading(2, "Summary"),
                Bullets(tuple(_summary(fits, par, rec, sp, counts)))]
 
-    blocks += [Heading(2, "Fits by engine"), Table(counts)]
-    blocks += [Heading(2, "Problems"), Table(_problems_table(fits, problems)),
-               Para("Every engine of every problem, with its verdict. 'not supported' means "
-                    "the native engine declined the model as not implemented yet."),
-               Table(status.drop(columns=["converged", "not_converged"]))]
+    # figures first (with error bars where they estimate something), detail tables last
+    figures: list[Block] = []
+    details: list[Block] = [Heading(2, "Fits by engine"), Table(counts),
+                            Heading(2, "Problems"), Table(_problems_table(fits, problems)),
+                            Para("Every engine of every problem, with its verdict. 'not "
+                                 "supported' means the native engine declined the model as "
+                                 "not implemented yet."),
+                            Table(status.drop(columns=["converged", "not_converged"]))]
 
-    blocks += [Heading(2, "Parity: native minus R")]
+    details += [Heading(2, "Parity: native minus R")]
     if len(par):
         tol = ", ".join(f"{q} {t.atol:g} + {t.rtol:g}|R|" for q, t in compare.PARITY_TOL.items())
-        blocks += [
+        figures += [Figure("parity.png", parity_figure(par),
+                           "Parity: native vs R estimates (x: a known R-side discrepancy "
+                           "applies)")]
+        details += [
             Para("Each native fit against each R engine on the same replicate. A comparison "
                  f"is within tolerance when |native - R| <= atol + rtol |R| ({tol}). Known "
                  "R-side discrepancies (reference_r.known_discrepancies) that apply to a "
-                 "comparison are cited by id rather than hidden; '?' marks an entry whose "
-                 "condition the harness does not encode."),
-            Table(compare.parity_summary(par)),
-            Figure("parity.png", parity_figure(par),
-                   "Parity: native vs R estimates (x: a known R-side discrepancy applies)")]
+                 "comparison and explain a gap of its size are cited by id ('known'); "
+                 "those that apply but are smaller than the gap are listed as 'exceeded'; "
+                 "'?' marks an entry whose condition the harness does not encode."),
+            Table(compare.parity_summary(par))]
         outside = par[~par["within_tol"]]
         if len(outside):
-            blocks += [Table(outside.head(MAX_LISTED),
-                             f"Comparisons outside tolerance ({len(outside)}; first "
-                             f"{min(len(outside), MAX_LISTED)} listed)")]
+            details += [Table(outside.head(MAX_LISTED),
+                              f"Comparisons outside tolerance ({len(outside)}; first "
+                              f"{min(len(outside), MAX_LISTED)} listed)")]
         legend = _known_legend(par)
         if len(legend):
-            blocks += [Table(legend, "Known R-side discrepancies cited")]
+            details += [Table(legend, "Known R-side discrepancies cited")]
     else:
-        blocks += [Para("No native fit has an R counterpart to compare with.")]
+        details += [Para("No native fit has an R counterpart to compare with.")]
 
-    blocks += [Heading(2, "Recovery of the simulated truth")]
+    details += [Heading(2, "Recovery of the simulated truth")]
     if len(rec):
-        blocks += [Para("Over the replicates of each simulated problem: bias = mean(estimate "
-                        "- truth), RMSE, and the share of 95% Wald intervals (estimate +- "
-                        "1.96 se) that cover the truth, each with its Monte Carlo standard "
-                        "error (*_mcse; Morris, White & Crowther 2019): with n replicates, "
-                        "sd(error)/sqrt(n), sd(error^2)/sqrt(n)/(2 RMSE) and "
-                        "sqrt(p(1 - p)/n)."),
-                   Table(rec)]
+        details += [Para("Over the replicates of each simulated problem: bias = mean(estimate "
+                         "- truth), RMSE, and the share of 95% Wald intervals (estimate +- "
+                         "1.96 se) that cover the truth, each with its Monte Carlo standard "
+                         "error (*_mcse; Morris, White & Crowther 2019): with n replicates, "
+                         "sd(error)/sqrt(n), sd(error^2)/sqrt(n)/(2 RMSE) and "
+                         "sqrt(p(1 - p)/n)."),
+                    Table(rec)]
         if rec["quantity"].isin(["fixef", "threshold"]).any():
-            blocks += [Figure("recovery.png", recovery_figure(rec),
-                              "Bias (fixed effects, thresholds, random-effect sds) "
-                              "and Wald coverage by scenario, +- 2 Monte Carlo SEs")]
+            figures += [Figure("recovery.png", recovery_figure(rec),
+                               "Bias (fixed effects, thresholds, random-effect sds) "
+                               "and Wald coverage by scenario, +- 2 Monte Carlo SEs")]
     else:
-        blocks += [Para("No simulated problem was fitted successfully.")]
+        details += [Para("No simulated problem was fitted successfully.")]
 
     nodes = compare.agq_nodes(fits, problems)
     if len(nodes):
         wide = nodes.assign(column=nodes["engine"] + " nagq=" + nodes["nagq"].astype(str))
         wide = wide.pivot_table(index=["series", "quantity", "name"], columns="column",
                                 values="mean", aggfunc="first", sort=False).reset_index()
-        blocks += [Heading(2, "Adaptive quadrature: accuracy against node count"),
-                   Para("The same data fitted at increasing nagq (problems sharing a "
-                        "data_key). loglik_gap is the mean over replicates of the "
-                        "log-likelihood minus its value at the largest nagq (lme4's AGQ "
-                        "values put back on the full scale); the other rows are mean "
-                        "estimates. Laplace (nagq=1) is biased for small clusters; the "
-                        "values settle as nodes are added."),
-                   Table(wide),
-                   Figure("agq_nodes.png", agq_nodes_figure(nodes),
-                          "Log-likelihood and estimates against nagq")]
+        figures += [Figure("agq_nodes.png", agq_nodes_figure(nodes),
+                           "Adaptive quadrature: log-likelihood and estimates against nagq")]
+        details += [Heading(2, "Adaptive quadrature: accuracy against node count"),
+                    Para("The same data fitted at increasing nagq (problems sharing a "
+                         "data_key). loglik_gap is the mean over replicates of the "
+                         "log-likelihood minus its value at the largest nagq (lme4's AGQ "
+                         "values put back on the full scale); the other rows are mean "
+                         "estimates. Laplace (nagq=1) is biased for small clusters; the "
+                         "values settle as nodes are added."),
+                    Table(wide)]
 
     curves = smooth_curves(fits)
     if len(curves):
-        blocks += [Heading(2, "Smooths"),
-                   Para("Partial effects of the smooths (centred as mgcv centres them) in "
-                        "the first replicate of each problem: the native fit with its 95 % "
-                        "Bayesian band, each R engine's estimate dashed."),
-                   Figure("smooths.png", smooths_figure(curves), "Fitted smooths")]
+        figures += [Figure("smooths.png", smooths_figure(curves),
+                           "Fitted smooths: partial effects (centred as mgcv centres them) "
+                           "in the first replicate of each problem, the native fit with its "
+                           "95 % Bayesian band, each R engine's estimate dashed")]
 
-    blocks += [Heading(2, "Speed")]
+    details += [Heading(2, "Speed")]
     if len(sp):
-        blocks += [Para("Fit times measured inside each engine's own process (R: "
-                        "system.time around the fitting call), native / R on the same "
-                        "replicate."), Table(compare.speed_summary(sp)),
-                   Figure("speed.png", speed_figure(sp), "Time ratio native / R")]
+        figures += [Figure("speed.png", speed_figure(sp), "Time ratio native / R")]
+        details += [Para("Fit times measured inside each engine's own process (R: "
+                         "system.time around the fitting call), native / R on the same "
+                         "replicate."), Table(compare.speed_summary(sp))]
     else:
-        blocks += [Para("No pair of native and R fits to time.")]
+        details += [Para("No pair of native and R fits to time.")]
 
     failures = _failures(fits)
-    blocks += [Heading(2, "Fits that failed, are not supported, or did not converge")]
+    details += [Heading(2, "Fits that failed, are not supported, or did not converge")]
     if len(failures):
-        blocks += [Table(failures.head(MAX_LISTED * 2),
-                         f"{len(failures)} fits" + (f", first {MAX_LISTED * 2} listed"
-                                                    if len(failures) > MAX_LISTED * 2 else ""))]
+        details += [Table(failures.head(MAX_LISTED * 2),
+                          f"{len(failures)} fits" + (f", first {MAX_LISTED * 2} listed"
+                                                     if len(failures) > MAX_LISTED * 2 else ""))]
     else:
-        blocks += [Para("None.")]
-    return blocks
+        details += [Para("None.")]
+    if figures:
+        blocks += [Heading(2, "Figures"), *figures]
+    return blocks + [Heading(1, "Details"), *details]
 
 
 def write_report(fits: pd.DataFrame, out_dir: str | Path, meta: dict | None = None,
