@@ -32,7 +32,9 @@ __all__ = [
 ]
 
 ENGINE_FAMILIES: dict[str, frozenset[str]] = {
-    "lme4": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "Gamma"}),
+    # multinomial: two categories only, as glmer's binomial model (api._multinomial_by_glmer)
+    "lme4": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "Gamma",
+                       "multinomial"}),
     "glmmTMB": frozenset(
         {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma"}
     ),
