@@ -3,8 +3,9 @@
 from glmmbench import datasets
 from glmmbench.errors import DataError, FamilyError, FormulaError, GLMMError
 from glmmbench.fit import fit
+from glmmbench.inference import anova
 from glmmbench.results import GLMMResult
 
-__all__ = ["fit", "GLMMResult", "datasets", "GLMMError", "FormulaError", "DataError",
+__all__ = ["fit", "anova", "GLMMResult", "datasets", "GLMMError", "FormulaError", "DataError",
            "FamilyError"]
 __version__ = "0.1.0"

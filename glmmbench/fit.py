@@ -45,7 +45,8 @@ from glmmbench.response import GLMResponse
 from glmmbench.results import GLMMResult, make_result
 from glmmbench.theta import theta_start
 
-__all__ = ["fit", "optimize_lmm", "optimize_glmm", "optimum_derivatives", "DEFAULT_CONTROL"]
+__all__ = ["fit", "optimize_lmm", "optimize_glmm", "optimum_derivatives", "finish_fit",
+           "refit_ml", "DEFAULT_CONTROL"]
 
 NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
                    "ordinal", "multinomial")
@@ -572,19 +573,26 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
     if not is_lmm:
         devfun.tol = PIRLS_TOL_OPT
     if is_lmm:
-        opt = optimize_lmm(devfun, ctl)
-        stages = (opt,)
+        stages = (optimize_lmm(devfun, ctl),)
     elif fast:
         stages = optimize_glmm_fast(devfun, ctl)
-        opt = stages[-1]
     else:
         stages = optimize_glmm(devfun, ctl)
-        opt = stages[-1]
-    x = opt.final
     if not is_lmm:
         devfun.tol = PIRLS_TOL_DERIVS
     if fast:
         return _fast_result(design, fam, devfun, stages, ctl, nagq, t0)
+    return finish_fit(design, fam, devfun, stages, ctl, reml=use_reml, nagq=nagq, t0=t0)
+
+
+def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
+               stages: tuple[OptSummary, ...], ctl: Mapping[str, Any], *, reml: bool,
+               nagq: int, t0: float) -> GLMMResult:
+    """The last stage: derivatives and the Newton polish at the optimum, the
+    convergence verdict, the result."""
+    opt = stages[-1]
+    x = opt.final
+    is_lmm = isinstance(devfun, LMMDevfun)
     fx = devfun(x)
     grad = hess = None
     if ctl["calc_derivs"]:
@@ -599,6 +607,20 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
     converged, conv_msgs = _search_verdict(devfun, opt, x, converged, conv_msgs)
     return make_result(
         design, fam, devfun, stages, grad=grad, hess=hess, converged=converged,
-        messages=list(design.messages) + conv_msgs, reml=use_reml, nagq=nagq,
+        messages=list(design.messages) + conv_msgs, reml=reml, nagq=nagq,
         time_s=time.perf_counter() - t0,
     )
+
+
+def refit_ml(result: GLMMResult, control: Mapping[str, Any] | None = None) -> GLMMResult:
+    """A REML fit of a linear mixed model refitted by maximum likelihood on its own
+    design (lme4's ``refitML``); any other result is returned as it is."""
+    if not (result.is_lmm and result.reml):
+        return result
+    t0 = time.perf_counter()
+    ctl = _control(control)
+    devfun = make_devfun(result.design, None, reml=False)
+    opt = optimize_lmm(devfun, ctl)
+    with _blas().limit(limits=1, user_api="blas"):
+        return finish_fit(result.design, result.family, devfun, (opt,), ctl, reml=False,
+                          nagq=1, t0=t0)
