@@ -23,7 +23,7 @@ from scipy import stats
 from glmmbench.errors import GLMMError
 from glmmbench.results import GLMMResult
 
-__all__ = ["anova", "RefitWarning"]
+__all__ = ["anova", "coef_table", "satterthwaite_df", "RefitWarning"]
 
 ANOVA_COLUMNS = ["npar", "AIC", "BIC", "logLik", "deviance", "Chisq", "Df", "Pr(>Chisq)"]
 
@@ -99,3 +99,84 @@ def _check_nested(small: GLMMResult, big: GLMMResult) -> None:
             raise GLMMError(f"anova: the models are not nested: the random term "
                             f"({' + '.join(t.cnames)} | {t.group}) of {small.formula!r} is "
                             f"not in {big.formula!r}")
+
+
+# ------------------------------------------------------------------ coefficient tables
+DDF_METHODS = ("Satterthwaite",)
+
+
+def coef_table(res: GLMMResult, ddf: str | None = None) -> pd.DataFrame:
+    """The coefficient table with R's column names.
+
+    Linear mixed models: ``Estimate, Std. Error, t value`` (lme4's ``summary``), and
+    with ``ddf="Satterthwaite"`` ``df`` and ``Pr(>|t|)`` as lmerTest's (`satterthwaite_df`).
+    Generalized models: ``Estimate, Std. Error, z value, Pr(>|z|)`` (glmer's Wald
+    tests); ``ddf`` applies to LMMs only.
+    """
+    est, se = res.fixef.to_numpy(), res.se.to_numpy()
+    out = pd.DataFrame({"Estimate": est, "Std. Error": se}, index=res.fixef.index)
+    if not res.is_lmm:
+        if ddf is not None:
+            raise GLMMError(f"ddf={ddf!r} applies to linear mixed models; a "
+                            f"{res.family.name} model's coefficients get Wald z tests")
+        z = est / se
+        out["z value"] = z
+        out["Pr(>|z|)"] = 2.0 * stats.norm.sf(np.abs(z))
+        return out
+    if ddf is None:
+        out["t value"] = est / se
+        return out
+    if ddf not in DDF_METHODS:
+        raise GLMMError(f"ddf must be None or one of {', '.join(DDF_METHODS)}, not {ddf!r}")
+    df = satterthwaite_df(res)
+    t = est / se
+    out["df"] = df
+    out["t value"] = t
+    out["Pr(>|t|)"] = 2.0 * stats.t.sf(np.abs(t), df)
+    return out
+
+
+def satterthwaite_df(res: GLMMResult, h: float = 1e-4) -> np.ndarray:
+    """Satterthwaite's denominator degrees of freedom of each fixed effect of an LMM,
+    as lmerTest computes them (Kuznetsova, Brockhoff & Christensen 2017, JSS 82(13)).
+
+    With the variance parameters ``v = (theta, sigma)`` and the (RE)ML deviance at
+    fixed sigma, ``D(v) = log|L_Z|^2 [+ log|R_X|^2] + n' log(2 pi sigma^2) + r2 / sigma^2``
+    (``n' = n - p`` for REML, ``n`` for ML), the asymptotic covariance of ``v`` is
+    ``A = 2 H^{-1}`` with ``H`` the Hessian of ``D`` at the estimate; for the
+    coefficient ``j`` with ``c(v) = Var(beta_j) = sigma^2 [(R_X' R_X)^{-1}]_jj`` and its
+    gradient ``g``, ``df_j = 2 c^2 / (g' A g)``. Derivatives by central differences.
+    """
+    from scipy.linalg import solve_triangular
+
+    from glmmbench.deviance import make_devfun
+    from glmmbench.optimize import derivatives
+
+    if not res.is_lmm:
+        raise GLMMError("Satterthwaite degrees of freedom are for linear mixed models")
+    d = res.design
+    devfun = make_devfun(d, None, reml=res.reml)
+    nprime = d.n - d.p if res.reml else d.n
+    sum_log_w = float(np.sum(np.log(d.weights)))
+
+    def deviance(v: np.ndarray) -> float:
+        sol = devfun.solve(v[:-1])
+        s2 = v[-1] ** 2
+        return float(sol.ldL2 + (sol.ldRX2 if res.reml else 0.0)
+                     + nprime * np.log(2 * np.pi * s2) + sol.pwrss / s2 - sum_log_w)
+
+    def variances(v: np.ndarray) -> np.ndarray:
+        Li = solve_triangular(devfun.solve(v[:-1]).fac.LXX, np.eye(d.p), lower=True)
+        return v[-1] ** 2 * np.sum(Li * Li, axis=0)  # diag((R_X' R_X)^{-1}) sigma^2
+
+    v = np.concatenate([res.theta, [res.sigma]])
+    _, H = derivatives(deviance, v, deviance(v), delta=h)
+    A = 2.0 * np.linalg.inv(H)
+    G = np.empty((v.size, d.p))
+    for k in range(v.size):
+        e = np.zeros(v.size)
+        e[k] = h
+        G[k] = (variances(v + e) - variances(v - e)) / (2 * h)
+    c = variances(v)
+    df = 2.0 * c**2 / np.einsum("kj,kl,lj->j", G, A, G)
+    return df[d.parametric] if d.smooths else df

@@ -99,6 +99,14 @@ class GLMMResult:
         theta, u, fac, ix, scale2 = self.ranef_inputs
         return _ranef(self.design, theta, u, fac.inverse_diag_blocks(ix), scale2)
 
+    def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
+        """The coefficient table with R's column names (``glmmbench.inference.coef_table``):
+        t values (LMMs; with ``ddf="Satterthwaite"`` lmerTest's df and p-values) or Wald z
+        tests (GLMMs)."""
+        from glmmbench.inference import coef_table
+
+        return coef_table(self, ddf)
+
     @property
     def method(self) -> str:
         if self.is_lmm:

@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-R_PKGS="r-base-core r-cran-lme4 r-cran-ordinal r-cran-mgcv r-cran-glmmtmb r-cran-gamm4"
+# lmerTest and pbkrtest: the Satterthwaite and Kenward-Roger references (issue 15)
+R_PKGS="r-base-core r-cran-lme4 r-cran-ordinal r-cran-mgcv r-cran-glmmtmb r-cran-gamm4 r-cran-lmertest r-cran-pbkrtest"
 
 need_r=0
 for p in $R_PKGS; do

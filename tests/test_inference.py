@@ -112,3 +112,49 @@ def test_bad_inputs_get_clear_errors():
     with pytest.raises(GLMMError, match=r"not nested: the random term \(\(Intercept\) \| "
                                         r"Subject\)"):
         gb.anova(a, c)
+
+
+def _lmertest(formula: str, data, reml: bool) -> dict:
+    return run_r(f"""
+        suppressPackageStartupMessages(library(lmerTest))
+        m <- lmerTest::lmer({formula}, d, REML = {"TRUE" if reml else "FALSE"})
+        co <- summary(m, ddf = "Satterthwaite")$coefficients
+        list(df = unname(co[, "df"]), p = unname(co[, "Pr(>|t|)"]),
+             t = unname(co[, "t value"]))""", d=data)
+
+
+def _unbalanced():
+    import simulate
+
+    return simulate.generate("gaussian_unbalanced", np.random.default_rng(4))
+
+
+@pytest.mark.r
+@pytest.mark.parametrize("case, reml", [("sleepstudy", True), ("sleepstudy", False),
+                                        ("penicillin", True), ("unbalanced", True)])
+def test_satterthwaite_equals_lmertest(case, reml):
+    if case == "sleepstudy":
+        formula, data = "Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy")
+    elif case == "penicillin":
+        formula, data = "diameter ~ 1 + (1 | plate) + (1 | sample)", datasets.load("Penicillin")
+    else:
+        sim = _unbalanced()
+        formula, data = sim.formula, sim.data
+    table = gb.fit(formula, data, reml=reml).coef_table(ddf="Satterthwaite")
+    ref = _lmertest(formula, data, reml)
+    np.testing.assert_allclose(table["df"], ref["df"], rtol=1e-3)
+    np.testing.assert_allclose(table["t value"], ref["t"], rtol=1e-3)
+    np.testing.assert_allclose(table["Pr(>|t|)"], ref["p"], rtol=1e-2)
+
+
+def test_coef_table_columns_and_bad_ddf():
+    d = datasets.load("sleepstudy")
+    m = gb.fit("Reaction ~ Days + (Days | Subject)", d)
+    assert list(m.coef_table().columns) == ["Estimate", "Std. Error", "t value"]
+    with pytest.raises(GLMMError, match="ddf must be None or one of Satterthwaite"):
+        m.coef_table(ddf="Kenward")
+    c = datasets.load("cbpp")
+    g = gb.fit(CBPP.format("period"), c, "binomial")
+    assert list(g.coef_table().columns) == ["Estimate", "Std. Error", "z value", "Pr(>|z|)"]
+    with pytest.raises(GLMMError, match="applies to linear mixed models"):
+        g.coef_table(ddf="Satterthwaite")
