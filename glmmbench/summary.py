@@ -4,27 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import numpy as np
 import pandas as pd
-from scipy import stats
 
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult
 
-__all__ = ["render_summary", "coef_table"]
-
-
-def coef_table(res: GLMMResult) -> pd.DataFrame:
-    """Estimate, Std. Error, z/t value and (GLMM) Pr(>|z|), as lme4's summary."""
-    est, se = res.fixef, res.se
-    stat = est / se
-    table = pd.DataFrame({"Estimate": est, "Std. Error": se})
-    if res.is_lmm:
-        table["t value"] = stat
-    else:
-        table["z value"] = stat
-        table["Pr(>|z|)"] = 2 * stats.norm.sf(np.abs(stat))
-    return table
+__all__ = ["render_summary"]
 
 
 def render_summary(res: GLMMResult) -> str:
@@ -73,7 +58,7 @@ def render_summary(res: GLMMResult) -> str:
                      f"{disp['value']:.4g} (SE {disp['se']:.3g})")
     lines.append("")
     lines.append("Fixed effects:")
-    lines.append(coef_table(res).to_string(float_format=lambda v: f"{v:.5g}"))
+    lines.append(res.coef_table().to_string(float_format=lambda v: f"{v:.5g}"))
     if res.fitted_smooths:
         from glmmbench.gamm import TEST_METHOD
 
