@@ -32,6 +32,7 @@ from glmmbench.optimize import (
     check_convergence,
     derivatives,
     derivatives_from_gradient,
+    hessian_columns,
     lbfgsb,
     newton_polish,
 )
@@ -312,12 +313,7 @@ def _preconditioner(grad, x: np.ndarray, k: int, h: float = 1e-4) -> tuple[np.nd
     Returns ``T`` and the number of gradient calls.
     """
     K = x.size
-    g0 = grad(x)
-    H = np.empty((K, k))
-    for j in range(k):
-        e = np.zeros(K)
-        e[j] = h
-        H[:, j] = (grad(x + e) - g0) / h
+    H = hessian_columns(grad, x, k, h, grad(x))
     Htt = 0.5 * (H[:k] + H[:k].T)
     Hbt = H[k:]
     S = np.diag(Htt - Hbt.T @ Hbt / 2.0)

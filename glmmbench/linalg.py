@@ -470,28 +470,16 @@ class BlockedCholesky:
         return np.concatenate([u1, u2]), beta
 
     def inverse_diag_blocks(self, ix: ReIndex) -> list[np.ndarray]:
-        """Diagonal blocks of ``(L_Z L_Z')^{-1}``, one ``(nlev, q, q)`` array per term.
-
-        With ``M = L_Z^{-1}``: ``M11 = L11^{-1}``, ``M22 = L22^{-1}``,
-        ``M21 = -M22 L21 M11``; the inverse is ``M' M``.
-        """
-        n1, q1 = ix.n1, ix.q1
-        blocks = [np.einsum("jka,jkb->jab", self.L11inv, self.L11inv)]
-        if ix.m2:
-            M22 = sla.solve_triangular(self.L22, np.eye(ix.m2), lower=True)
-            M21 = -np.asarray((self.L21.T @ M22.T).T)
-            M21r = np.einsum("rjk,jkb->rjb", M21.reshape(ix.m2, n1, q1), self.L11inv)
-            blocks[0] = blocks[0] + np.einsum("rja,rjb->jab", M21r, M21r)
-            inv22 = M22.T @ M22
-            start = 0
-            for q, nlev in zip(ix.qs[1:], ix.nlevs[1:], strict=True):
-                size = q * nlev
-                sub = inv22[start:start + size, start:start + size]
-                idx = np.arange(nlev)[:, None] * q + np.arange(q)
-                blocks.append(sub[idx[:, :, None], idx[:, None, :]])
-                start += size
+        """Diagonal blocks of ``(L_Z L_Z')^{-1}``, one ``(nlev, q, q)`` array per term: the
+        first term's from `inverse_blocks`, the others cut from its ``(m2, m2)`` block."""
+        P11, _, P22 = self.inverse_blocks(ix)
+        blocks = [P11]
+        start = 0
+        for q, nlev in zip(ix.qs[1:], ix.nlevs[1:], strict=True):
+            idx = start + np.arange(nlev)[:, None] * q + np.arange(q)
+            blocks.append(P22[idx[:, :, None], idx[:, None, :]])
+            start += q * nlev
         return blocks
-
 
     def inverse_blocks(self, ix: ReIndex) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The blocks of ``A^{-1} = (L_Z L_Z')^{-1}`` that observations touch: the first
@@ -511,7 +499,7 @@ class BlockedCholesky:
         P22, info = lapack.dpotri(self.L22, lower=1)
         if info != 0:
             raise np.linalg.LinAlgError(f"dpotri failed (info {info})")
-        P22 = np.tril(P22) + np.tril(P22, -1).T
+        P22 += np.tril(P22, -1).T  # dpotri fills the lower triangle; _cholesky zeroed the upper
         if sparse.issparse(self.L21):
             B = _right_blocks(self.L21, Li)
             PB = np.asarray((B.T @ P22).T)

@@ -24,7 +24,8 @@ import nlopt
 import numpy as np
 
 __all__ = ["OptSummary", "bobyqa", "lbfgsb", "gradient", "derivatives",
-           "derivatives_from_gradient", "newton_polish", "check_convergence"]
+           "derivatives_from_gradient", "hessian_columns", "newton_polish",
+           "check_convergence"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
 GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
@@ -240,14 +241,21 @@ def derivatives_from_gradient(grad: Callable[[np.ndarray], np.ndarray], x: np.nd
     analytic gradient at PIRLS's tight tolerance keeps the second below the first.
     (Central differences halve neither: they double the evaluations for an error
     far below what the standard errors are compared at.)"""
-    k = x.size
     g = grad(x)
-    H = np.empty((k, k))
+    H = hessian_columns(grad, x, x.size, delta, g)
+    return g, 0.5 * (H + H.T)
+
+
+def hessian_columns(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, k: int,
+                    delta: float, g: np.ndarray) -> np.ndarray:
+    """The Hessian's first ``k`` columns by forward differences of ``grad``, whose value
+    at ``x`` is ``g``: ``(x.size, k)``, ``k`` calls."""
+    H = np.empty((x.size, k))
     for i in range(k):
-        e = np.zeros(k)
+        e = np.zeros(x.size)
         e[i] = delta
         H[:, i] = (grad(x + e) - g) / delta
-    return g, 0.5 * (H + H.T)
+    return H
 
 
 def check_convergence(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarray,

@@ -87,7 +87,7 @@ class GLMMResult:
     beta: np.ndarray | None = field(default=None, repr=False)  # every column of X
     fitted_smooths: list = field(default_factory=list, repr=False)
     edf_total: float | None = None
-    # what ``ranef`` needs: (theta, u, the blocked factor, its ReIndex, scale^2)
+    # what ``ranef`` needs besides theta and b: (the blocked factor, its ReIndex, scale^2)
     ranef_inputs: tuple | None = field(default=None, repr=False)
 
     @cached_property
@@ -96,8 +96,8 @@ class GLMMResult:
         deviations (lme4's ``ranef(condVar = TRUE)``), computed on first use as lme4
         does: the diagonal blocks of ``A^{-1}`` cost more than some fits (InstEval:
         0.2 s of 2)."""
-        theta, u, fac, ix, scale2 = self.ranef_inputs
-        return _ranef(self.design, theta, u, fac.inverse_diag_blocks(ix), scale2)
+        fac, ix, scale2 = self.ranef_inputs
+        return _ranef(self.design, self.theta, self.b, fac.inverse_diag_blocks(ix), scale2)
 
     def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
         """The coefficient table with R's column names (``glmmbench.inference.coef_table``):
@@ -418,13 +418,14 @@ def _random_effects(design: Design, theta: np.ndarray, u: np.ndarray) -> np.ndar
     return np.concatenate(bs)
 
 
-def _ranef(design: Design, theta: np.ndarray, u: np.ndarray, inv_blocks: list[np.ndarray],
+def _ranef(design: Design, theta: np.ndarray, b: np.ndarray, inv_blocks: list[np.ndarray],
            scale2: float) -> dict[str, pd.DataFrame]:
+    """Per grouping factor, the modes ``b = Lambda u`` and their conditional sds."""
     out: dict[str, pd.DataFrame] = {}
     start = 0
     for t, L, blk in zip(design.terms, lambdas(theta, design.cov_blocks), inv_blocks, strict=True):
         size = t.nlevels * t.q
-        bt = u[start:start + size].reshape(t.nlevels, t.q) @ L.T
+        bt = b[start:start + size].reshape(t.nlevels, t.q)
         start += size
         if t.smooth is not None:  # reported in ``smooths``
             continue
@@ -581,5 +582,5 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         converged=converged, messages=messages, optinfo=optinfo, reml=reml,
         nagq=nagq, time_s=time_s, b=b, smooths=smooth_df, beta=beta_all,
         fitted_smooths=fitted, edf_total=edf_total,
-        ranef_inputs=(theta, u, fac, devfun.ix, scale2),
+        ranef_inputs=(fac, devfun.ix, scale2),
     )

@@ -130,20 +130,30 @@ def test_inverse_diagonal_blocks_equal_dense_inverse(sparse21, monkeypatch):
         start += t.nlevels * t.q
 
 
-@settings(max_examples=30, deadline=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(terms=TERMS, dense_q=st.sampled_from([0, 3]), sparse21=st.booleans(),
-       seed=st.integers(0, 2**16))
-def test_inverse_traces_equal_dense_inverse(terms, dense_q, sparse21, seed, monkeypatch):
+def _weighted_factor(terms, dense_q: int, sparse21: bool, seed: int, monkeypatch):
+    """A random design's weighted factor of ``A`` (one fixed effect) and the dense
+    reference: ``(design, ix, rng, V, fac, Z Lambda, A^{-1})``."""
     monkeypatch.setattr(linalg, "SPARSE_L21", 0 if sparse21 else 10**12)
     rng = np.random.default_rng(seed)
     design = _design(rng, 60, terms, dense_q, 1)
     theta = _theta(rng, design)
     ix = ReIndex.from_design(design)
     w = rng.uniform(0.2, 3.0, 60)
-    fac = factorize(crossproducts(ix, z_lambda(design, theta), w, None, None), ix.q1)
+    V = z_lambda(design, theta)
+    fac = factorize(crossproducts(ix, V, w, None, None), ix.q1)
     ZL = design.Z().toarray() @ _lambda_full(design, theta)
-    diag = np.diag(np.linalg.inv(ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1])))
+    inv = np.linalg.inv(ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1]))
+    return design, ix, rng, V, fac, ZL, inv
+
+
+@settings(max_examples=30, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(terms=TERMS, dense_q=st.sampled_from([0, 3]), sparse21=st.booleans(),
+       seed=st.integers(0, 2**16))
+def test_inverse_traces_equal_dense_inverse(terms, dense_q, sparse21, seed, monkeypatch):
+    design, ix, _, _, fac, _, inv = _weighted_factor(terms, dense_q, sparse21, seed,
+                                                     monkeypatch)
+    diag = np.diag(inv)
     bounds = np.cumsum([0] + [t.nlevels * t.q for t in design.terms])
     expected = [diag[a:b].sum() for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
     np.testing.assert_allclose(fac.inverse_traces(ix), expected, rtol=1e-9)
@@ -157,16 +167,7 @@ def test_observation_cells_equal_dense_inverse(terms, dense_q, sparse21, seed, m
     """``cell_products(inverse_blocks)`` is ``A^{-1} v_i`` at observation i's positions,
     so that its row sums with ``v_i`` are the leverages ``v_i' A^{-1} v_i``; and
     ``Ztv``/``gather`` are ``(Z Lambda)' v`` and ``u`` under each observation's columns."""
-    monkeypatch.setattr(linalg, "SPARSE_L21", 0 if sparse21 else 10**12)
-    rng = np.random.default_rng(seed)
-    design = _design(rng, 60, terms, dense_q, 1)
-    theta = _theta(rng, design)
-    ix = ReIndex.from_design(design)
-    w = rng.uniform(0.2, 3.0, 60)
-    V = z_lambda(design, theta)
-    fac = factorize(crossproducts(ix, V, w, None, None), ix.q1)
-    ZL = design.Z().toarray() @ _lambda_full(design, theta)
-    inv = np.linalg.inv(ZL.T @ (w[:, None] * ZL) + np.eye(ZL.shape[1]))
+    _, ix, rng, V, fac, ZL, inv = _weighted_factor(terms, dense_q, sparse21, seed, monkeypatch)
     Vc = np.hstack(V)
     PV = ix.cell_products(*fac.inverse_blocks(ix), Vc)
     np.testing.assert_allclose(np.sum(Vc * PV, axis=1), np.einsum("ia,ab,ib->i", ZL, inv, ZL),

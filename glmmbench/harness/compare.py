@@ -485,7 +485,7 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
         failures = int(g["unexplained"].astype(bool).sum()) + int((nat["status"] == "error")
                                                                   .sum())
         f = fastest[fastest.index.get_level_values(0).isin(probs)] if len(fastest) else fastest
-        speed = fmt_num(float(np.median(f["native_s"] / f["r_s"]))) if len(f) else "-"
+        speed = float(np.median(f["native_s"] / f["r_s"])) if len(f) else np.nan
         c = rec[rec["problem"].isin(probs) & (rec["engine"] == NATIVE)
                 & rec["quantity"].isin(["fixef", "threshold"])].dropna(subset=["coverage"])
         coverage = (f"{c['coverage'].mean():.3f} +- {c['coverage_mcse'].mean():.3f} "
@@ -495,10 +495,6 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
                      "known discrepancies": ", ".join(known), "failures": failures,
                      "speed vs fastest R (median)": speed, "coverage (native)": coverage})
     return pd.DataFrame(rows, columns=_VERDICT_COLS)
-
-
-def fmt_num(x: float) -> str:
-    return "-" if not np.isfinite(x) else f"{x:.3g}"
 
 
 # ------------------------------------------------------------------ speed
