@@ -68,6 +68,10 @@ class Link:
     dmu_eta: Callable[[ArrayLike], Array] = field(repr=False)
     fused: Callable[[ArrayLike], tuple[Array, Array]] | None = field(default=None, repr=False)
 
+    def __reduce__(self):
+        # pickled by name, rebuilt from the registry (its members are closures)
+        return (get_link, (self.name,))
+
     def linkinv_and_mu_eta(self, eta: ArrayLike) -> tuple[Array, Array]:
         """``(linkinv(eta), mu_eta(eta))``, through ``fused`` where the link has one."""
         if self.fused is not None:
@@ -612,6 +616,10 @@ class Family:
     def _key(self) -> tuple[str, str, float | None]:
         return (self.name, self.link.name, self.dispersion)
 
+    def __reduce__(self):
+        # pickled by its key, rebuilt from the registry (its members are closures)
+        return (_family_from_key, self._key())
+
     def __eq__(self, other: object) -> bool:
         # The members are closures built per call: equal families are the same triple.
         return isinstance(other, Family) and self._key() == other._key()
@@ -955,6 +963,10 @@ FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
 # Other accepted names: glmmTMB's nbinom2, and the lower-case spelling of R's Gamma.
 FAMILY_ALIASES: Mapping[str, str] = MappingProxyType(
     {"nbinom2": "negative_binomial", "gamma": "Gamma"})
+
+
+def _family_from_key(name: str, link: str, dispersion: float | None) -> Family:
+    return get_family(name, link, dispersion=dispersion)
 
 
 def get_family(name: str, link: str | None = None, *, theta: float | None = None,

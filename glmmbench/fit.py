@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -556,11 +557,18 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
     design = build_design(formula, data, family, weights=weights, offset=offset)
     if family == "multinomial":
         design = expand_design(design)
+    return fit_design(design, fam, nagq=nagq, reml=reml, ctl=ctl, t0=t0)
+
+
+def fit_design(design: Design, fam, *, nagq: int, reml: bool | None, ctl: Mapping[str, Any],
+               t0: float) -> GLMMResult:
+    """Every stage after the design: the response, the deviance, its optimisation and
+    the result."""
     response = _response(design, fam)
     is_lmm = response is None
     use_reml = bool(reml if reml is not None else True) if is_lmm else False
     fast = isinstance(nagq, int | np.integer) and not isinstance(nagq, bool) and nagq == 0
-    if fast and family == "ordinal":
+    if fast and fam.name == "ordinal":
         raise GLMMError("nagq = 0 (beta from PIRLS) is for the GLM and multinomial families; "
                         "an ordinal model's thresholds are not in PIRLS: use nagq=1 (Laplace) "
                         "or nagq > 1")
@@ -614,9 +622,39 @@ def refit_ml(result: GLMMResult, control: Mapping[str, Any] | None = None) -> GL
     if not (result.is_lmm and result.reml):
         return result
     t0 = time.perf_counter()
-    ctl = _control(control)
-    devfun = make_devfun(result.design, None, reml=False)
-    opt = optimize_lmm(devfun, ctl)
     with _blas().limit(limits=1, user_api="blas"):
-        return finish_fit(result.design, result.family, devfun, (opt,), ctl, reml=False,
-                          nagq=1, t0=t0)
+        return fit_design(result.design, result.family, nagq=1, reml=False,
+                          ctl=_control(control), t0=t0)
+
+
+def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = None
+          ) -> GLMMResult:
+    """The same model fitted to a new response (lme4's ``refit``): the fit's own design,
+    family, ``nagq`` and ``reml`` with ``y`` replaced.
+
+    ``newresp`` has one value per observation, on the scale ``simulate()`` draws:
+    binomial proportions of the prior weights, counts, categories (ordinal and
+    multinomial: a Categorical with the fit's levels, or their 0-based codes).
+    """
+    d = result.design
+    fam = result.family
+    levels = d.response_levels
+    values = newresp.array if isinstance(newresp, pd.Series) else newresp
+    if isinstance(values, pd.Categorical):
+        if levels is None or list(values.categories) != list(levels):
+            raise GLMMError("refit: a categorical response needs the fit's levels "
+                            f"{list(levels or ())}")
+        values = values.codes.astype(float)
+        values[values < 0] = np.nan
+    y = np.asarray(values, dtype=float).ravel()
+    n = d.n // (len(levels) - 1) if fam.name == "multinomial" else d.n
+    if y.shape != (n,):
+        raise GLMMError(f"refit: newresp has {y.size} values, the fit {n} observations")
+    if not np.all(np.isfinite(y)):
+        raise GLMMError("refit: newresp has missing or infinite values")
+    if fam.name == "multinomial":  # the expanded design's one-hot rows (expand_design)
+        y = (y[:, None] == np.arange(1, len(levels))[None, :]).astype(float).reshape(-1)
+    t0 = time.perf_counter()
+    with _blas().limit(limits=1, user_api="blas"):
+        return fit_design(replace(d, y=y), fam, nagq=result.nagq, reml=result.reml,
+                          ctl=_control(control), t0=t0)

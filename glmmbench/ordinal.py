@@ -75,6 +75,10 @@ class CumulativeLink:
     ppf: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     fused: Callable[[np.ndarray], tuple] | None = field(default=None, repr=False)
 
+    def __reduce__(self):
+        # pickled by name, rebuilt from the registry (its members are lambdas)
+        return (get_cumulative_link, (self.name,))
+
     def parts(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``(F, 1 - F, f, f')`` at ``x`` (``+-inf`` allowed), in one pass where fused."""
         if self.fused is not None:

@@ -1,0 +1,146 @@
+"""Parametric bootstrap of a fitted model (lme4's ``bootMer(type = "parametric",
+use.u = FALSE)``).
+
+Each replicate draws a response from the fitted model with new random effects
+(``GLMMResult.simulate``) and refits the same model to it (``glmmbench.fit.refit``:
+the same design, family, ``nagq`` and ``reml``). Replicate ``i`` draws from its own
+generator, ``numpy.random.SeedSequence(seed).spawn(nsim)[i]``, so the table depends on
+the seed alone: not on the order the replicates run in, nor on where (this process,
+local processes, a Dask cluster).
+
+A refit that fails is kept as a row of NaNs with its error message; the table's
+``attrs["nfailed"]`` counts them and a `BootstrapWarning` says how many there were.
+"""
+
+from __future__ import annotations
+
+import warnings
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from glmmbench.errors import GLMMError
+from glmmbench.profile import interval_columns, sdcor_names, theta_to_sdcor
+
+if TYPE_CHECKING:
+    from glmmbench.results import GLMMResult
+
+__all__ = ["bootstrap", "estimates", "percentile_interval", "BootstrapWarning"]
+
+
+class BootstrapWarning(UserWarning):
+    """Some bootstrap refits failed (they are rows of NaNs with their message)."""
+
+
+def estimates(res: GLMMResult) -> pd.Series:
+    """The parameters a bootstrap replicate reports, named as lme4's ``confint``:
+    ``.sig01, ...`` (random-effect sds and correlations), ``.sigma`` (LMMs), the fixed
+    effects."""
+    d = res.design
+    scale = res.sigma if res.is_lmm else 1.0
+    values = np.concatenate([theta_to_sdcor(res.theta, d.cov_blocks, scale),
+                             [res.sigma] if res.is_lmm else [], res.fixef.to_numpy()])
+    return pd.Series(values, index=sdcor_names(d, res.is_lmm) + list(res.fixef.index))
+
+
+def _replicate(res: GLMMResult, seed: np.random.SeedSequence) -> dict[str, Any]:
+    from glmmbench.fit import refit
+
+    rng = np.random.default_rng(seed)
+    try:
+        boot = refit(res, res.simulate(1, rng).iloc[:, 0])
+    except (GLMMError, np.linalg.LinAlgError, FloatingPointError, ValueError) as e:
+        return {"loglik": np.nan, "converged": False, "error": f"{type(e).__name__}: {e}"}
+    row = estimates(boot).to_dict()
+    row.update(loglik=boot.loglik, converged=boot.converged, error="")
+    return row
+
+
+_WORKER_RESULT: list = []
+
+
+def _init_worker(res: GLMMResult) -> None:
+    _WORKER_RESULT[:] = [res]
+
+
+def _worker_replicate(seed: np.random.SeedSequence) -> dict[str, Any]:
+    return _replicate(_WORKER_RESULT[0], seed)
+
+
+def bootstrap(res: GLMMResult, nsim: int, seed: int | None = None,
+              workers: int | Any | None = None) -> pd.DataFrame:
+    """``nsim`` parametric bootstrap replicates, one row each: the parameters of
+    `estimates`, ``loglik``, ``converged`` and ``error`` (empty unless the refit failed).
+
+    ``workers``: None runs in this process; an integer runs on that many local
+    processes (spawned); a ``dask.distributed.Client`` runs on its cluster.
+    """
+    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
+        raise GLMMError(f"nsim must be a positive integer, not {nsim!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
+        raise GLMMError(f"seed must be an integer or None, not {seed!r}")
+    seeds = np.random.SeedSequence(seed).spawn(int(nsim))
+    if workers is None:
+        rows = [_replicate(res, s) for s in seeds]
+    elif isinstance(workers, int | np.integer) and not isinstance(workers, bool):
+        if workers < 1:
+            raise GLMMError(f"workers must be a positive integer, not {workers}")
+        with ProcessPoolExecutor(int(workers), mp_context=get_context("spawn"),
+                                 initializer=_init_worker, initargs=(res,)) as pool:
+            rows = list(pool.map(_worker_replicate, seeds,
+                                 chunksize=max(1, len(seeds) // (4 * int(workers)))))
+    elif hasattr(workers, "map") and hasattr(workers, "scatter"):  # dask.distributed
+        shared = workers.scatter(res, broadcast=True)
+        futures = workers.map(_replicate, [shared] * len(seeds), seeds, pure=False)
+        rows = workers.gather(futures)
+    else:
+        raise GLMMError("workers must be None, a number of local processes or a "
+                        f"dask.distributed Client, not {type(workers).__name__}")
+    columns = [*estimates(res).index, "loglik", "converged", "error"]
+    table = pd.DataFrame(rows, columns=columns)
+    table.index.name = "sim"
+    nfailed = int((table["error"] != "").sum())
+    table.attrs.update(nsim=int(nsim), nfailed=nfailed, seed=seed)
+    if nfailed:
+        first = table.loc[table["error"] != "", "error"].iloc[0]
+        warnings.warn(f"{nfailed} of {nsim} bootstrap refits failed (first: {first})",
+                      BootstrapWarning, stacklevel=2)
+    return table
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The bootstrap percentile interval as R's ``boot.ci(type = "perc")`` takes it
+    (lme4's ``confint(method = "boot")``): the order statistics at ``(R + 1) a``,
+    interpolated on the normal quantile scale between neighbours (``boot:::norm.inter``);
+    failed replicates (NaN) are left out."""
+    t = np.sort(np.asarray(values, dtype=float)[np.isfinite(values)])
+    R = t.size
+    if R == 0:
+        return (np.nan, np.nan)
+    out = []
+    for a in ((1 - level) / 2, (1 + level) / 2):
+        rk = (R + 1) * a
+        k = int(np.floor(rk))
+        if np.isclose(rk, k):
+            out.append(t[min(max(k, 1), R) - 1])
+        elif k == 0:
+            out.append(t[0])
+        elif k >= R:
+            out.append(t[-1])
+        else:
+            lo, hi = stats.norm.ppf(k / (R + 1)), stats.norm.ppf((k + 1) / (R + 1))
+            w = (stats.norm.ppf(a) - lo) / (hi - lo)
+            out.append(t[k - 1] + w * (t[k] - t[k - 1]))
+    return tuple(out)
+
+
+def confint_boot(res: GLMMResult, level: float, parm: list[str], nsim: int,
+                 seed: int | None, workers: Any = None) -> pd.DataFrame:
+    """Percentile intervals from `bootstrap`."""
+    table = bootstrap(res, nsim, seed=seed, workers=workers)
+    rows = [percentile_interval(table[name].to_numpy(), level) for name in parm]
+    return pd.DataFrame(rows, index=parm, columns=interval_columns(level))
