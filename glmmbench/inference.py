@@ -102,14 +102,17 @@ def _check_nested(small: GLMMResult, big: GLMMResult) -> None:
 
 
 # ------------------------------------------------------------------ coefficient tables
-DDF_METHODS = ("Satterthwaite",)
+DDF_METHODS = ("Satterthwaite", "Kenward-Roger")
 
 
 def coef_table(res: GLMMResult, ddf: str | None = None) -> pd.DataFrame:
     """The coefficient table with R's column names.
 
-    Linear mixed models: ``Estimate, Std. Error, t value`` (lme4's ``summary``), and
-    with ``ddf="Satterthwaite"`` ``df`` and ``Pr(>|t|)`` as lmerTest's (`satterthwaite_df`).
+    Linear mixed models: ``Estimate, Std. Error, t value`` (lme4's ``summary``); with
+    ``ddf`` one of `DDF_METHODS`, ``Estimate, Std. Error, df, t value, Pr(>|t|)`` as
+    lmerTest's ``summary(m, ddf = ...)``: ``"Satterthwaite"`` (`satterthwaite_df`) or
+    ``"Kenward-Roger"`` (`glmmbench.kenward_roger`; REML fits only, and the standard
+    errors, hence t, are the adjusted ones, ``sqrt(diag(vcovAdj))``).
     Generalized models: ``Estimate, Std. Error, z value, Pr(>|z|)`` (glmer's Wald
     tests); ``ddf`` applies to LMMs only.
     """
@@ -128,7 +131,14 @@ def coef_table(res: GLMMResult, ddf: str | None = None) -> pd.DataFrame:
         return out
     if ddf not in DDF_METHODS:
         raise GLMMError(f"ddf must be None or one of {', '.join(DDF_METHODS)}, not {ddf!r}")
-    df = satterthwaite_df(res)
+    if ddf == "Kenward-Roger":
+        from glmmbench.kenward_roger import kenward_roger
+
+        df, vcov_adj = kenward_roger(res)
+        se = np.sqrt(np.diag(vcov_adj))
+        out["Std. Error"] = se
+    else:
+        df = satterthwaite_df(res)
     t = est / se
     out["df"] = df
     out["t value"] = t
@@ -180,3 +190,60 @@ def satterthwaite_df(res: GLMMResult, h: float = 1e-4) -> np.ndarray:
     c = variances(v)
     df = 2.0 * c**2 / np.einsum("kj,kl,lj->j", G, A, G)
     return df[d.parametric] if d.smooths else df
+
+
+# ---------------------------------------------------------------- confidence intervals
+CONFINT_METHODS = ("profile", "Wald", "boot")
+
+
+def confint(res: GLMMResult, method: str = "profile", level: float = 0.95, parm=None,
+            nsim: int = 500, seed: int | None = None, workers=None) -> pd.DataFrame:
+    """Confidence intervals as lme4's ``confint(m, oldNames = TRUE)``: rows ``.sig01``,
+    ``.sig02``, ... (random-effect sds and correlations in theta's order), ``.sigma``
+    (LMMs), then the fixed effects; columns ``2.5 %``, ``97.5 %``.
+
+    - ``"profile"`` (lme4's default): where the profiled likelihood-ratio statistic
+      crosses the normal quantile (`glmmbench.profile`); a REML fit is profiled by ML.
+    - ``"Wald"``: ``estimate -+ z SE`` for the fixed effects, NaN for the variance
+      parameters (as lme4).
+    - ``"boot"``: percentile intervals of ``nsim`` parametric bootstrap replicates
+      (`glmmbench.bootstrap`), reproducible from ``seed``; ``workers`` as ``bootstrap``.
+
+    ``parm``: names, one name, ``"theta_"`` (the variance parameters) or ``"beta_"``
+    (the fixed effects); default all.
+    """
+    from glmmbench.bootstrap import confint_boot, estimates
+    from glmmbench.profile import confint_profile, interval_columns
+
+    if method not in CONFINT_METHODS:
+        raise GLMMError(f"method must be one of {', '.join(CONFINT_METHODS)}, not {method!r}")
+    if isinstance(level, bool) or not isinstance(level, int | float) or not 0 < level < 1:
+        raise GLMMError(f"level must be a number between 0 and 1, not {level!r}")
+    names = list(estimates(res).index)
+    parm = _select_parameters(names, list(res.fixef.index), parm)
+    if method == "profile":
+        return confint_profile(res, level, parm)
+    if method == "boot":
+        return confint_boot(res, level, parm, nsim, seed, workers)
+    z = stats.norm.ppf((1 + level) / 2)
+    est = {n: (res.fixef[n] - z * res.se[n], res.fixef[n] + z * res.se[n])
+           for n in res.fixef.index}
+    rows = [est.get(n, (np.nan, np.nan)) for n in parm]
+    return pd.DataFrame(rows, index=parm, columns=interval_columns(level))
+
+
+def _select_parameters(names: list[str], fixef: list[str], parm) -> list[str]:
+    if parm is None:
+        return names
+    if isinstance(parm, str):
+        if parm == "theta_":
+            return [n for n in names if n not in fixef]
+        if parm == "beta_":
+            return list(fixef)
+        parm = [parm]
+    parm = list(parm)
+    unknown = [p for p in parm if p not in names]
+    if unknown or not parm:
+        raise GLMMError(f"no parameter(s) {unknown} in this model; its parameters are "
+                        f"{', '.join(names)} (or 'theta_', 'beta_')")
+    return parm

@@ -101,11 +101,26 @@ class GLMMResult:
 
     def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
         """The coefficient table with R's column names (``glmmbench.inference.coef_table``):
-        t values (LMMs; with ``ddf="Satterthwaite"`` lmerTest's df and p-values) or Wald z
-        tests (GLMMs)."""
+        t values (LMMs; with ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` lmerTest's df
+        and p-values) or Wald z tests (GLMMs)."""
         from glmmbench.inference import coef_table
 
         return coef_table(self, ddf)
+
+    def confint(self, method: str = "profile", level: float = 0.95, parm=None,
+                nsim: int = 500, seed: int | None = None, workers=None) -> pd.DataFrame:
+        """Confidence intervals with lme4's row names (``.sig01``, ..., ``.sigma``, the
+        fixed effects): ``"profile"``, ``"Wald"`` or ``"boot"``
+        (``glmmbench.inference.confint``)."""
+        from glmmbench.inference import confint
+
+        return confint(self, method, level, parm, nsim=nsim, seed=seed, workers=workers)
+
+    def bootstrap(self, nsim: int, seed: int | None = None, workers=None) -> pd.DataFrame:
+        """A parametric bootstrap, one row per replicate (``glmmbench.bootstrap``)."""
+        from glmmbench.bootstrap import bootstrap
+
+        return bootstrap(self, nsim, seed=seed, workers=workers)
 
     @property
     def method(self) -> str:

@@ -151,7 +151,8 @@ def test_coef_table_columns_and_bad_ddf():
     d = datasets.load("sleepstudy")
     m = gb.fit("Reaction ~ Days + (Days | Subject)", d)
     assert list(m.coef_table().columns) == ["Estimate", "Std. Error", "t value"]
-    with pytest.raises(GLMMError, match="ddf must be None or one of Satterthwaite"):
+    with pytest.raises(GLMMError, match="ddf must be None or one of Satterthwaite, "
+                                        "Kenward-Roger, not 'Kenward'"):
         m.coef_table(ddf="Kenward")
     c = datasets.load("cbpp")
     g = gb.fit(CBPP.format("period"), c, "binomial")
