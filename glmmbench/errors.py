@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["GLMMError", "FormulaError", "DataError", "FamilyError"]
+__all__ = ["GLMMError", "FormulaError", "DataError", "FamilyError", "NotSupportedError"]
 
 
 class GLMMError(ValueError):
@@ -19,3 +19,9 @@ class DataError(GLMMError):
 
 class FamilyError(GLMMError):
     """Unknown family or link, or a link the family does not allow."""
+
+
+class NotSupportedError(GLMMError):
+    """A model R fits that the native engine does not (a tensor-product smooth, a basis
+    it lacks): a missing feature, not a mistake in the input. Studies record such fits
+    as "unsupported", not as failures (``glmmbench.harness.study.unsupported``)."""

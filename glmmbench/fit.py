@@ -490,7 +490,7 @@ def _dispersion_messages(devfun: GLMMDevfun, x: np.ndarray) -> list[str]:
 
 def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
         *, weights: Any = None, offset: Any = None, nagq: int = 1, reml: bool | None = None,
-        threshold: str = "flexible", control: Mapping[str, Any] | None = None) -> GLMMResult:
+        threshold: str | None = None, control: Mapping[str, Any] | None = None) -> GLMMResult:
     """Fit a generalized linear mixed model given in lme4's formula syntax.
 
     Parameters
@@ -509,18 +509,19 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         nodes per random effect (k^q per group: a product rule for q-vector
         effects), for models with a single grouping factor; 0 = lme4's fast
         ``nAGQ = 0``: the Laplace deviance optimised over the covariance parameters
-        only, beta from PIRLS (its standard errors from ``R_X``, as lme4's).
-    threshold : str
-        Ordinal models' thresholds (``"flexible"``, ``"equidistant"``, ``"symmetric"``,
-        as clmm); checked here, used by the ordinal family.
+        only, beta from PIRLS (its standard errors from ``R_X``, as lme4's). A linear
+        mixed model's likelihood is exact: any nagq but 1 is an error there.
+    threshold : str, optional
+        Ordinal models' thresholds (``"flexible"``, the default, ``"equidistant"``,
+        ``"symmetric"``, as clmm); an error for any other family.
     reml : bool, optional
-        Gaussian only; default True.
+        Linear mixed models only (default True); ``reml=True`` on a GLMM is an error.
     control : dict, optional
         Overrides of ``DEFAULT_CONTROL``.
     """
     t0 = time.perf_counter()
     # The engine's dense blocks are small: threaded BLAS only adds contention.
-    if threshold not in THRESHOLDS:
+    if threshold is not None and threshold not in THRESHOLDS:
         raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
     with _blas().limit(limits=1, user_api="blas"):
         return _fit(formula, data, family, link, weights=weights, offset=offset, nagq=nagq,
@@ -544,8 +545,11 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
     family = FAMILY_ALIASES.get(family, family) if isinstance(family, str) else family
     if family not in NATIVE_FAMILIES:
         raise FamilyError(f"unknown family {family!r}; valid: {', '.join(NATIVE_FAMILIES)}")
+    if threshold is not None and family != "ordinal":
+        raise GLMMError(f"threshold={threshold!r} applies to family='ordinal' only, not "
+                        f"{family!r}")
     if family == "ordinal":
-        fam = OrdinalFamily(get_cumulative_link(link), threshold)
+        fam = OrdinalFamily(get_cumulative_link(link), threshold or "flexible")
     elif family == "multinomial":
         if link not in (None, "logit"):
             raise FamilyError(f"link {link!r} is not available for family 'multinomial' "
@@ -566,6 +570,13 @@ def fit_design(design: Design, fam, *, nagq: int, reml: bool | None, ctl: Mappin
     the result."""
     response = _response(design, fam)
     is_lmm = response is None
+    if is_lmm and not (isinstance(nagq, int | np.integer) and nagq == 1):
+        raise GLMMError(f"nagq={nagq!r} applies to generalized models: a linear mixed "
+                        "model's likelihood is exact (leave nagq at 1)")
+    if not is_lmm and reml:
+        raise GLMMError(f"reml=True applies to linear mixed models (family='gaussian', "
+                        f"link='identity'); a {fam.name}({fam.link.name}) model is fitted "
+                        "by maximum likelihood (Laplace or nagq > 1)")
     use_reml = bool(reml if reml is not None else True) if is_lmm else False
     fast = isinstance(nagq, int | np.integer) and not isinstance(nagq, bool) and nagq == 0
     if fast and fam.name == "ordinal":

@@ -239,3 +239,32 @@ def test_invalid_arguments_raise_a_glmm_error(kwargs, text):
     with pytest.raises(GLMMError) as info:
         fit("b ~ x + (1 | g)", DATA, "binomial", **kwargs)
     assert text in str(info.value)
+
+
+def test_options_that_do_not_apply_are_refused():
+    """nagq on an LMM, reml=True on a GLMM and threshold on a non-ordinal family were
+    accepted silently (and nagq written into the record, mislabelling study rows)."""
+    import glmmbench as gb
+    from glmmbench import datasets
+    from glmmbench.harness.catalogue import Problem
+
+    sleep = datasets.load("sleepstudy")
+    for nagq in (0, 5):
+        with pytest.raises(GLMMError, match=f"nagq={nagq} applies to generalized models"):
+            gb.fit("Reaction ~ Days + (1 | Subject)", sleep, nagq=nagq)
+    cbpp = datasets.load("cbpp")
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    with pytest.raises(GLMMError, match=r"reml=True applies to linear mixed models.*"
+                                        r"binomial\(logit\)"):
+        gb.fit(f, cbpp, "binomial", reml=True)
+    with pytest.raises(GLMMError, match="threshold='flexible' applies to family='ordinal' only"):
+        gb.fit(f, cbpp, "binomial", threshold="flexible")
+    # what does apply still works: ML for a GLMM is what it is fitted by anyway
+    assert gb.fit(f, cbpp, "binomial", reml=False).method == "Laplace"
+    assert gb.fit("Reaction ~ Days + (1 | Subject)", sleep, nagq=1).method == "REML"
+    with pytest.raises(ValueError, match="nagq = 9 on a linear mixed model"):
+        Problem("p", "gaussian", dataset="sleepstudy", formula="Reaction ~ (1 | Subject)",
+                nagq=9)
+    with pytest.raises(ValueError, match="reml = true on a poisson model"):
+        Problem("p", "poisson", dataset="grouseticks", formula="TICKS ~ (1 | BROOD)",
+                reml=True)

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import simulate
-from glmmbench.errors import DataError, FamilyError, FormulaError
+from glmmbench.errors import DataError, FamilyError, FormulaError, NotSupportedError
 from glmmbench.harness import catalogue
 from glmmbench.harness.catalogue import NATIVE, PROBLEMS, SUITES, Problem
 from glmmbench.harness.store import Store
@@ -118,10 +118,13 @@ def test_replicates_are_reproducible_and_independent():
                                                  ).truth["fixef"]
 
 
-def test_unsupported_keys_on_the_exception():
-    assert unsupported(FamilyError("family 'ordinal' is not fitted by the native engine yet"))
-    assert unsupported(ValueError("nagq > 1 is not available in this engine yet"))
-    assert unsupported(FormulaError("smooth te(x,z): only s() smooths are supported"))
+def test_unsupported_is_the_exception_type_not_its_wording():
+    assert unsupported(NotSupportedError("smooth te(x,z): only s() smooths are supported"))
+    # the wording alone no longer decides: an input error that says "yet" or "not
+    # supported" is an error row, and so is an unknown family (a typo)
+    assert not unsupported(ValueError("nagq > 1 is not available in this engine yet"))
+    assert not unsupported(FormulaError("'x' is not supported"))
+    assert not unsupported(FamilyError("unknown family 'binomal'"))
     assert not unsupported(DataError("column 'y' has negative counts"))
     assert not unsupported(RuntimeError("yet"))
 
@@ -133,7 +136,7 @@ def test_execute_native_rows_without_r():
     assert ok["loglik"] == ok["record"]["loglik"] and ok["time_s"] > 0
     json.dumps(ok)
     no = execute(plan([PROBLEMS["smoke_tensor"]], 1, seed=1)[0])
-    assert no["status"] == "unsupported" and "FormulaError" in no["message"]
+    assert no["status"] == "unsupported" and "NotSupportedError" in no["message"]
     assert no["truth"]["fixef"]  # the replicate was drawn before the engine declined
 
 

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from glmmbench.errors import DataError, FormulaError
+from glmmbench.errors import DataError, FormulaError, NotSupportedError
 from glmmbench.formula import parse_formula
 from glmmbench.smooths import MAX_KNOTS, SUPPORTED_BASES, construct, mixed_split
 
@@ -224,11 +224,11 @@ def test_mixed_split_identities(text):
 
 
 @pytest.mark.parametrize("text,error,match", [
-    ('s(x, bs = "cc")', FormulaError, "supported bases are 'tp', 'cr', 'ps'"),
-    ('s(fa, bs = "re")', FormulaError, r"\(1 \| x\)"),
-    ('te(x, z)', FormulaError, r"only s\(\) smooths"),
-    ('ti(x, z)', FormulaError, r"only s\(\) smooths"),
-    ('t2(x, z)', FormulaError, r"only s\(\) smooths"),
+    ('s(x, bs = "cc")', NotSupportedError, "supported bases are 'tp', 'cr', 'ps'"),
+    ('s(fa, bs = "re")', NotSupportedError, r"\(1 \| x\)"),
+    ('te(x, z)', NotSupportedError, r"only s\(\) smooths"),
+    ('ti(x, z)', NotSupportedError, r"only s\(\) smooths"),
+    ('t2(x, z)', NotSupportedError, r"only s\(\) smooths"),
     ('s(x, z, bs = "cr")', FormulaError, "1-d smooths only"),
     ('s(x, fx = TRUE)', FormulaError, "fx"),
     ('s(x, k = 2.5)', FormulaError, "whole number"),

@@ -92,6 +92,13 @@ class Problem:
             raise ValueError(f"problem {self.name!r}: unknown R engine(s) {sorted(unknown)}")
         if set(self.options) - set(self.engines):
             raise ValueError(f"problem {self.name!r}: options for engines it does not use")
+        lmm = self.family == "gaussian" and self.link in (None, "identity")
+        if lmm and self.nagq != 1:
+            raise ValueError(f"problem {self.name!r}: nagq = {self.nagq} on a linear mixed "
+                             "model, whose likelihood is exact (nagq applies to GLMMs)")
+        if not lmm and self.reml:
+            raise ValueError(f"problem {self.name!r}: reml = true on a {self.family} model "
+                             "(REML applies to linear mixed models)")
 
     @property
     def simulated(self) -> bool:

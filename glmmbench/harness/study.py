@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 import simulate
-from glmmbench.errors import FamilyError
+from glmmbench.errors import NotSupportedError
 from glmmbench.harness.catalogue import NATIVE, Problem, replicates_of
 from glmmbench.harness.store import Store
 
@@ -103,15 +103,10 @@ def instance(problem: Problem, replicate: int, seed: int) -> Instance:
 
 
 def unsupported(exc: BaseException) -> bool:
-    """Whether the native engine declined the model as beyond what it fits.
-
-    `FamilyError` for a family it does not fit, or any input error that says the
-    feature is "not supported" or not available "yet" (tensor-product smooths):
-    such rows read "not supported", they are not failures.
-    """
-    text = str(exc)
-    return isinstance(exc, FamilyError) or (isinstance(exc, ValueError) and (
-        " yet" in text or "not supported" in text or "only s() smooths" in text))
+    """Whether the native engine declined the model as beyond what it fits: a
+    `NotSupportedError` (a feature it lacks, such as a tensor-product smooth). Such
+    rows read "not supported"; they are not failures."""
+    return isinstance(exc, NotSupportedError)
 
 
 _R_READY = False
