@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["RError", "RTimeout", "RWorkerDied"]
+__all__ = ["RError", "RTimeout", "RWorkerDied", "RBridgeError"]
 
 
 class RError(RuntimeError):
@@ -26,3 +26,8 @@ class RTimeout(RError, TimeoutError):
 
 class RWorkerDied(RError):
     """The worker process died (e.g. R crashed); it was replaced."""
+
+
+class RBridgeError(RuntimeError):
+    """The bridge's own Python code failed in the worker (not R): an exception type
+    that is not a built-in one, re-raised under this name with the worker's traceback."""

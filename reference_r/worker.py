@@ -11,6 +11,7 @@ Workers do not re-run the caller's ``__main__`` script (see `_main_hidden`).
 from __future__ import annotations
 
 import atexit
+import builtins
 import multiprocessing as mp
 import os
 import queue
@@ -19,13 +20,12 @@ import threading
 from contextlib import contextmanager
 from importlib import resources
 
-from .errors import RError, RTimeout, RWorkerDied
+from .errors import RBridgeError, RError, RTimeout, RWorkerDied
 
 __all__ = ["configure", "request", "shutdown", "worker_pids"]
 
 STARTUP_TIMEOUT = 180.0
 _PACKAGES = ("ordinal", "glmmTMB", "mgcv", "gamm4", "lme4")
-_PASSED_THROUGH = (ValueError, TypeError)
 
 
 # ---------------------------------------------------------------- child process
@@ -74,6 +74,8 @@ def _handle(message: tuple):
         return ("ok", out)
     if kind == "crash":  # test hook: die the way a crashing R would
         os._exit(3)
+    if kind == "pyfail":  # test hook: fail in Python, the way a conversion bug would
+        return {}[message[1]]
     raise ValueError(f"unknown request {kind!r}")
 
 
@@ -106,11 +108,22 @@ def _serve(conn) -> None:
             return
         try:
             reply = _handle(message)
-        except _PASSED_THROUGH as exc:
-            reply = ("pyerror", type(exc).__name__, str(exc))
-        except Exception as exc:  # noqa: BLE001 - rpy2 errors and the like go back as data
-            reply = ("rerror", str(exc).strip(), None, [])
+        except Exception as exc:  # noqa: BLE001 - every failure goes back as data
+            reply = _failure(exc)
         conn.send(reply)
+
+
+def _failure(exc: Exception) -> tuple:
+    """An error raised inside R (rpy2's ``RRuntimeError``) as ``rerror``; any other, a
+    Python error of the bridge itself, as ``pyerror`` with its type and traceback, so
+    that the caller does not blame R for it."""
+    import traceback
+
+    from rpy2.rinterface_lib.embedded import RRuntimeError
+
+    if isinstance(exc, RRuntimeError):
+        return ("rerror", str(exc).strip(), None, [])
+    return ("pyerror", type(exc).__name__, str(exc), traceback.format_exc())
 
 
 # ---------------------------------------------------------------- parent side
@@ -261,15 +274,23 @@ def _pool() -> _Pool:
 def request(message: tuple, timeout: float | None = None):
     """Send one request to a free worker; return its reply or raise.
 
-    Replies ``("ok", value)`` come back as ``value``; R errors raise `RError`,
-    worker-side ``ValueError``/``TypeError`` (bad data) are re-raised as such.
+    Replies ``("ok", value)`` come back as ``value``; R errors raise `RError`. A
+    Python error in the worker's own code (bad data: ``ValueError``; a conversion bug:
+    ``KeyError``, ...) is re-raised as its built-in type, or as `RBridgeError` for any
+    other, with the worker's traceback in its notes.
     """
     status, *payload = _pool().run(message, timeout)
     if status == "ok":
         return payload[0]
     if status == "pyerror":
-        kind, text = payload
-        raise {"ValueError": ValueError, "TypeError": TypeError}[kind](text)
+        kind, text, trace = payload
+        cls = getattr(builtins, kind, None)
+        if isinstance(cls, type) and issubclass(cls, Exception):
+            exc = cls(text)
+        else:
+            exc = RBridgeError(f"{kind}: {text}")
+        exc.add_note(f"raised in the R worker's Python code:\n{trace}")
+        raise exc
     text, call, messages = payload
     raise RError(text, call, messages)
 

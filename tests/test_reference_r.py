@@ -603,6 +603,17 @@ def test_crashed_worker_is_replaced():
     assert rec["converged"]
 
 
+def test_a_python_error_in_the_worker_is_not_blamed_on_r():
+    with pytest.raises(KeyError, match="boom") as info:
+        request(("pyfail", "boom"))
+    assert not isinstance(info.value, RError)
+    assert any("raised in the R worker's Python code" in n and "KeyError" in n
+               for n in info.value.__notes__)
+    with pytest.raises(RError, match="object 'nope' not found"):  # R's own stay RError
+        fit_reference("lme4", "y ~ nope + (1 | g)", pd.DataFrame(
+            {"y": np.arange(6.0), "g": pd.Categorical(list("aabbcc"))}))
+
+
 def test_singular_fit_is_a_message_not_a_failure():
     rng = np.random.default_rng(3)
     g = np.repeat(np.arange(6), 10)
