@@ -27,7 +27,7 @@ pass a ``pd.Categorical`` to fix the level order yourself.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -746,21 +746,25 @@ def _clearly_full_rank(X: np.ndarray, tol: float, margin: float = 1e3) -> bool:
     return bool(np.all(np.abs(np.diag(R)) > tol * margin * norms))
 
 
-def _scale_message(X: np.ndarray) -> str | None:
-    """lme4's ``checkScaleX`` warning: continuous columns with sd ratios beyond 1000."""
-    sds = []
-    for j in range(X.shape[1]):
-        x = X[:, j]
-        if not np.all((x == 0) | (x == 1)) and x.size > 1:
-            sds.append(np.std(x, ddof=1))
-    if not sds:
+def scale_message(X: np.ndarray, names: Sequence[str]) -> str | None:
+    """lme4's ``checkScaleX`` warning: continuous columns with an sd beyond 1000 or
+    1/1000, or sd ratios beyond 1000; unlike lme4's, it names the columns farthest
+    from sd 1."""
+    cols = [j for j in range(X.shape[1])
+            if X.shape[0] > 1 and not np.all((X[:, j] == 0) | (X[:, j] == 1))]
+    if not cols:
         return None
+    sds = np.array([np.std(X[:, j], ddof=1) for j in cols])
     with np.errstate(divide="ignore"):
-        logsd = np.log(np.asarray(sds))
+        logsd = np.log(sds)
     spread = np.abs(logsd[:, None] - logsd[None, :])
-    if np.any(np.abs(logsd) > np.log(1000)) or np.any(spread > np.log(1000)):
-        return "Some predictor variables are on very different scales: consider rescaling"
-    return None
+    if not (np.any(np.abs(logsd) > np.log(1000)) or np.any(spread > np.log(1000))):
+        return None
+    far = [k for k in np.argsort(-np.abs(logsd)) if abs(logsd[k]) > np.log(30)] or \
+        [int(np.argmax(np.abs(logsd)))]
+    which = ", ".join(f"{names[cols[k]]} (sd {sds[k]:.3g})" for k in far)
+    return ("Some predictor variables are on very different scales: consider rescaling "
+            f"{which}")
 
 
 # ----------------------------------------------------------------------------
@@ -1186,7 +1190,7 @@ def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int,
             f"{', '.join(dropped)}")
     if len(keep) < X.shape[1]:
         X, names = X[:, keep], tuple(names[j] for j in keep)
-    scale_msg = _scale_message(X)
+    scale_msg = scale_message(X, names)
     if scale_msg:
         messages.append(scale_msg)
     return X, names, keep, messages

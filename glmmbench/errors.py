@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-__all__ = ["GLMMError", "FormulaError", "DataError", "FamilyError", "NotSupportedError"]
+__all__ = ["GLMMError", "FormulaError", "DataError", "FamilyError", "NotSupportedError",
+           "UnsupportedTermError"]
 
 
 class GLMMError(ValueError):
@@ -25,3 +26,8 @@ class NotSupportedError(GLMMError):
     """A model R fits that the native engine does not (a tensor-product smooth, a basis
     it lacks): a missing feature, not a mistake in the input. Studies record such fits
     as "unsupported", not as failures (``glmmbench.harness.study.unsupported``)."""
+
+
+class UnsupportedTermError(FormulaError, NotSupportedError):
+    """A formula term R accepts that the native engine does not fit (a tensor-product
+    smooth, a basis it lacks): both a formula error and a missing feature."""

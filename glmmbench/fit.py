@@ -30,7 +30,8 @@ from glmmbench.multinomial import MultinomialFamily, MultinomialResponse, expand
 from glmmbench.optimize import (
     OptSummary,
     bobyqa,
-    check_convergence,
+    convergence_checks,
+    convergence_verdict,
     derivatives,
     derivatives_from_gradient,
     hessian_columns,
@@ -403,20 +404,26 @@ def _keep_best(devfun: GLMMDevfun, f):
 
 
 def _search_verdict(devfun: LMMDevfun | GLMMDevfun, opt: OptSummary, x: np.ndarray,
-                    converged: bool, messages: list[str]) -> tuple[bool, list[str]]:
+                    converged: bool, messages: list[str]) -> tuple[bool, list[str], dict]:
     """What the derivative checks said, plus the search's own verdict: PIRLS at the
-    optimum (GLMMs), a dispersion off to its boundary, the evaluation limit."""
+    optimum (GLMMs), a dispersion off to its boundary, the evaluation limit; and those
+    three as data (``optinfo["checks"]``, read by ``glmmbench.diagnostics``)."""
     glmm = isinstance(devfun, GLMMDevfun)
+    flags = {"pirls_converged": True, "dispersion_boundary": None,
+             "maxeval_reached": opt.returnvalue == "MAXEVAL_REACHED"}
     if glmm and (devfun.last is None or not devfun.last.converged):
         converged = False
+        flags["pirls_converged"] = False
         messages.append("PIRLS did not converge at the optimum (separation, or a mode on "
                         "the boundary of the link's domain?)")
     if glmm and getattr(devfun.response, "dispersion_name", None) is not None:
-        messages += _dispersion_messages(devfun, x)
-    if opt.returnvalue == "MAXEVAL_REACHED":
+        boundary = _dispersion_messages(devfun, x)
+        flags["dispersion_boundary"] = boundary[0] if boundary else ""
+        messages += boundary
+    if flags["maxeval_reached"]:
         converged = False
         messages.append(f"optimizer reached the maximum of {opt.feval} evaluations")
-    return converged, messages
+    return converged, messages, flags
 
 
 def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMMResult:
@@ -427,15 +434,19 @@ def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMM
     f = devfun.stage1
     fx = f(cov)
     converged, conv_msgs = stages[-1].returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
+    checks = {}
     if ctl["calc_derivs"]:
         grad, hess = derivatives(f, cov, fx)
         f(cov)  # leave the devfun's state at the optimum
-        converged, conv_msgs = check_convergence(cov, devfun.lower[:k], grad, hess)
-    converged, conv_msgs = _search_verdict(devfun, stages[-1], stages[-1].final, converged,
-                                           conv_msgs)
-    return make_result(design, fam, devfun, stages, grad=None, hess=None, converged=converged,
-                       messages=list(design.messages) + conv_msgs, reml=False, nagq=nagq,
-                       time_s=time.perf_counter() - t0)
+        checks = convergence_checks(cov, devfun.lower[:k], grad, hess)
+        converged, conv_msgs = convergence_verdict(checks, grad.size)
+    converged, conv_msgs, flags = _search_verdict(devfun, stages[-1], stages[-1].final,
+                                                  converged, conv_msgs)
+    res = make_result(design, fam, devfun, stages, grad=None, hess=None, converged=converged,
+                      messages=list(design.messages) + conv_msgs, reml=False, nagq=nagq,
+                      time_s=time.perf_counter() - t0)
+    res.optinfo["checks"] = {**checks, **flags}
+    return res
 
 
 def _response(design: Design, family: Family | OrdinalFamily
@@ -616,15 +627,19 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
             opt.final, opt.fmin = x, fx
         devfun(x)  # leave the devfun's state at the optimum
         k = len(devfun.lower) if is_lmm else devfun.ncov
-        converged, conv_msgs = check_convergence(x[:k], devfun.lower[:k], grad, hess)
+        checks = convergence_checks(x[:k], devfun.lower[:k], grad, hess)
+        converged, conv_msgs = convergence_verdict(checks, grad.size)
     else:
         converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
-    converged, conv_msgs = _search_verdict(devfun, opt, x, converged, conv_msgs)
-    return make_result(
+        checks = {}
+    converged, conv_msgs, flags = _search_verdict(devfun, opt, x, converged, conv_msgs)
+    res = make_result(
         design, fam, devfun, stages, grad=grad, hess=hess, converged=converged,
         messages=list(design.messages) + conv_msgs, reml=reml, nagq=nagq,
         time_s=time.perf_counter() - t0,
     )
+    res.optinfo["checks"] = {**checks, **flags}
+    return res
 
 
 def refit_ml(result: GLMMResult, control: Mapping[str, Any] | None = None) -> GLMMResult:

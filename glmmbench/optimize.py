@@ -19,16 +19,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import nlopt
 import numpy as np
 
 __all__ = ["OptSummary", "bobyqa", "lbfgsb", "gradient", "derivatives",
            "derivatives_from_gradient", "hessian_columns", "newton_polish",
-           "check_convergence"]
+           "check_convergence", "convergence_checks", "convergence_verdict"]
 
 SINGULAR_TOL = 1e-4  # lme4's isSingular(tol = 1e-4)
 GRAD_TOL = 2e-3  # lme4's check.conv.grad tolerance
+MAX_EIGENVALUE_RATIO = 1e6  # lme4's check.conv.hess: relTol
 
 
 @dataclass
@@ -258,54 +260,84 @@ def hessian_columns(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, k: 
     return H
 
 
-def check_convergence(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarray,
-                      hess: np.ndarray) -> tuple[bool, list[str]]:
-    """lme4's convergence checks: singular fit, scaled gradient, Hessian.
+def convergence_checks(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarray,
+                       hess: np.ndarray) -> dict[str, Any]:
+    """lme4's convergence checks as data (``check_convergence`` words them).
 
-    Returns ``(converged, messages)``; a singular fit is reported but does not
-    count as a failure to converge (as in lme4).
+    - ``singular``: indices of theta's bounded elements at their bound (``< SINGULAR_TOL``);
+    - ``finite``: whether the gradient and Hessian (without those elements) are finite;
+    - ``gradient``: the largest of lme4's per-component ``min(|R^{-T} g|, |g|)`` with
+      ``H = R'R`` (None when H has no Cholesky factor), ``gradient_component`` its index;
+    - ``negative_eigenvalues`` of that Hessian, and its ``eigenvalue_ratio``;
+    - ``nchecked``: how many parameters those derivatives are over.
     """
-    messages: list[str] = []
-    converged = True
     diag = np.isfinite(theta_lower)
     boundary = diag & (np.abs(theta) < SINGULAR_TOL)
-    if np.any(boundary):
-        messages.append("boundary (singular) fit: see help('isSingular')")
+    out: dict[str, Any] = {"singular": np.flatnonzero(boundary).tolist(), "finite": True,
+                           "gradient": None, "gradient_component": None,
+                           "negative_eigenvalues": 0, "eigenvalue_ratio": None}
     # derivatives with respect to parameters on the boundary are not checked
     keep = ~np.concatenate([boundary, np.zeros(grad.size - theta.size, dtype=bool)])
     g, H = grad[keep], hess[np.ix_(keep, keep)]
+    out["nchecked"] = int(g.size)
     if g.size == 0:
-        return converged, messages
+        return out
     if not (np.all(np.isfinite(g)) and np.all(np.isfinite(H))):
-        messages.append("Model failed to converge: the deviance is not finite near the "
-                        "optimum, so its gradient and Hessian cannot be evaluated")
-        return False, messages
+        out["finite"] = False
+        return out
+    eig = np.linalg.eigvalsh(H)
+    out["negative_eigenvalues"] = int(np.sum(eig < 0))
+    if eig[0] > 0:
+        out["eigenvalue_ratio"] = float(eig[-1] / eig[0])
     try:
         # lme4: solve(chol(H), g) with chol(H) the upper factor R, H = R'R
         R = np.linalg.cholesky(H).T
         scaled = np.linalg.solve(R, g)
-        if not np.all(np.isfinite(scaled)):
-            raise np.linalg.LinAlgError
-        # lme4: the smaller of the scaled and the raw gradient, component by component
-        mingrad = np.minimum(np.abs(scaled), np.abs(g))
-        worst = float(np.max(mingrad))
-        if worst > GRAD_TOL:
-            converged = False
-            messages.append(f"Model failed to converge with max|grad| = {worst:.6g} "
-                            f"(tol = {GRAD_TOL}, component {int(np.argmax(mingrad)) + 1})")
+        if np.all(np.isfinite(scaled)):
+            # lme4: the smaller of the scaled and the raw gradient, component by component
+            mingrad = np.minimum(np.abs(scaled), np.abs(g))
+            out["gradient"] = float(np.max(mingrad))
+            out["gradient_component"] = int(np.argmax(mingrad))
     except np.linalg.LinAlgError:
-        eig = np.linalg.eigvalsh(H)
-        nneg = int(np.sum(eig < 0))
-        if nneg:
+        pass
+    return out
+
+
+def check_convergence(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarray,
+                      hess: np.ndarray) -> tuple[bool, list[str]]:
+    """lme4's convergence checks (`convergence_checks`) in lme4's words: singular fit,
+    scaled gradient, Hessian.
+
+    Returns ``(converged, messages)``; a singular fit is reported but does not
+    count as a failure to converge (as in lme4).
+    """
+    return convergence_verdict(convergence_checks(theta, theta_lower, grad, hess),
+                               grad.size)
+
+
+def convergence_verdict(c: dict[str, Any], nparams: int) -> tuple[bool, list[str]]:
+    """``(converged, messages)`` from `convergence_checks` over ``nparams`` parameters."""
+    messages: list[str] = []
+    if c["singular"]:
+        messages.append("boundary (singular) fit: see help('isSingular')")
+    if not c["finite"]:
+        messages.append("Model failed to converge: the deviance is not finite near the "
+                        "optimum, so its gradient and Hessian cannot be evaluated")
+        return False, messages
+    converged = True
+    if c["gradient"] is not None:
+        if c["gradient"] > GRAD_TOL:
             converged = False
-            messages.append("Model failed to converge: degenerate Hessian with "
-                            f"{nneg} negative eigenvalues")
-        else:
-            messages.append("Hessian is numerically singular: parameters are not "
-                            "uniquely determined")
-        return converged, messages
-    eig = np.linalg.eigvalsh(H)
-    if eig[0] > 0 and eig[-1] / eig[0] > 1e6:
-        messages.append("Model is nearly unidentifiable: very large eigenvalue ratio "
-                        f"({eig[-1] / eig[0]:.3g}) - rescale variables?")
+            messages.append(f"Model failed to converge with max|grad| = {c['gradient']:.6g} "
+                            f"(tol = {GRAD_TOL}, component {c['gradient_component'] + 1})")
+        if c["eigenvalue_ratio"] is not None and c["eigenvalue_ratio"] > MAX_EIGENVALUE_RATIO:
+            messages.append("Model is nearly unidentifiable: very large eigenvalue ratio "
+                            f"({c['eigenvalue_ratio']:.3g}) - rescale variables?")
+    elif c["negative_eigenvalues"]:
+        converged = False
+        messages.append("Model failed to converge: degenerate Hessian with "
+                        f"{c['negative_eigenvalues']} negative eigenvalues")
+    elif nparams > len(c["singular"]):
+        messages.append("Hessian is numerically singular: parameters are not "
+                        "uniquely determined")
     return converged, messages

@@ -116,6 +116,26 @@ class GLMMResult:
 
         return confint(self, method, level, parm, nsim=nsim, seed=seed, workers=workers)
 
+    def diagnostics(self) -> pd.DataFrame:
+        """The fit's checks, one row each with a verdict and a message
+        (``glmmbench.diagnostics``)."""
+        from glmmbench.diagnostics import diagnostics
+
+        return diagnostics(self)
+
+    @property
+    def status(self) -> str:
+        """``"separation"`` (infinite fixed-effect estimates), ``"not converged"``,
+        ``"boundary"`` (a variance at 0 or a dispersion on its boundary), else ``"ok"``."""
+        checks = self.optinfo.get("checks", {})
+        if (checks.get("separation") or {}).get("coefficients"):
+            return "separation"
+        if not self.converged:
+            return "not converged"
+        if checks.get("singular") or checks.get("dispersion_boundary"):
+            return "boundary"
+        return "ok"
+
     def bootstrap(self, nsim: int, seed: int | None = None, workers=None) -> pd.DataFrame:
         """A parametric bootstrap, one row per replicate (``glmmbench.bootstrap``)."""
         from glmmbench.bootstrap import bootstrap
@@ -358,6 +378,7 @@ class GLMMResult:
             "bic": float(self.bic),
             "df": int(self.df),
             "converged": bool(self.converged),
+            "status": self.status,
             "messages": list(self.messages),
             "time_s": float(self.time_s),
             "smooths": self._smooth_records(),

@@ -50,7 +50,7 @@ from scipy.interpolate import BSpline
 from scipy.sparse.linalg import eigsh
 from scipy.spatial.distance import cdist
 
-from glmmbench.errors import DataError, FormulaError, NotSupportedError
+from glmmbench.errors import DataError, FormulaError, UnsupportedTermError
 from glmmbench.formula import SmoothTerm
 
 __all__ = ["SUPPORTED_BASES", "MAX_KNOTS", "Smooth", "MixedSplit", "construct", "mixed_split"]
@@ -296,7 +296,7 @@ def mixed_split(smooth: Smooth, X: np.ndarray | None = None) -> MixedSplit:
 def _check_term(term: SmoothTerm) -> tuple[str, int, tuple[int, ...] | None]:
     """Validate the term's kind and options; return ``bs``, ``k`` (-1: default), ``m``."""
     if term.kind != "s":
-        raise NotSupportedError(
+        raise UnsupportedTermError(
             f"smooth {term.text}: only s() smooths are supported, not tensor products "
             f"({term.kind}()); use s() with bs = one of {', '.join(SUPPORTED_BASES)}")
     opts = term.options
@@ -307,7 +307,7 @@ def _check_term(term: SmoothTerm) -> tuple[str, int, tuple[int, ...] | None]:
     bs = opts.get("bs", "tp")
     if bs not in SUPPORTED_BASES:
         hint = " (for a random effect write (1 | x))" if bs == "re" else ""
-        raise NotSupportedError(f"smooth {term.text}: basis bs = {bs!r} is not supported; "
+        raise UnsupportedTermError(f"smooth {term.text}: basis bs = {bs!r} is not supported; "
                            f"supported bases are {', '.join(map(repr, SUPPORTED_BASES))}{hint}")
     if bs != "tp" and len(term.variables) != 1:
         raise FormulaError(f"smooth {term.text}: bs = {bs!r} handles 1-d smooths only "

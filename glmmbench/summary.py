@@ -13,7 +13,7 @@ __all__ = ["render_summary"]
 
 
 def render_summary(res: GLMMResult) -> str:
-    lines = []
+    lines = _failed_checks(res)
     if res.is_lmm:
         crit = "REML" if res.reml else "maximum likelihood"
         lines.append(f"Linear mixed model fit by {crit} ['lmerMod']")
@@ -77,3 +77,15 @@ def render_summary(res: GLMMResult) -> str:
         lines.append("")
         lines.extend(res.messages)
     return "\n".join(lines)
+
+
+def _failed_checks(res: GLMMResult) -> list[str]:
+    """The failed checks of ``res.diagnostics()``, on top: separation first."""
+    table = res.diagnostics()
+    failed = table[table["verdict"] == "fail"]
+    if failed.empty:
+        return []
+    order = sorted(failed.index, key=lambda c: (c != "separation", c == "convergence"))
+    lines = [f"Diagnostics: {len(failed)} check(s) failed (see res.diagnostics()):"]
+    lines += [f"  {c}: {failed.loc[c, 'message']}" for c in order]
+    return lines + [""]

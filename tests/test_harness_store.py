@@ -136,7 +136,7 @@ def test_execute_native_rows_without_r():
     assert ok["loglik"] == ok["record"]["loglik"] and ok["time_s"] > 0
     json.dumps(ok)
     no = execute(plan([PROBLEMS["smoke_tensor"]], 1, seed=1)[0])
-    assert no["status"] == "unsupported" and "NotSupportedError" in no["message"]
+    assert no["status"] == "unsupported" and "UnsupportedTermError" in no["message"]
     assert no["truth"]["fixef"]  # the replicate was drawn before the engine declined
 
 

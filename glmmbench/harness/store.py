@@ -20,9 +20,11 @@ from pathlib import Path
 
 import pandas as pd
 
-__all__ = ["COLUMNS", "STATUSES", "Store"]
+__all__ = ["COLUMNS", "STATUSES", "FIT_STATUSES", "Store"]
 
 STATUSES = ("ok", "unsupported", "error", "timeout")
+# what an "ok" fit says of itself (GLMMResult.status; R's from converged and messages)
+FIT_STATUSES = ("ok", "boundary", "not converged", "separation")
 
 # name -> SQL type; the key columns come first
 COLUMNS: dict[str, str] = {
@@ -37,6 +39,7 @@ COLUMNS: dict[str, str] = {
     "status": "TEXT NOT NULL",
     "message": "TEXT",
     "converged": "INTEGER",
+    "fit_status": "TEXT",
     "loglik": "REAL",
     "time_s": "REAL",
     "wall_s": "REAL",
@@ -72,6 +75,11 @@ class Store:
         self.con.execute("PRAGMA journal_mode=WAL")
         self.con.execute("PRAGMA synchronous=NORMAL")
         self.con.executescript(_SCHEMA)
+        # a store written before a column existed gets it (its rows read NULL there)
+        have = {r[1] for r in self.con.execute("PRAGMA table_info(fits)")}
+        for name, kind in COLUMNS.items():
+            if name not in have:
+                self.con.execute(f"ALTER TABLE fits ADD COLUMN {name} {kind}")
 
     def __enter__(self) -> Store:
         return self
@@ -93,6 +101,9 @@ class Store:
             raise ValueError(f"row lacks {sorted(missing)}")
         if row["status"] not in STATUSES:
             raise ValueError(f"status must be one of {STATUSES}, got {row['status']!r}")
+        if row.get("fit_status") not in (None, *FIT_STATUSES):
+            raise ValueError(f"fit_status must be one of {FIT_STATUSES}, got "
+                             f"{row['fit_status']!r}")
         unknown = set(row) - set(COLUMNS)
         if unknown:
             raise ValueError(f"row has unknown column(s) {sorted(unknown)}")

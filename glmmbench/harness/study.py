@@ -194,9 +194,23 @@ def execute(task: Task) -> dict:
         **_base_row(task),
         "link": model["link"], "formula": model["formula"],
         "status": "ok", "message": "; ".join(rec["messages"]) or None,
-        "converged": bool(rec["converged"]), "loglik": rec["loglik"], "time_s": rec["time_s"],
+        "converged": bool(rec["converged"]), "fit_status": fit_status(rec),
+        "loglik": rec["loglik"], "time_s": rec["time_s"],
         "wall_s": time.perf_counter() - t0, "finished": _now(), "record": rec, "truth": inst.truth,
     }
+
+
+def fit_status(rec: dict) -> str:
+    """What a fit says of itself: the native record's ``status`` (``GLMMResult.status``);
+    for an R record, ``not converged``, ``boundary`` (a singular-fit message) or ``ok``
+    (R's engines do not detect separation)."""
+    if "status" in rec:
+        return rec["status"]
+    if not rec["converged"]:
+        return "not converged"
+    if any("singular" in m or "boundary" in m for m in rec["messages"]):
+        return "boundary"
+    return "ok"
 
 
 def _now() -> str:
