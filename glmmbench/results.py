@@ -35,6 +35,7 @@ from glmmbench.gamm import (
     smooth_tests,
 )
 from glmmbench.linalg import ReIndex, crossproducts, factorize
+from glmmbench.marginal import marginal_mean, re_variance
 from glmmbench.multinomial import expand_design, softmax_probs
 from glmmbench.optimize import OptSummary
 from glmmbench.ordinal import OrdinalFamily
@@ -45,7 +46,7 @@ from glmmbench.theta import lambdas
 __all__ = ["GLMMResult", "make_result"]
 
 _MGCV_CLASS = {"tp": "tprs.smooth", "cr": "cr.smooth", "ps": "pspline.smooth"}
-_MARGINAL_NODES = 40  # Gauss-Hermite nodes of population-averaged predictions
+_MARGINAL_NODES = 40  # Gauss-Hermite nodes of ordinal population-averaged predictions
 
 
 def _version() -> str:
@@ -142,6 +143,13 @@ class GLMMResult:
 
         return bootstrap(self, nsim, seed=seed, workers=workers)
 
+    def marginal_coefs(self, std_errors: bool = True) -> pd.DataFrame:
+        """Population-averaged coefficients with delta-method standard errors, as
+        GLMMadaptive's ``marginal_coefs`` (``glmmbench.marginal.marginal_coefs``)."""
+        from glmmbench.marginal import marginal_coefs
+
+        return marginal_coefs(self, std_errors)
+
     @property
     def method(self) -> str:
         if self.is_lmm:
@@ -183,25 +191,18 @@ class GLMMResult:
             start += size
         return eta
 
-    def _re_sd(self, design: Design) -> np.ndarray:
-        """sd of each observation's random part ``z_i' b`` (terms independent;
-        smooths are fixed functions here)."""
-        var = np.zeros(design.n)
-        for t, L in zip(design.terms, lambdas(self.theta, design.cov_blocks),
-                        strict=True):
-            if t.smooth is not None:
-                continue
-            S = (self.sigma**2 if self.is_lmm else 1.0) * (L @ L.T)
-            var += np.einsum("ia,ab,ib->i", t.Xr, S, t.Xr)
-        return np.sqrt(var)
+    def _re_var(self, design: Design) -> np.ndarray:
+        """Variance of each observation's random part ``z_i' b`` (``re_variance``)."""
+        return re_variance(design, self.theta, self.sigma**2 if self.is_lmm else 1.0)
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str | None = None,
                 re: bool | str = True) -> np.ndarray | pd.DataFrame | pd.Series:
         """Predictions, conditional on the random effects' modes (``re=True``; levels
         not seen in the fit get the population value), at the population level
         (``re=False``: random effects 0) or averaged over the random-effect
-        distribution (``re="marginal"``, population-averaged: by 40-node
-        Gauss-Hermite quadrature over each observation's ``z_i' b``).
+        distribution (``re="marginal"``, population-averaged over each observation's
+        ``z_i' b``: ``glmmbench.marginal.marginal_mean``; ordinal models by 40-node
+        Gauss-Hermite quadrature).
 
         ``type``: ``"response"`` (default) or ``"link"``; ordinal models
         ``"prob"`` (default; an n x K DataFrame), ``"cumprob"`` (``P(Y <= j)``, n x
@@ -223,13 +224,14 @@ class GLMMResult:
         eta = self._eta(design, re is True)
         if type == "link":
             return eta
+        if not ordinal:
+            if re == "marginal":
+                return marginal_mean(self.family.link, eta, self._re_var(design))
+            return self.family.link.linkinv(eta)
         if re == "marginal":
             rule = gh_rule(_MARGINAL_NODES)
             z, w = rule.z[:, 0], np.exp(rule.logw)
-            eta = eta[:, None] + self._re_sd(design)[:, None] * z[None, :]
-        if not ordinal:
-            mu = self.family.link.linkinv(eta)
-            return mu @ w if re == "marginal" else mu
+            eta = eta[:, None] + np.sqrt(self._re_var(design))[:, None] * z[None, :]
         cum = self.family.link.cdf(self.thresholds.to_numpy()[None, :, None]
                                    - (eta if eta.ndim == 2 else eta[:, None])[:, None, :])
         cum = cum @ w if re == "marginal" else cum[:, :, 0]
