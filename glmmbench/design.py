@@ -60,6 +60,10 @@ from glmmbench.theta import CovBlock
 
 __all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "FAMILIES"]
 
+# larger numbers overflow the cross products (their squares times n) or leave them
+# without a digit of the other columns: refused, naming the column
+MAX_ABS_VALUE = 1e100
+
 FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
             "ordinal", "multinomial")
 RANK_TOL = 1e-7  # lme4's chkRank.drop.cols tolerance (qr, LINPACK dqrdc2)
@@ -1147,6 +1151,10 @@ def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights,
             bad = int(np.sum(~np.isfinite(var.values)))
             raise DataError(f"{name!r} ({context}) has {bad} non-finite value"
                             f"{'s' if bad > 1 else ''} (inf)")
+        elif var.kind == "num" and np.max(np.abs(var.values), initial=0.0) > MAX_ABS_VALUE:
+            raise DataError(f"{name!r} ({context}) has values up to "
+                            f"{np.max(np.abs(var.values)):.3g}, beyond {MAX_ABS_VALUE:g}: "
+                            "their squares overflow or swamp every other column; rescale it")
         variables[name] = var
     off = np.zeros(rows.size)
     for *_, var in offsets:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 __all__ = ["GLMMError", "FormulaError", "DataError", "FamilyError", "NotSupportedError",
-           "UnsupportedTermError"]
+           "UnsupportedTermError", "NumericalError"]
 
 
 class GLMMError(ValueError):
@@ -31,3 +31,9 @@ class NotSupportedError(GLMMError):
 class UnsupportedTermError(FormulaError, NotSupportedError):
     """A formula term R accepts that the native engine does not fit (a tensor-product
     smooth, a basis it lacks): both a formula error and a missing feature."""
+
+
+class NumericalError(GLMMError):
+    """The computation broke down numerically (a factorization of a matrix that should
+    be positive definite failed, an overflow): data on extreme scales, or a model the
+    data cannot support."""

@@ -23,7 +23,7 @@ from threadpoolctl import ThreadpoolController
 
 from glmmbench.design import Design, build_design
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun, z_lambda
-from glmmbench.errors import FamilyError, GLMMError
+from glmmbench.errors import FamilyError, GLMMError, NumericalError
 from glmmbench.families import FAMILY_ALIASES, Family, get_family
 from glmmbench.linalg import crossproducts, factorize
 from glmmbench.multinomial import MultinomialFamily, MultinomialResponse, expand_design
@@ -158,6 +158,7 @@ def optimize_glmm(devfun: GLMMDevfun,
         s1 = bobyqa(_keep_best(devfun, devfun.stage1), devfun.cov_start(), lower_theta,
                     upper=upper_theta, ftol_rel=1e-8, ftol_abs=ctl["stage1_ftol_abs"],
                     xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
+    _require_pirls(devfun)
     beta1 = devfun.last.beta
     nt = devfun.ntheta
     # Stage 2 works in whitened coordinates gamma, beta = beta1 + R_X^{-1} gamma with
@@ -379,8 +380,19 @@ def optimize_glmm_fast(devfun: GLMMDevfun,
     s = bobyqa(f, devfun.cov_start(), devfun.lower[:k], upper=devfun.upper[:k],
                ftol_rel=ctl["ftol_rel"], ftol_abs=ctl["ftol_abs"], xtol_abs=ctl["xtol_abs"],
                maxfeval=ctl["maxfeval"])
+    _require_pirls(devfun)
     s.final = np.concatenate([s.final, devfun.last.beta])
     return (s,)
+
+
+def _require_pirls(devfun: GLMMDevfun) -> None:
+    """A search after which PIRLS has never succeeded has nothing to go on."""
+    if devfun.last is None:
+        d = devfun.design
+        raise NumericalError(
+            f"penalized IRLS failed at every covariance parameter tried: the data ({d.n} "
+            f"observations, {devfun.ix.m} random effects, {d.p} fixed effects) cannot "
+            "support this model; simplify it, or look for separation")
 
 
 def _keep_best(devfun: GLMMDevfun, f):
@@ -535,8 +547,14 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     if threshold is not None and threshold not in THRESHOLDS:
         raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
     with _blas().limit(limits=1, user_api="blas"):
-        return _fit(formula, data, family, link, weights=weights, offset=offset, nagq=nagq,
-                    reml=reml, threshold=threshold, control=control, t0=t0)
+        try:
+            return _fit(formula, data, family, link, weights=weights, offset=offset,
+                        nagq=nagq, reml=reml, threshold=threshold, control=control, t0=t0)
+        except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+            raise NumericalError(
+                f"the fit of {formula!r} broke down numerically ({type(exc).__name__}: "
+                f"{exc}): look for covariates on extreme scales (rescale them), and for "
+                "constant or collinear columns") from exc
 
 
 _BLAS: list[ThreadpoolController] = []
@@ -620,6 +638,11 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
     x = opt.final
     is_lmm = isinstance(devfun, LMMDevfun)
     fx = devfun(x)
+    if not np.isfinite(fx):
+        raise NumericalError(
+            "the deviance is not finite at the end of the search (every point the optimizer "
+            "tried left the mean outside the family's support, or PIRLS failed): the model "
+            "does not fit these data; try the canonical link, nagq=1, or a simpler model")
     grad = hess = None
     if ctl["calc_derivs"]:
         x, fx, grad, hess, moved = optimum_derivatives(devfun, x, fx)
