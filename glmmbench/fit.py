@@ -45,6 +45,7 @@ from glmmbench.ordinal import (
     get_cumulative_link,
 )
 from glmmbench.response import GLMResponse
+from glmmbench.separation import checked, detect_separation
 from glmmbench.results import GLMMResult, make_result
 from glmmbench.theta import theta_start
 
@@ -612,6 +613,7 @@ def fit_design(design: Design, fam, *, nagq: int, reml: bool | None, ctl: Mappin
         raise GLMMError("nagq = 0 (beta from PIRLS) is for the GLM and multinomial families; "
                         "an ordinal model's thresholds are not in PIRLS: use nagq=1 (Laplace) "
                         "or nagq > 1")
+    separation = None if is_lmm else _separation(design, fam)
     devfun = make_devfun(design, response, nagq=1 if fast and not is_lmm else nagq,
                          reml=use_reml)
     if not is_lmm:
@@ -625,8 +627,28 @@ def fit_design(design: Design, fam, *, nagq: int, reml: bool | None, ctl: Mappin
     if not is_lmm:
         devfun.tol = PIRLS_TOL_DERIVS
     if fast:
-        return _fast_result(design, fam, devfun, stages, ctl, nagq, t0)
-    return finish_fit(design, fam, devfun, stages, ctl, reml=use_reml, nagq=nagq, t0=t0)
+        res = _fast_result(design, fam, devfun, stages, ctl, nagq, t0)
+    else:
+        res = finish_fit(design, fam, devfun, stages, ctl, reml=use_reml, nagq=nagq, t0=t0)
+    if separation is not None:
+        res.optinfo["checks"]["separation"] = separation
+        if separation["coefficients"]:  # infinite estimates: not a converged fit
+            res.converged = False
+            res.messages.insert(0, separation["message"])
+    return res
+
+
+def _separation(design: Design, fam) -> dict | None:
+    """``glmmbench.separation``'s verdict on the fixed effects as data (None where the
+    check does not apply): the coefficients with infinite estimates and the message."""
+    if not checked(fam.name, fam.link.name):
+        return None
+    levels = design.response_levels
+    sep = detect_separation(design.X, design.y, design.weights, design.fixef_names,
+                            fam.name, link=fam.link.name,
+                            ncat=len(levels) if levels else None)
+    return {"coefficients": list(sep.coefficients), "complete": sep.complete,
+            "message": sep.message if sep.separated else ""}
 
 
 def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,

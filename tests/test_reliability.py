@@ -30,6 +30,7 @@ def test_a_healthy_model_passes_every_check():
                                  "collinearity", "scale", "groups"]
     assert _failed(res) == set()
     assert table.loc["dispersion", "verdict"] == "n/a"  # binomial: no dispersion
+    assert table.loc["separation", "verdict"] == "pass"
     assert res.status == "ok" and "Diagnostics" not in res.summary()
     sleep = gb.fit("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"))
     assert _failed(sleep) == set()
@@ -138,3 +139,65 @@ def test_study_rows_carry_the_fit_status():
                                                       "help('isSingular')"]}) == "boundary"
     assert fit_status({"converged": False, "messages": []}) == "not converged"
     assert fit_status({"converged": True, "messages": []}) == "ok"
+
+
+def _binary(seed: int = 1, n_groups: int = 12, per: int = 8) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    g = np.repeat(np.arange(n_groups), per)
+    x = rng.normal(size=g.size)
+    f = rng.integers(0, 3, size=g.size)
+    eta = -0.2 + 0.7 * x + 0.8 * rng.normal(size=n_groups)[g]
+    return pd.DataFrame({"y": rng.binomial(1, 1 / (1 + np.exp(-eta))).astype(float), "x": x,
+                         "f": pd.Categorical([f"f{i}" for i in f]),
+                         "g": pd.Categorical([f"g{i}" for i in g])})
+
+
+def _says_separation(res, coefficients: list[str]) -> None:
+    assert res.status == "separation" and not res.converged
+    msg = res.messages[0]
+    assert "separation" in msg and "estimates are infinite" in msg
+    for name in coefficients:
+        assert name in msg
+    assert res.diagnostics().loc["separation", "verdict"] == "fail"
+    top = res.summary().splitlines()
+    assert top[0].startswith("Diagnostics:") and top[1].startswith("  separation: ")
+
+
+def test_complete_separation_by_a_continuous_covariate():
+    d = _binary()
+    d["y"] = (d["x"] > 0).astype(float)
+    res = gb.fit("y ~ x + (1 | g)", d, "binomial")
+    _says_separation(res, ["x"])
+    assert res.messages[0].startswith("complete separation")
+
+
+def test_quasi_separation_by_a_factor_level():
+    d = _binary(2)
+    d.loc[d["f"] == "f2", "y"] = 1.0
+    res = gb.fit("y ~ x + f + (1 | g)", d, "binomial")
+    _says_separation(res, ["ff2 (+Inf)"])
+    assert res.messages[0].startswith("quasi-complete separation")
+    assert "x (" not in res.messages[0]  # x's estimate is finite
+
+
+def test_one_group_all_ones_is_not_separation_in_the_fixed_effects():
+    d = _binary(3)
+    d.loc[d["g"] == "g0", "y"] = 1.0
+    res = gb.fit("y ~ x + (1 | g)", d, "binomial")
+    assert res.status in ("ok", "boundary")
+    assert not any("separation" in m for m in res.messages)
+    assert res.diagnostics().loc["separation", "verdict"] == "pass"
+
+
+def test_ordinal_separation_and_none_on_wine():
+    rng = np.random.default_rng(4)
+    g = np.repeat(np.arange(10), 8)
+    x = rng.normal(size=g.size)
+    codes = np.digitize(x, [-0.5, 0.5])  # the category is a step function of x
+    d = pd.DataFrame({"y": pd.Categorical(np.array(["lo", "mid", "hi"])[codes],
+                                          categories=["lo", "mid", "hi"], ordered=True),
+                      "x": x, "g": pd.Categorical(g)})
+    _says_separation(gb.fit("y ~ x + (1 | g)", d, "ordinal"), ["x"])
+    wine = gb.fit("rating ~ temp + contact + (1 | judge)", datasets.load("wine"), "ordinal")
+    assert wine.status == "ok"
+    assert wine.diagnostics().loc["separation", "verdict"] == "pass"
