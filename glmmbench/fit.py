@@ -45,8 +45,8 @@ from glmmbench.ordinal import (
     get_cumulative_link,
 )
 from glmmbench.response import GLMResponse
-from glmmbench.separation import checked, detect_separation
 from glmmbench.results import GLMMResult, make_result
+from glmmbench.separation import checked, detect_separation
 from glmmbench.theta import theta_start
 
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "optimum_derivatives", "finish_fit",
