@@ -3,10 +3,15 @@
 Each case fits the model in R (lme4 1.1-31 here) and natively, then compares with
 named tolerances per quantity (issue 3):
 
-- log-likelihood: absolute 2e-3 (the native optimum may only be higher, by at
-  most the same amount: a better optimum is not a failure);
+- log-likelihood, one-sided: the native value may be lower than lme4's by at most
+  2e-3 and higher by any amount (a better optimum of the same function is not a
+  failure; a native deviance that is itself wrong is caught by the devfun check
+  below, which compares the two functions at lme4's optimum);
 - fixed effects: 2e-3 relative (absolute floor of 2e-3 SE for coefficients near 0);
-- standard errors: 2 %; random-effect sd and correlations: 1 %;
+- standard errors: 2 %; random-effect sd: 1 %; correlations: 1e-3 + 1 % of |r|
+  (measured: at most 1e-6 on sleepstudy, whose correlation is 0.066, and 1.8e-4 on
+  the random-slope GLMMs, where glmer's Nelder-Mead stage stops with a
+  log-likelihood 6e-5 to 3e-4 below the native one);
 - the native deviance function at lme4's optimum equals, to 1e-6 (absolute),
   lme4's deviance function there (LMM), or for GLMMs the Laplace deviance built
   in R from lme4's own conditional modes (PIRLS run to tolPwrss = 1e-13) with
@@ -37,6 +42,7 @@ LOGLIK_ABS = 2e-3
 FIXEF_REL = 2e-3
 SE_REL = 0.02
 SDCOR_REL = 0.01
+COR_ABS = 1e-3
 DEVFUN_ABS = 1e-6
 LME4_LAG_ABS = 1e-4
 
@@ -64,6 +70,13 @@ CASES = {
                     None, None),
     "verbagg_crossed": ("VerbAgg", "r2 ~ Anger + Gender + btype + situ + (1 | id) + (1 | item)",
                         "binomial", None, None),
+    "binomial_slope": ("sim_slopes", "cbind(s, f) ~ x + z + (1 + x | g)", "binomial", None,
+                       None),
+    "binomial_two_slopes": ("sim_slopes", "cbind(s, f) ~ x + z + (1 + x + z | g)", "binomial",
+                            None, None),
+    "poisson_slope": ("sim_slopes", "c ~ x + z + (1 + x | g)", "poisson", None, None),
+    "poisson_two_slopes": ("sim_slopes", "c ~ x + z + (1 + x + z | g)", "poisson", None,
+                           None),
 }
 
 R_FIT = r"""
@@ -95,8 +108,9 @@ list(loglik = as.numeric(logLik(m)), fixef = as.list(fixef(m)),
 
 R_FAMILY = {"gaussian": "NULL", "binomial": "binomial(link = '{link}')",
             "poisson": "poisson(link = '{link}')"}
-R_DATA = {"sim_counts": "sim_counts", "sleepstudy": "sleepstudy", "Penicillin": "Penicillin",
-          "cbpp": "cbpp", "grouseticks": "grouseticks", "VerbAgg": "VerbAgg"}
+R_DATA = {"sim_counts": "sim_counts", "sim_slopes": "sim_slopes", "sleepstudy": "sleepstudy",
+          "Penicillin": "Penicillin", "cbpp": "cbpp", "grouseticks": "grouseticks",
+          "VerbAgg": "VerbAgg"}
 CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log"}
 
 
@@ -112,8 +126,36 @@ def sim_counts() -> pd.DataFrame:
                          "g": pd.Categorical.from_codes(g, labels)})
 
 
+def sim_slopes() -> pd.DataFrame:
+    """Random slopes: 40 groups of 12 rows, correlated effects of (1, x, z) per group
+    (sd 0.7, 0.5, 0.4; correlations 0.3), one draw shared by a binomial response
+    ``cbind(s, f)`` of 4 trials (logit) and Poisson counts ``c`` (log).
+
+    Seed 1: every model's fit is away from the boundary and glmer reports no warning.
+    (Seed 2's binomial ``(1 + x + z | g)``: glmer stops at a singular fit 0.17 below
+    the native optimum, a local optimum of glmer rather than a parity case.)"""
+    rng = np.random.default_rng(1)
+    m, k, trials = 40, 12, 4
+    g = np.repeat(np.arange(m), k)
+    x = rng.uniform(-1, 1, m * k)
+    z = rng.standard_normal(m * k)
+    sd = np.array([0.7, 0.5, 0.4])
+    cor = np.full((3, 3), 0.3) + 0.7 * np.eye(3)
+    b = rng.multivariate_normal(np.zeros(3), cor * np.outer(sd, sd), m)
+    eta = 0.5 * x - 0.3 * z + b[g, 0] + b[g, 1] * x + b[g, 2] * z
+    s = rng.binomial(trials, 1 / (1 + np.exp(-(0.2 + eta))))
+    c = rng.poisson(np.exp(1.0 + eta))
+    labels = [f"g{i:02d}" for i in range(m)]
+    return pd.DataFrame({"s": s.astype(float), "f": (trials - s).astype(float),
+                         "c": c.astype(float), "x": x, "z": z,
+                         "g": pd.Categorical.from_codes(g, labels)})
+
+
+SIMULATED = {"sim_counts": sim_counts, "sim_slopes": sim_slopes}
+
+
 def _data(name: str) -> pd.DataFrame:
-    return sim_counts() if name == "sim_counts" else datasets.load(name)
+    return SIMULATED[name]() if name in SIMULATED else datasets.load(name)
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
@@ -126,7 +168,7 @@ def case(request):
         reml="TRUE" if reml in (None, True) else "FALSE",
     )
     data = _data(data_name)
-    ref = run_r(code, sim_counts=data) if data_name == "sim_counts" else run_r(code)
+    ref = run_r(code, **{data_name: data}) if data_name in SIMULATED else run_r(code)
     res = glmm_fit(formula, data, family=family, link=link, reml=reml)
     return name, data, (formula, family, link, reml), ref, res
 
@@ -135,11 +177,23 @@ def _rel(a, b):
     return abs(a - b) / max(abs(b), 1e-12)
 
 
+def loglik_ok(native: float, reference: float) -> bool:
+    """The native maximum may be higher than R's by any amount, lower by at most
+    ``LOGLIK_ABS``."""
+    return native >= reference - LOGLIK_ABS
+
+
+def test_loglik_check_is_one_sided():
+    assert loglik_ok(-95.0, -100.0)  # a better optimum
+    assert loglik_ok(-100.0 - 0.9 * LOGLIK_ABS, -100.0)
+    assert not loglik_ok(-100.0 - 1.1 * LOGLIK_ABS, -100.0)
+    assert not loglik_ok(float("nan"), -100.0)
+
+
 def test_loglik(case):
     name, _, _, ref, res = case
     assert res.converged, res.messages
-    # native may find a higher optimum, never a lower one
-    assert ref["loglik"] - LOGLIK_ABS <= res.loglik <= ref["loglik"] + LOGLIK_ABS, name
+    assert loglik_ok(res.loglik, ref["loglik"]), (name, res.loglik, ref["loglik"])
 
 
 def test_fixef_and_se(case):
@@ -160,8 +214,7 @@ def test_varcorr(case):
     for i, want in enumerate(vc["sdcor"]):
         have = got["sdcor"].iloc[i]
         if got["var2"].iloc[i] is not None and got["var2"].iloc[i] == got["var2"].iloc[i]:
-            # correlations: relative 1 %, with an absolute floor near zero
-            assert abs(have - want) <= max(SDCOR_REL * abs(want), 0.01), (name, i, have, want)
+            assert abs(have - want) <= COR_ABS + SDCOR_REL * abs(want), (name, i, have, want)
         else:
             assert _rel(have, want) <= SDCOR_REL, (name, i, have, want)
 
@@ -197,7 +250,7 @@ list(loglik = as.numeric(logLik(m)), fixef = as.list(fixef(m)$cond),
     res = glmm_fit("Reaction ~ Days + (1 | Subject)", datasets.load("sleepstudy"),
                    family="gaussian", link="log")
     assert res.converged, res.messages
-    assert ref["loglik"] - LOGLIK_ABS <= res.loglik <= ref["loglik"] + LOGLIK_ABS
+    assert loglik_ok(res.loglik, ref["loglik"]), (res.loglik, ref["loglik"])
     for k, v in ref["fixef"].items():
         assert abs(res.fixef[k] - v) <= max(FIXEF_REL * abs(v), 0.05 * ref["se"][k]), k
         assert _rel(res.se[k], ref["se"][k]) <= SE_REL, k

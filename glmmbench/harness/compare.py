@@ -55,20 +55,28 @@ WALD_Z = 1.959963984540054  # standard normal 0.975 quantile: 95% intervals
 
 @dataclass(frozen=True)
 class Tolerance:
-    """``|native - R| <= atol + rtol * |R|``."""
+    """``|native - R| <= atol + rtol * |R|``; with ``higher_ok`` one-sided,
+    ``native - R >= -(atol + rtol * |R|)``: for a maximised log-likelihood a native
+    value above R's is a better optimum of the same function, not a gap."""
 
     atol: float
     rtol: float
+    higher_ok: bool = False
 
     def ok(self, diff: float, ref: float) -> bool:
-        return abs(diff) <= self.atol + self.rtol * abs(ref)
+        bound = self.atol + self.rtol * abs(ref)
+        return diff >= -bound if self.higher_ok else abs(diff) <= bound
 
 
 # Log-likelihood tight first (lme4's own PIRLS tolerance moves it by ~6e-4, see
-# lme4-laplace-pirls-tolerance); estimates looser; se and variance components,
-# which come from curvature and sit near boundaries, loosest.
+# lme4-laplace-pirls-tolerance) and one-sided: glmer stops short of the maximum
+# without a warning (random slopes in tests/test_parity_lme4.py: 6e-5 to 2.9e-4
+# below the native one), while a native value below R's is a failure. A gap from
+# another approximation (grouseticks_nb: glmer.nb 0.18 lower) still cites its
+# known discrepancy. Estimates looser; se and variance components, which come from
+# curvature and sit near boundaries, loosest.
 PARITY_TOL: dict[str, Tolerance] = {
-    "loglik": Tolerance(atol=1e-3, rtol=1e-7),
+    "loglik": Tolerance(atol=1e-3, rtol=1e-7, higher_ok=True),
     "fixef": Tolerance(atol=1e-4, rtol=1e-3),
     "threshold": Tolerance(atol=1e-4, rtol=1e-3),
     "se": Tolerance(atol=1e-4, rtol=1e-2),
