@@ -266,7 +266,7 @@ def convergence_checks(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndar
 
     - ``singular``: indices of theta's bounded elements at their bound (``< SINGULAR_TOL``);
     - ``finite``: whether the gradient and Hessian (without those elements) are finite;
-    - ``gradient``: the largest of lme4's per-component ``min(|R^{-T} g|, |g|)`` with
+    - ``gradient``: the largest of lme4's per-component ``min(|R^{-1} g|, |g|)`` with
       ``H = R'R`` (None when H has no Cholesky factor), ``gradient_component`` its index;
     - ``negative_eigenvalues`` of that Hessian, and its ``eigenvalue_ratio``;
     - ``nchecked``: how many parameters those derivatives are over.
