@@ -26,11 +26,12 @@ def record(engine, loglik, b0, b1, se0, se1, sd, time_s, converged=True):
 
 
 def fit_row(problem, replicate, engine, rec=None, status="ok", message=None, family="binomial",
-            truth=TRUTH):
+            truth=TRUTH, fit_status="ok"):
     return {"problem": problem, "replicate": replicate, "engine": engine, "family": family,
             "link": "logit", "formula": "y ~ x + (1 | g)", "nagq": 1, "reml": None,
             "status": status, "message": message,
             "converged": None if rec is None else rec["converged"],
+            "fit_status": None if rec is None else fit_status,
             "loglik": None if rec is None else rec["loglik"],
             "time_s": None if rec is None else rec["time_s"], "wall_s": None, "seed": 1,
             "record": rec, "truth": truth}
@@ -41,7 +42,8 @@ def sample_fits(r_error: str = "RError: boom") -> pd.DataFrame:
     rows = [
         fit_row("p", 0, "glmmbench", record("glmmbench", -100.0, 1.2, 0.4, 0.1, 0.05, 0.6, 0.5)),
         fit_row("p", 0, "lme4", record("lme4", -100.0005, 1.2001, 0.4, 0.101, 0.05, 0.61, 2.0)),
-        fit_row("p", 1, "glmmbench", record("glmmbench", -50.0, 0.9, 0.7, 0.2, 0.05, 0.4, 1.0)),
+        fit_row("p", 1, "glmmbench", record("glmmbench", -50.0, 0.9, 0.7, 0.2, 0.05, 0.4, 1.0),
+                fit_status="boundary"),
         fit_row("p", 1, "lme4", record("lme4", -49.998, 0.9, 0.7, 0.2, 0.05, 0.4, 0.5)),
         fit_row("q", 0, "glmmbench", status="unsupported", family="ordinal",
                 message="FamilyError: family 'ordinal' is not fitted by the native engine yet"),
@@ -290,6 +292,8 @@ def test_verdict_table(fits):
     assert list(v.index) == ["binomial GLMM", "ordinal (clmm)"]
     row = v.loc["binomial GLMM"]
     assert row["problems"] == 1 and row["native fits"] == "2/2 ok"
+    assert row["native status"] == "boundary 1"  # what the fits said besides ok
+    assert v.loc["ordinal (clmm)", "native status"] == "-"
     # the native engine declined the ordinal problem: no fit, nothing compared
     assert v.loc["ordinal (clmm)", "native fits"] == "0/1 ok"
     assert v.loc["ordinal (clmm)", "parity within tolerance"] == "-"

@@ -462,14 +462,15 @@ def model_class(family: str, link: str | None, nagq, formula: str | None) -> str
     return _FAMILY_CLASS.get(family, family)
 
 
-_VERDICT_COLS = ["model class", "problems", "native fits", "parity within tolerance",
-                 "known discrepancies", "failures", "speed vs fastest R (median)",
-                 "coverage (native)"]
+_VERDICT_COLS = ["model class", "problems", "native fits", "native status",
+                 "parity within tolerance", "known discrepancies", "failures",
+                 "speed vs fastest R (median)", "coverage (native)"]
 
 
 def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
             sp: pd.DataFrame) -> pd.DataFrame:
-    """One row per model class: whether the native engine fits it (ok / fits), parity
+    """One row per model class: whether the native engine fits it (ok / fits), what
+    those fits say of themselves besides ok (boundary, not converged, separation), parity
     within tolerance per R engine (n of m), the known discrepancies that explain the
     rest, the failures (outside tolerance and unexplained; native errors), the median
     native / fastest-R time ratio per replicate, and the mean 95% Wald coverage of the
@@ -485,6 +486,10 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
         probs = [p for p, c in classes.items() if c == cls]
         nat = fits[(fits["problem"].isin(probs)) & (fits["engine"] == NATIVE)]
         ok = int((nat["status"] == "ok").sum())
+        # what the fits that ran say of themselves (store.FIT_STATUSES), "ok" left out
+        said = (nat.loc[nat["status"] == "ok", "fit_status"].dropna()
+                if "fit_status" in nat else pd.Series(dtype=object))
+        status = ", ".join(f"{k} {n}" for k, n in said[said != "ok"].value_counts().items())
         g = par[par["problem"].isin(probs)]
         parity = "; ".join(f"{e} {int(h['within_tol'].sum())}/{len(h)}"
                            for e, h in g.groupby("engine")) or "-"
@@ -499,7 +504,8 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
         coverage = (f"{c['coverage'].mean():.3f} +- {c['coverage_mcse'].mean():.3f} "
                     f"({len(c)} coefficients)" if len(c) else "-")
         rows.append({"model class": cls, "problems": len(probs),
-                     "native fits": f"{ok}/{len(nat)} ok", "parity within tolerance": parity,
+                     "native fits": f"{ok}/{len(nat)} ok", "native status": status or "-",
+                     "parity within tolerance": parity,
                      "known discrepancies": ", ".join(known), "failures": failures,
                      "speed vs fastest R (median)": speed, "coverage (native)": coverage})
     return pd.DataFrame(rows, columns=_VERDICT_COLS)
