@@ -80,6 +80,19 @@ def test_a_dispersion_on_its_boundary():
     assert res.status in ("boundary", "not converged")
 
 
+def test_pirls_failing_at_the_optimum():
+    """Poisson counts near 0 with an identity link: the conditional modes leave the
+    link's domain, PIRLS fails at the optimum, and the check says so."""
+    rng = np.random.default_rng(0)
+    g = np.repeat(np.arange(10), 10)
+    x = rng.normal(size=g.size)
+    y = rng.poisson(np.clip(0.3 + 0.3 * x, 0.01, None)).astype(float)
+    res = gb.fit("y ~ x + (1 | g)", pd.DataFrame({"y": y, "x": x, "g": pd.Categorical(g)}),
+                 "poisson", link="identity")
+    assert "pirls" in _failed(res) and res.status == "not converged"
+    assert "PIRLS did not converge" in res.diagnostics().loc["pirls", "message"]
+
+
 def test_a_fit_stopped_early_fails_its_convergence_checks():
     res = gb.fit("Reaction ~ Days + (Days | Subject)", datasets.load("sleepstudy"),
                  control={"maxfeval": 6})
@@ -169,6 +182,7 @@ def test_complete_separation_by_a_continuous_covariate():
     res = gb.fit("y ~ x + (1 | g)", d, "binomial")
     _says_separation(res, ["x"])
     assert res.messages[0].startswith("complete separation")
+    assert "large_coefficients" in _failed(res)  # the optimizer's x ran off
 
 
 def test_quasi_separation_by_a_factor_level():
