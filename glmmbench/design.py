@@ -56,7 +56,7 @@ from glmmbench.formula import (
     parse_formula,
 )
 from glmmbench.smooths import Smooth, construct, mixed_split
-from glmmbench.theta import CovBlock
+from glmmbench.theta import CovBlock, lambdas
 
 __all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "FAMILIES"]
 
@@ -271,6 +271,15 @@ class Design:
         if not blocks:
             return sp.csc_matrix((self.n, 0))
         return sp.hstack(blocks, format="csc")
+
+    def Lambda(self, theta: np.ndarray) -> sp.csc_matrix:
+        """The relative covariance factor (lme4's ``t(Lambdat)``): block diagonal, each
+        term's ``Lambda_k(theta)`` once per level, in the order of ``Z``'s columns."""
+        if not self.terms:
+            return sp.csc_matrix((0, 0))
+        return sp.block_diag([sp.kron(sp.identity(t.nlevels), L)
+                              for t, L in zip(self.terms, lambdas(theta, self.cov_blocks),
+                                              strict=True)], format="csc")
 
     def new_data(self, data: pd.DataFrame) -> Design:
         """Rebuild X, offset and the terms' codes/Xr for new data with the same encodings.

@@ -34,7 +34,13 @@ from glmmbench.linalg import (
     scale_crossproducts,
 )
 from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
-from glmmbench.pls import PLSSolution, lmm_deviance, profiled_deviance, solve_pls
+from glmmbench.pls import (
+    PLSSolution,
+    deviance_at_sigma,
+    lmm_deviance,
+    profiled_deviance,
+    solve_pls,
+)
 from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.response import RESTRICTED_LINKS, GLMResponse
 from glmmbench.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
@@ -114,6 +120,14 @@ class LMMDevfun:
                 return profiled_deviance(ldL2, ldRX2, pwrss, d.n, d.p, self.reml,
                                          self._sum_log_w)
         return lmm_deviance(self.solve(theta), d.n, d.p, self.reml, self._sum_log_w)
+
+    def at_sigma(self, theta: np.ndarray, sigma: float) -> float:
+        """The (RE)ML deviance at ``(theta, sigma)``, beta profiled out
+        (``pls.deviance_at_sigma``): what Satterthwaite's df and the likelihood
+        profiles differentiate or minimise."""
+        d = self.design
+        return deviance_at_sigma(self.solve(theta), sigma, d.n, d.p, self.reml,
+                                 self._sum_log_w)
 
     def gradient(self, theta: np.ndarray) -> np.ndarray:
         """The analytic gradient of the profiled deviance.

@@ -486,11 +486,9 @@ def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMM
         converged, conv_msgs = convergence_verdict(checks, grad.size)
     converged, conv_msgs, flags = _search_verdict(devfun, stages[-1], stages[-1].final,
                                                   converged, conv_msgs)
-    res = make_result(design, fam, devfun, stages, grad=None, hess=None, converged=converged,
-                      messages=list(design.messages) + conv_msgs, reml=False, nagq=nagq,
-                      time_s=time.perf_counter() - t0)
-    res.optinfo["checks"] = {**checks, **flags}
-    return res
+    return make_result(design, fam, devfun, stages, grad=None, hess=None, converged=converged,
+                       messages=list(design.messages) + conv_msgs, reml=False, nagq=nagq,
+                       time_s=time.perf_counter() - t0, checks={**checks, **flags})
 
 
 def _response(design: Design, family: Family | OrdinalFamily
@@ -579,14 +577,8 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     if threshold is not None and threshold not in THRESHOLDS:
         raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
     with _blas().limit(limits=1, user_api="blas"):
-        try:
-            return _fit(formula, data, family, link, weights=weights, offset=offset,
-                        nagq=nagq, reml=reml, threshold=threshold, control=control, t0=t0)
-        except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
-            raise NumericalError(
-                f"the fit of {formula!r} broke down numerically ({type(exc).__name__}: "
-                f"{exc}): look for covariates on extreme scales (rescale them), and for "
-                "constant or collinear columns") from exc
+        return _fit(formula, data, family, link, weights=weights, offset=offset,
+                    nagq=nagq, reml=reml, threshold=threshold, control=control, t0=t0)
 
 
 _BLAS: list[ThreadpoolController] = []
@@ -628,7 +620,19 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
 def fit_design(design: Design, fam, *, nagq: int, reml: bool | None, ctl: Mapping[str, Any],
                t0: float) -> GLMMResult:
     """Every stage after the design: the response, the deviance, its optimisation and
-    the result."""
+    the result (``fit``, ``refit`` and ``refit_ml`` share it). A numerical breakdown
+    on the way is a `NumericalError`."""
+    try:
+        return _fit_design(design, fam, nagq=nagq, reml=reml, ctl=ctl, t0=t0)
+    except (np.linalg.LinAlgError, FloatingPointError, OverflowError) as exc:
+        raise NumericalError(
+            f"the fit of {design.formula!r} broke down numerically ({type(exc).__name__}: "
+            f"{exc}): look for covariates on extreme scales (rescale them), and for "
+            "constant or collinear columns") from exc
+
+
+def _fit_design(design: Design, fam, *, nagq: int, reml: bool | None,
+                ctl: Mapping[str, Any], t0: float) -> GLMMResult:
     response = _response(design, fam)
     is_lmm = response is None
     if is_lmm and not (isinstance(nagq, int | np.integer) and nagq == 1):
@@ -709,13 +713,11 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
         converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
         checks = {}
     converged, conv_msgs, flags = _search_verdict(devfun, opt, x, converged, conv_msgs)
-    res = make_result(
+    return make_result(
         design, fam, devfun, stages, grad=grad, hess=hess, converged=converged,
         messages=list(design.messages) + conv_msgs, reml=reml, nagq=nagq,
-        time_s=time.perf_counter() - t0,
+        time_s=time.perf_counter() - t0, checks={**checks, **flags},
     )
-    res.optinfo["checks"] = {**checks, **flags}
-    return res
 
 
 def refit_ml(result: GLMMResult, control: Mapping[str, Any] | None = None) -> GLMMResult:

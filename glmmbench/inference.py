@@ -166,14 +166,9 @@ def satterthwaite_df(res: GLMMResult, h: float = 1e-4) -> np.ndarray:
         raise GLMMError("Satterthwaite degrees of freedom are for linear mixed models")
     d = res.design
     devfun = make_devfun(d, None, reml=res.reml)
-    nprime = d.n - d.p if res.reml else d.n
-    sum_log_w = float(np.sum(np.log(d.weights)))
 
     def deviance(v: np.ndarray) -> float:
-        sol = devfun.solve(v[:-1])
-        s2 = v[-1] ** 2
-        return float(sol.ldL2 + (sol.ldRX2 if res.reml else 0.0)
-                     + nprime * np.log(2 * np.pi * s2) + sol.pwrss / s2 - sum_log_w)
+        return devfun.at_sigma(v[:-1], v[-1])
 
     def variances(v: np.ndarray) -> np.ndarray:
         Li = solve_triangular(devfun.solve(v[:-1]).fac.LXX, np.eye(d.p), lower=True)

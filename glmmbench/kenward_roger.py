@@ -46,11 +46,9 @@ from __future__ import annotations
 
 import numpy as np
 import scipy.linalg as sla
-from scipy import sparse
 
 from glmmbench.errors import GLMMError
 from glmmbench.results import GLMMResult
-from glmmbench.theta import lambdas
 
 __all__ = ["kenward_roger", "MAX_RANDOM_EFFECTS"]
 
@@ -118,9 +116,7 @@ class _Marginal:
         d = res.design
         s2 = res.sigma**2
         Z = d.Z()
-        Lam = sparse.block_diag([sparse.kron(sparse.identity(t.nlevels), L)
-                                 for t, L in zip(d.terms, lambdas(res.theta, d.cov_blocks),
-                                                 strict=True)], format="csc")
+        Lam = d.Lambda(res.theta)
         self._ZLam = (Z @ Lam).tocsc()
         F = (Z.T @ Z).toarray()
         H = np.asarray(Lam.T @ F)  # Lambda' Z'Z

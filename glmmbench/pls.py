@@ -69,3 +69,17 @@ def profiled_deviance(ldL2: float, ldRX2: float, pwrss: float, n: int, p: int, r
     if reml:
         dev += ldRX2
     return float(dev)
+
+
+def deviance_at_sigma(sol: PLSSolution, sigma: float, n: int, p: int, reml: bool,
+                      sum_log_w: float) -> float:
+    """The ML or REML deviance at a given sigma, beta profiled out but not sigma:
+    ``log|L_Z|^2 [+ log|R_X|^2] + n' log(2 pi sigma^2) + r2 / sigma^2 - sum log w``,
+    ``n' = n - p`` for REML, ``n`` for ML (minimised over sigma it is
+    `profiled_deviance`)."""
+    nmp = n - p if reml else n
+    dev = (sol.ldL2 + nmp * np.log(2.0 * np.pi * sigma**2) + sol.pwrss / sigma**2
+           - sum_log_w)
+    if reml:
+        dev += sol.ldRX2
+    return float(dev)

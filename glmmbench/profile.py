@@ -41,7 +41,7 @@ from scipy import stats
 from glmmbench.deviance import make_devfun
 from glmmbench.errors import GLMMError
 from glmmbench.optimize import bobyqa
-from glmmbench.theta import CovBlock, _tril_colmajor
+from glmmbench.theta import CovBlock, _tril_colmajor, lambdas, theta_lower
 
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult
@@ -67,35 +67,25 @@ def sdcor_names(design, sigma: bool) -> list[str]:
 
 
 def _is_sd(blocks: tuple[CovBlock, ...]) -> np.ndarray:
-    """True where theta's position is an sd (a diagonal of Lambda), False for a correlation."""
-    out = []
-    for b in blocks:
-        if b.scaled_identity:
-            out.append(np.ones(1, bool))
-        else:
-            r, c = _tril_colmajor(b.q)
-            out.append(r == c)
-    return np.concatenate(out) if out else np.zeros(0, bool)
+    """True where theta's position is an sd (a bounded diagonal of Lambda), False for a
+    correlation."""
+    return np.isfinite(theta_lower(blocks))
 
 
 def theta_to_sdcor(theta: np.ndarray, blocks: tuple[CovBlock, ...], scale: float) -> np.ndarray:
     """Standard deviations and correlations of the random effects in theta's positions;
     ``scale`` is sigma for an LMM (theta is relative to it), 1 otherwise."""
-    out, pos = [], 0
-    for b in blocks:
-        k = b.ntheta
+    out = []
+    for b, L in zip(blocks, lambdas(theta, blocks), strict=True):
+        S = scale**2 * (L @ L.T)
+        sd = np.sqrt(np.diag(S))
         if b.scaled_identity:
-            out.append([scale * abs(theta[pos])])
-        else:
-            r, c = _tril_colmajor(b.q)
-            L = np.zeros((b.q, b.q))
-            L[r, c] = theta[pos:pos + k]
-            S = scale**2 * (L @ L.T)
-            sd = np.sqrt(np.diag(S))
-            with np.errstate(invalid="ignore", divide="ignore"):
-                C = S / np.outer(sd, sd)
-            out.append(np.where(r == c, sd[r], np.nan_to_num(C[r, c])))
-        pos += k
+            out.append(sd[:1])
+            continue
+        r, c = _tril_colmajor(b.q)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            C = S / np.outer(sd, sd)
+        out.append(np.where(r == c, sd[r], np.nan_to_num(C[r, c])))
     return np.concatenate(out) if out else np.zeros(0)
 
 
@@ -181,7 +171,7 @@ class Profile:
             var_upper = np.concatenate([np.where(sd, np.inf, 1.0), [np.inf]])
             self.lower = np.concatenate([var_lower, np.full(d.p, -np.inf)])
             self.upper = np.concatenate([var_upper, np.full(d.p, np.inf)])
-            self._sum_log_w = float(np.sum(np.log(d.weights)))
+            self._index = list(range(len(self.names)))
         else:
             self.devfun = make_devfun(d, _response(d, res.family), nagq=res.nagq)
             final = np.asarray(res.optinfo["stages"][-1]["final"], dtype=float)
@@ -199,8 +189,7 @@ class Profile:
         if name not in self.names:
             raise GLMMError(f"no parameter {name!r}; the parameters are "
                             f"{', '.join(self.names)}")
-        i = self.names.index(name)
-        return i if self.lmm else self._index[i]
+        return self._index[self.names.index(name)]
 
     def _lmm_var_deviance(self, v: np.ndarray) -> float:
         """ML deviance at (sd/cor, sigma) with beta profiled out."""
@@ -208,10 +197,7 @@ class Profile:
         theta = sdcor_to_theta(v[:-1], self.blocks, sigma) if sigma > 0 else None
         if theta is None:
             return np.inf
-        sol = self.devfun.solve(theta)
-        n = self.res.design.n
-        return float(sol.ldL2 + sol.pwrss / sigma**2 + n * np.log(2 * np.pi * sigma**2)
-                     - self._sum_log_w)
+        return self.devfun.at_sigma(theta, sigma)
 
     def _glmm_deviance(self, x: np.ndarray) -> float:
         theta = sdcor_to_theta(x[:self.nt], self.blocks, 1.0)
@@ -313,9 +299,7 @@ class Profile:
         return float(np.sign(x - self.estimate[i]) * np.sqrt(max(diff, 0.0)))
 
     def names_internal(self, i: int) -> str:
-        if self.lmm:
-            return self.names[i]
-        return self.names[self._index.index(i)] if i in self._index else f"parameter {i}"
+        return self.names[self._index.index(i)]
 
     def limits(self, name: str, level: float = 0.95) -> tuple[float, float]:
         """The profile interval of one parameter."""

@@ -505,8 +505,10 @@ def _joint_factor(devfun: GLMMDevfun, res, design: Design, theta: np.ndarray):
 def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfun | GLMMDevfun,
                 stages: tuple[OptSummary, ...], *, grad: np.ndarray | None,
                 hess: np.ndarray | None, converged: bool, messages: list[str], reml: bool,
-                nagq: int, time_s: float) -> GLMMResult:
-    """Assemble the result from a devfun left at its optimum."""
+                nagq: int, time_s: float, checks: dict | None = None) -> GLMMResult:
+    """Assemble the result from a devfun left at its optimum; ``checks`` (the
+    convergence checks as data, ``glmmbench.diagnostics`` reads them) go to
+    ``optinfo["checks"]``."""
     opt = stages[-1]
     # a multinomial design has K - 1 rows per observation
     n = getattr(getattr(devfun, "response", None), "nobs", design.n)
@@ -601,7 +603,8 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         beta_all, beta, names = beta, beta[par], [names[j] for j in par]
     else:
         beta_all = beta
-    optinfo = {"stages": [s.to_dict() for s in stages], "nagq": nagq}
+    optinfo = {"stages": [s.to_dict() for s in stages], "nagq": nagq,
+               "checks": dict(checks or {})}
     if not lmm and devfun.rule is not None:
         optinfo["agq_nodes_per_group"] = devfun.rule.nnodes
     if grad is not None:
