@@ -372,7 +372,10 @@ class GLMMResult:
                            else {k: float(v) for k, v in self.thresholds.items()}),
             "varcorr": vc.to_dict(orient="records"),
             "theta": [float(v) for v in self.theta],
-            "sigma": float(self.sigma),
+            # glmmTMB's sigma() where the family has a dispersion (Gaussian's residual
+            # sd, NB2's size, NB1's phi, Gamma's CV), None for the others (R's NA)
+            "sigma": (float(self.sigma) if self.family.name == "gaussian"
+                      or getattr(self.family, "dispersion_name", None) else None),
             "loglik": float(self.loglik),
             "loglik_saturated": self.loglik_saturated,
             "deviance": float(self.deviance),

@@ -78,13 +78,13 @@ def test_clean_run_and_report(clean):
     html = (clean / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4
     res = pd.read_csv(clean / "results.csv")
-    assert len(res) == N_FITS and {"fixef:x", "se:x", "sdcor:sigma"} <= set(res.columns)
+    assert len(res) == N_FITS and {"fixef:x", "se:x", "sigma:sigma"} <= set(res.columns)
     # native Gaussian REML is lme4's: every comparison of both replicates within
     # tolerance, the REML criterion to 1e-6 (measured: 6e-14); the report says so
     par = compare.parity(df)
     gauss = par[(par["problem"] == "smoke_gaussian") & (par["engine"] == "lme4")]
     assert gauss["replicate"].nunique() == 2
-    assert set(gauss["quantity"]) == {"loglik", "fixef", "se", "sdcor"}
+    assert set(gauss["quantity"]) == {"loglik", "fixef", "se", "sdcor", "sigma"}
     assert gauss["within_tol"].all(), gauss.to_string()
     assert gauss.loc[gauss["quantity"] == "loglik", "diff"].abs().max() <= 1e-6
     md = (clean / "report.md").read_text()

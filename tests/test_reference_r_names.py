@@ -323,11 +323,14 @@ def test_known_discrepancies_are_well_formed():
         assert set(d) == keys, d["id"]
         assert d["engine"] in {"lme4", "glmmTMB", "ordinal", "mgcv", "gamm4", "*"}
         assert isinstance(d["quantity"], list) and d["evidence"]
-        # a size for fields the entry is about, as {"abs": a}, {"rel": r} or "definition"
+        # a size for fields the entry is about, as {"abs": a}, {"rel": r} (and a
+        # "sign" of +-1 where only one direction is explained) or "definition"
         assert set(d["gap"]) <= set(d["quantity"]), d["id"]
         for size in d["gap"].values():
-            assert size == "definition" or (set(size) <= {"abs", "rel"} and all(
-                v > 0 for v in size.values())), d["id"]
+            assert size == "definition" or (
+                set(size) <= {"abs", "rel", "sign"} and {"abs", "rel"} & set(size)
+                and all(size[k] > 0 for k in ("abs", "rel") if k in size)
+                and size.get("sign", 1) in (1, -1)), d["id"]
     assert {d["id"] for d in lookup("lme4", "loglik")} >= {"lme4-agq-binomial-loglik"}
     assert all(d["engine"] in ("mgcv", "*") for d in lookup("mgcv"))
 

@@ -6,11 +6,14 @@ converged, loglik, time_s, message, record, truth``; ``record`` the FitRecord
 dict, ``truth`` the simulated truth or None).
 
 - `estimates`: the long table of what each fit estimated.
-- `parity`: native minus R for fixef, se, thresholds, variance components
-  (``sdcor`` by grp/var1/var2) and loglik, each pair from the same replicate,
-  judged by a named tolerance per quantity and annotated with the
-  `reference_r.known_discrepancies` entries that apply. `parity_summary` per
-  problem and engine.
+- `parity`: native minus R for everything both records estimate (loglik, fixef,
+  thresholds, their se, variance components ``sdcor`` by grp/var1/var2, sigma,
+  family parameters, smooths' edf), each pair from the same replicate; a name on
+  one side only is a failure row. Judged by a named two-sided tolerance per
+  quantity and by the `reference_r.known_discrepancies` entries whose rules apply
+  (`judge`): a sized entry excuses a gap up to its size, a ``"definition"`` entry
+  makes the pair not comparable (counted apart). `parity_summary` per problem and
+  engine.
 - `recovery`: bias, RMSE and 95% Wald-interval coverage against the truth.
 - `agq_nodes`: estimates and log-likelihood against the number of AGQ nodes.
 - `speed`: native / R time ratio in the same replicate; `speed_summary`.
@@ -30,13 +33,16 @@ from glmmbench.harness.catalogue import NATIVE
 
 __all__ = [
     "PARITY_TOL",
+    "QUANTITIES",
+    "SE_QUANTITY",
     "agq_nodes",
+    "Judgement",
     "Tolerance",
     "WALD_Z",
-    "EXCUSE_MULTIPLE",
     "estimates",
     "excuses",
     "geomean",
+    "judge",
     "known_for",
     "model_class",
     "parity",
@@ -55,36 +61,48 @@ WALD_Z = 1.959963984540054  # standard normal 0.975 quantile: 95% intervals
 
 @dataclass(frozen=True)
 class Tolerance:
-    """``|native - R| <= atol + rtol * |R|``; with ``higher_ok`` one-sided,
-    ``native - R >= -(atol + rtol * |R|)``: for a maximised log-likelihood a native
-    value above R's is a better optimum of the same function, not a gap."""
+    """``|native - R| <= atol + rtol * |R|``."""
 
     atol: float
     rtol: float
-    higher_ok: bool = False
 
     def ok(self, diff: float, ref: float) -> bool:
-        bound = self.atol + self.rtol * abs(ref)
-        return diff >= -bound if self.higher_ok else abs(diff) <= bound
+        return abs(diff) <= self.atol + self.rtol * abs(ref)
 
 
-# Log-likelihood tight first (lme4's own PIRLS tolerance moves it by ~6e-4, see
-# lme4-laplace-pirls-tolerance) and one-sided: glmer stops short of the maximum
-# without a warning (random slopes in tests/test_parity_lme4.py: 6e-5 to 2.9e-4
-# below the native one), while a native value below R's is a failure. A gap from
-# another approximation (grouseticks_nb: glmer.nb 0.18 lower) still cites its
-# known discrepancy. Estimates looser; se and variance components, which come from
-# curvature and sit near boundaries, loosest.
+# Every tolerance is two-sided. The log-likelihood is tight (about lme4's own PIRLS
+# tolerance, see lme4-laplace-pirls-tolerance): a native value above R's beyond it is
+# a failure unless a known discrepancy of that size and sign says R stops short
+# (glmer does, on larger models; glmmTMB gets no such slack). Estimates looser; se and
+# variance components, which come from curvature and sit near boundaries, loosest.
 PARITY_TOL: dict[str, Tolerance] = {
-    "loglik": Tolerance(atol=1e-3, rtol=1e-7, higher_ok=True),
+    "loglik": Tolerance(atol=1e-3, rtol=1e-7),
     "fixef": Tolerance(atol=1e-4, rtol=1e-3),
     "threshold": Tolerance(atol=1e-4, rtol=1e-3),
+    "fixef_zi": Tolerance(atol=1e-4, rtol=1e-3),
+    "fixef_disp": Tolerance(atol=1e-4, rtol=1e-3),
     "se": Tolerance(atol=1e-4, rtol=1e-2),
+    "se_zi": Tolerance(atol=1e-4, rtol=1e-2),
+    "se_disp": Tolerance(atol=1e-4, rtol=1e-2),
     "sdcor": Tolerance(atol=1e-3, rtol=1e-2),
+    "sigma": Tolerance(atol=1e-4, rtol=5e-3),
+    "family_param": Tolerance(atol=1e-4, rtol=5e-3),
     "edf": Tolerance(atol=1e-3, rtol=1e-2),
 }
 
 _EST_COLS = ["problem", "replicate", "engine", "quantity", "name", "value", "se"]
+
+# Coefficient groups of a record: field -> (quantity, field of their standard errors,
+# quantity of those). Thresholds share ``se`` with the fixed effects (as clmm's).
+_COEFFICIENTS = {
+    "fixef": ("fixef", "se", "se"),
+    "thresholds": ("threshold", "se", "se"),
+    "fixef_zi": ("fixef_zi", "se_zi", "se_zi"),
+    "fixef_disp": ("fixef_disp", "se_disp", "se_disp"),
+}
+SE_QUANTITY = {q: sq for q, _, sq in _COEFFICIENTS.values()}
+QUANTITIES = ("loglik", "fixef", "threshold", "fixef_zi", "fixef_disp", "se", "se_zi",
+              "se_disp", "sdcor", "sigma", "family_param", "edf")
 
 
 # ------------------------------------------------------------------ estimates
@@ -105,18 +123,28 @@ def vc_name(grp: str | None, var1: str | None, var2: str | None) -> str:
     return f"cor({var1},{var2}|{base})"
 
 
+def _finite_or_none(v):
+    return None if v is None or not np.isfinite(float(v)) else v
+
+
 def _record_rows(rec: dict) -> list[tuple[str, str, float, float]]:
-    se = rec.get("se") or {}
+    """``(quantity, name, value, se)`` of everything a record estimates. A residual
+    row of ``varcorr`` is not repeated: the record's ``sigma`` (glmmTMB's ``sigma()``
+    for every family with a dispersion, None without) is the ``sigma`` row."""
     out = [("loglik", "loglik", rec.get("loglik"), np.nan)]
-    out += [("fixef", k, v, se.get(k, np.nan)) for k, v in (rec.get("fixef") or {}).items()]
-    out += [("threshold", k, v, se.get(k, np.nan))
-            for k, v in (rec.get("thresholds") or {}).items()]
+    for field, (quantity, se_field, _) in _COEFFICIENTS.items():
+        se = rec.get(se_field) or {}
+        out += [(quantity, k, v, se.get(k, np.nan)) for k, v in (rec.get(field) or {}).items()]
     seen = set()
     for row in rec.get("varcorr") or []:
         name = vc_name(row.get("grp"), row.get("var1"), row.get("var2"))
-        if name not in seen:
+        if name not in seen and name != "sigma":
             seen.add(name)
             out.append(("sdcor", name, row.get("sdcor"), np.nan))
+    if _finite_or_none(rec.get("sigma")) is not None:
+        out.append(("sigma", "sigma", rec["sigma"], np.nan))
+    out += [("family_param", k, v, np.nan)
+            for k, v in (rec.get("family_params") or {}).items()]
     out += [("edf", sm["term"], sm.get("edf"), np.nan) for sm in rec.get("smooths") or []]
     return out
 
@@ -129,10 +157,12 @@ def estimates(fits: pd.DataFrame) -> pd.DataFrame:
     """One row per estimated quantity of every successful fit.
 
     Columns ``problem, replicate, engine, quantity, name, value, se``;
-    ``quantity`` is ``loglik``, ``fixef``, ``threshold``, ``sdcor`` (the sd
-    or correlation of a varcorr row, named by `vc_name`) or ``edf`` (a smooth's
-    effective degrees of freedom, named by its label), ``se`` the Wald standard
-    error of fixef and thresholds (NaN otherwise).
+    ``quantity`` is ``loglik``, ``fixef``, ``threshold`` (and ``fixef_zi``,
+    ``fixef_disp`` where a record has them), ``sdcor`` (the sd or correlation of a
+    varcorr row, named by `vc_name`), ``sigma`` (the family's dispersion as glmmTMB's
+    ``sigma()``), ``family_param`` (a family's other parameters by name) or ``edf``
+    (a smooth's effective degrees of freedom, named by its label); ``se`` the Wald
+    standard error of a coefficient (NaN otherwise).
     """
     rows = []
     for fit in fits[fits["status"] == "ok"].itertuples(index=False):
@@ -144,155 +174,138 @@ def estimates(fits: pd.DataFrame) -> pd.DataFrame:
 
 # ------------------------------------------------------------------ parity
 
-_CANONICAL = {"gaussian": "identity", "binomial": "logit", "poisson": "log",
-              "Gamma": "inverse"}
+# quantity -> the record field a known discrepancy's ``gap`` names
 _QUANTITY_FIELD = {"loglik": "loglik", "fixef": "fixef", "threshold": "thresholds",
-                   "se": "se", "sdcor": "varcorr", "edf": "smooths"}
-
-
-def _applies(entry_id: str, model: dict) -> bool | None:
-    """Whether a known discrepancy's condition holds for ``model``.
-
-    The table states conditions in prose; those encoded here get a verdict, any
-    other entry None (cited with a "?" when engine and quantity match, so a new
-    entry shows up rather than being missed).
-    """
-    family, link, nagq = model["family"], model["link"], int(model.get("nagq") or 1)
-    formula = model.get("formula") or ""
-    glmer = not (family == "gaussian" and link == "identity")
-    rules = {
-        "lme4-agq-binomial-loglik": nagq > 1 and family == "binomial" and "cbind(" in formula,
-        "lme4-agq-poisson-loglik": nagq > 1 and family == "poisson",
-        "lme4-nb-expected-information-laplace": family == "negative_binomial",
-        "lme4-gamma-loglik-hybrid": family == "Gamma",
-        "lme4-gamma-estimates": family == "Gamma",
-        "lme4-noncanonical-laplace": (family == "negative_binomial"
-                                      or _CANONICAL.get(family, link) != link),
-        "lme4-laplace-pirls-tolerance": glmer and nagq == 1,
-        "lme4-gaussian-nonidentity-sigma": family == "gaussian" and link != "identity",
-        "lme4-poisson-sqrt-modes": family == "poisson" and link == "sqrt",
-        "lme4-hessian-noise": glmer,
-        "lme4-olre-hessian-collapse": (glmer and re.search(r"\(1 \| obs\)", formula) is not None
-                                       and model.get("converged") is False),
-        "mgcv-loglik-is-conditional": True,
-        "mgcv-re-nongaussian-estimates": family in ("binomial", "poisson",
-                                                    "negative_binomial"),
-        "mgcv-re-gaussian-variance-components": family == "gaussian",
-        "mgcv-multinom-independent-effects": family == "multinomial",
-        "gamm4-loglik-from-mer": True,
-        "glmmTMB-double-bar-one-group": "||" in formula,
-        "ordinal-df-and-theta": True,
-        "ordinal-clmm-cloglog-loglog-swapped": (link in ("cloglog", "loglog")
-                                                and _one_scalar_term(formula)),
-        "ordinal-clmm-fast-path-loglik": family == "ordinal" and _one_scalar_term(formula),
-    }
-    return rules.get(entry_id)
-
-
-def _one_scalar_term(formula: str) -> bool:
-    """One random-effect term, an intercept only: clmm's C fast path."""
-    terms = re.findall(r"\(([^()|]*)\|\|?([^()]*)\)", formula)
-    return len(terms) == 1 and terms[0][0].strip() == "1"
-
-
-# Entries about two R engines disagreeing: the native engine implements one of
-# the two approximations, so its comparison with the other one shows the same gap.
-_ALSO_FOR = {"lme4-noncanonical-laplace": ("glmmTMB",)}
-
-
-# A known discrepancy excuses a gap up to this multiple of the size it was measured
-# at (its ``gap``): replicates and datasets move it, a real engine bug beyond it is
-# a failure. Measured spread: the quick suite's largest gaps are 1.9-2.2 times the
-# entries' own examples (NB2 loglik, Gamma fixef and sd).
-EXCUSE_MULTIPLE = 3.0
+                   "fixef_zi": "fixef_zi", "fixef_disp": "fixef_disp", "se": "se",
+                   "se_zi": "se", "se_disp": "se", "sdcor": "varcorr", "sigma": "sigma",
+                   "family_param": "family_params", "edf": "smooths"}
 
 
 def excuses(entry: dict, quantity: str, diff: float | None = None,
             reference: float | None = None) -> bool:
-    """Whether a known discrepancy explains a gap ``diff`` (R's value ``reference``)
-    in ``quantity``: its ``gap`` for the field is ``"definition"`` (R reports another
-    quantity), or ``diff`` is within `EXCUSE_MULTIPLE` times its measured size.
-    Without ``diff``, whether it has any size for the field."""
+    """Whether a known discrepancy's measured size explains a gap ``diff`` (native -
+    R, R's value ``reference``) in ``quantity``: ``|diff| <= abs + rel |reference|``
+    and, where the size has a ``sign``, ``diff`` of that sign. Never more than the
+    size: the size is the largest gap measured in the entry's evidence. A
+    ``"definition"`` gap excuses nothing (the pair is not comparable, `judge`).
+    Without ``diff``, whether the entry has a size for the field."""
     size = entry.get("gap", {}).get(_QUANTITY_FIELD[quantity])
-    if size is None:
+    if size is None or size == "definition":
         return False
-    if size == "definition" or diff is None:
+    if diff is None:
         return True
     if not np.isfinite(diff):
         return False
+    if size.get("sign") and np.sign(diff) not in (0.0, np.sign(size["sign"])):
+        return False
     allowed = size.get("abs", 0.0) + size.get("rel", 0.0) * abs(reference or 0.0)
-    return abs(diff) <= EXCUSE_MULTIPLE * allowed
+    return abs(diff) <= allowed
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """What the known discrepancies say of one comparison: ``known`` the ids whose
+    size explains its gap, ``not_comparable`` the ids that say R reports another
+    quantity or fits another model there, ``exceeded`` the ids that apply but whose
+    size (or sign) does not cover the gap."""
+
+    known: tuple[str, ...] = ()
+    not_comparable: tuple[str, ...] = ()
+    exceeded: tuple[str, ...] = ()
+
+
+def judge(engine: str, quantity: str, model: dict, diff: float | None = None,
+          reference: float | None = None) -> Judgement:
+    """The known discrepancies that apply to one comparison of a native fit with R
+    engine ``engine`` (each entry's rule, `reference_r.known_discrepancies.RULES`)
+    and what each says of its gap."""
+    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES, applies
+
+    field = _QUANTITY_FIELD[quantity]
+    known, definition, exceeded = [], [], []
+    for d in KNOWN_DISCREPANCIES:
+        if field not in d["quantity"] or not applies(d["id"], engine, model):
+            continue
+        size = d["gap"].get(field)
+        if size == "definition":
+            definition.append(d["id"])
+        elif size is not None and excuses(d, quantity, diff, reference):
+            known.append(d["id"])
+        else:
+            exceeded.append(d["id"])
+    return Judgement(tuple(known), tuple(definition), tuple(exceeded))
 
 
 def known_for(engine: str, quantity: str, model: dict, diff: float | None = None,
               reference: float | None = None) -> list[str]:
-    """Ids of the known R-side discrepancies that apply to one parity row and explain
-    its gap (`excuses`; every one that applies when ``diff`` is None); an id whose
-    condition is not encoded in `_applies` carries a trailing "?"."""
-    return [i for i, ok in _cited(engine, quantity, model, diff, reference) if ok]
-
-
-def _cited(engine: str, quantity: str, model: dict, diff: float | None,
-           reference: float | None) -> list[tuple[str, bool]]:
-    """``(id, whether it explains the gap)`` for every entry that applies."""
-    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES, lookup
-
-    field = _QUANTITY_FIELD[quantity]
-    entries = lookup(engine, field) + [
-        d for d in KNOWN_DISCREPANCIES
-        if engine in _ALSO_FOR.get(d["id"], ()) and field in d["quantity"]]
-    out = []
-    for d in entries:
-        verdict = _applies(d["id"], model)
-        if verdict is None or verdict:
-            label = d["id"] + ("?" if verdict is None else "")
-            out.append((label, excuses(d, quantity, diff, reference)))
-    return out
+    """Ids of the known discrepancies whose size explains the gap ``diff`` of one
+    comparison (every sized one that applies when ``diff`` is None)."""
+    return list(judge(engine, quantity, model, diff, reference).known)
 
 
 _PARITY_COLS = ["problem", "replicate", "engine", "quantity", "name", "native", "reference",
-                "diff", "rel_diff", "within_tol", "known", "exceeded", "unexplained"]
+                "diff", "rel_diff", "only", "within_tol", "comparable", "known",
+                "not_comparable", "exceeded", "unexplained"]
+
+
+def _pairs(est: pd.DataFrame) -> pd.DataFrame:
+    """Native rows against each R engine's rows of the same problem and replicate,
+    joined on (quantity, name) with both sides kept: a name one side lacks has NaN
+    on the other and ``only`` = ``"native"`` or ``"R"``."""
+    nat = est[est["engine"] == NATIVE].drop(columns="engine")
+    ref = est[est["engine"] != NATIVE]
+    fitted = ref[["problem", "replicate", "engine"]].drop_duplicates().merge(
+        nat[["problem", "replicate"]].drop_duplicates())
+    nat = fitted.merge(nat, on=["problem", "replicate"])
+    ref = ref.merge(fitted, on=["problem", "replicate", "engine"])
+    keys = ["problem", "replicate", "engine", "quantity", "name"]
+    both = ref.merge(nat, on=keys, how="outer", suffixes=("_r", "_n"), indicator=True)
+    both["only"] = both["_merge"].map({"both": "", "left_only": "R", "right_only": "native"})
+    return both.drop(columns="_merge")
 
 
 def parity(fits: pd.DataFrame, tol: dict[str, Tolerance] | None = None) -> pd.DataFrame:
     """Native minus each R engine, quantity by quantity, in the same replicate.
 
-    Only names both fits have are compared. ``rel_diff`` is ``diff / |R|``;
-    ``within_tol`` applies ``tol[quantity]`` (default `PARITY_TOL`); ``known``
-    lists the known-discrepancy ids that apply and explain the gap (`excuses`),
-    ``exceeded`` those that apply to a gap outside tolerance but are far smaller than
-    it (comma separated); ``unexplained`` is outside tolerance with no ``known``.
+    Every name either fit estimates is a row: a name on one side only (``only`` says
+    which) is outside tolerance, a failure unless a known discrepancy makes the pair
+    not comparable; engines that name a thing differently are mapped to one name in
+    ``reference_r`` (``names.py``, one table per engine) and `vc_name`. ``rel_diff``
+    is ``diff / |R|``; ``within_tol`` applies ``tol[quantity]`` (default `PARITY_TOL`),
+    two-sided. The known discrepancies that apply (`judge`): ``known`` those whose
+    measured size explains the gap, ``not_comparable`` those that say R reports
+    another quantity or model (``comparable`` False: counted apart, neither passed nor
+    failed), ``exceeded`` those that apply but do not cover the gap (comma
+    separated). ``unexplained``: comparable, outside tolerance, no ``known``.
     """
     tol = PARITY_TOL if tol is None else tol
-    est = estimates(fits)
-    nat = est[est["engine"] == NATIVE]
-    ref = est[est["engine"] != NATIVE]
-    keys = ["problem", "replicate", "quantity", "name"]
-    both = ref.merge(nat, on=keys, suffixes=("_r", "_n"))
-    rows = []
-    for q, value_n, value_r in (("value", "value_n", "value_r"), ("se", "se_n", "se_r")):
-        part = both if q == "value" else both[both["quantity"].isin(["fixef", "threshold"])]
-        part = part.assign(
-            quantity=part["quantity"] if q == "value" else "se",
-            native=part[value_n], reference=part[value_r], engine=part["engine_r"])
-        rows.append(part[["problem", "replicate", "engine", "quantity", "name", "native",
-                          "reference"]])
-    out = pd.concat(rows, ignore_index=True)
+    both = _pairs(estimates(fits))
+    value = both.assign(native=both["value_n"], reference=both["value_r"])
+    coef = both[both["quantity"].isin(list(SE_QUANTITY)) & (both["only"] == "")]
+    se = coef.assign(quantity=coef["quantity"].map(SE_QUANTITY), native=coef["se_n"],
+                     reference=coef["se_r"])
+    cols = ["problem", "replicate", "engine", "quantity", "name", "native", "reference", "only"]
+    out = pd.concat([value[cols], se[cols]], ignore_index=True)
+    if out.empty:
+        return pd.DataFrame(columns=_PARITY_COLS)
     out["native"] = _on_reference_scale(out, fits)
     out["diff"] = out["native"] - out["reference"]
     with np.errstate(divide="ignore", invalid="ignore"):
         out["rel_diff"] = out["diff"] / out["reference"].abs()
-    out["within_tol"] = [tol[q].ok(d, r) for q, d, r in
+    out["within_tol"] = [bool(tol[q].ok(d, r)) for q, d, r in
                          zip(out["quantity"], out["diff"], out["reference"], strict=True)]
     models = _models(fits)
-    cited = [_cited(e, q, models[(p, r, e)], d, ref) for p, r, e, q, d, ref in
-             zip(out["problem"], out["replicate"], out["engine"], out["quantity"],
-                 out["diff"], out["reference"], strict=True)]
-    out["known"] = [", ".join(i for i, ok in c if ok) for c in cited]
-    out["exceeded"] = [", ".join(i for i, ok in c if not ok) if not w else ""
-                       for c, w in zip(cited, out["within_tol"], strict=True)]
-    out["unexplained"] = ~out["within_tol"] & (out["known"] == "")
-    order = {q: i for i, q in enumerate(["loglik", "fixef", "threshold", "se", "sdcor", "edf"])}
+    judged = [judge(e, q, models[(p, r, e)], d, ref) for p, r, e, q, d, ref in
+              zip(out["problem"], out["replicate"], out["engine"], out["quantity"],
+                  out["diff"], out["reference"], strict=True)]
+    out["comparable"] = [not j.not_comparable for j in judged]
+    out["known"] = [", ".join(j.known) if not w else "" for j, w in
+                    zip(judged, out["within_tol"], strict=True)]
+    out["not_comparable"] = [", ".join(j.not_comparable) for j in judged]
+    out["exceeded"] = [", ".join(j.exceeded) if not w else ""
+                       for j, w in zip(judged, out["within_tol"], strict=True)]
+    out["unexplained"] = out["comparable"] & ~out["within_tol"] & (out["known"] == "")
+    order = {q: i for i, q in enumerate(QUANTITIES)}
     out = out.sort_values(["problem", "engine", "replicate", "quantity"],
                           key=lambda s: s.map(order) if s.name == "quantity" else s,
                           kind="stable")
@@ -319,33 +332,43 @@ def _on_reference_scale(out: pd.DataFrame, fits: pd.DataFrame) -> pd.Series:
 
 
 def _models(fits: pd.DataFrame) -> dict[tuple, dict]:
-    return {(f.problem, int(f.replicate), f.engine): {
-        "family": f.family, "link": f.link, "nagq": f.nagq, "formula": f.formula,
-        "converged": None if pd.isna(f.converged) else bool(f.converged)}
-        for f in fits.itertuples(index=False)}
+    """What the known discrepancies' rules read of each fit (`reference_r.
+    known_discrepancies.RULES`): the model, the R fit's ``converged`` and, for a
+    multinomial model, ``n_categories`` (from the record's ``category~term`` names)."""
+    out = {}
+    for f in fits.itertuples(index=False):
+        model = {"family": f.family, "link": f.link, "nagq": f.nagq, "formula": f.formula,
+                 "converged": None if pd.isna(f.converged) else bool(f.converged)}
+        if f.family == "multinomial" and isinstance(f.record, dict):
+            cats = {k.split("~")[0] for k in (f.record.get("fixef") or {}) if "~" in k}
+            model["n_categories"] = len(cats) + 1
+        out[(f.problem, int(f.replicate), f.engine)] = model
+    return out
 
 
 def parity_summary(par: pd.DataFrame) -> pd.DataFrame:
     """Per problem and R engine: largest |native - R| per quantity, the largest
-    relative se difference, how many comparisons are within tolerance, and the
-    known discrepancies cited."""
+    relative se difference, how many comparable comparisons are within tolerance, how
+    many are not comparable, the known discrepancies cited and the failures."""
     out = []
     for (problem, engine), g in par.groupby(["problem", "engine"], sort=False):
         row = {"problem": problem, "engine": engine, "replicates": g["replicate"].nunique()}
-        for q in ("loglik", "fixef", "threshold", "sdcor"):
-            d = g.loc[g["quantity"] == q, "diff"].abs()
+        c = g[g["comparable"]]
+        for q in ("loglik", "fixef", "threshold", "sdcor", "sigma"):
+            d = c.loc[c["quantity"] == q, "diff"].abs()
             row[f"max_abs_d_{q}"] = d.max() if len(d) else np.nan
-        r = g.loc[g["quantity"] == "se", "rel_diff"].abs()
+        r = c.loc[c["quantity"] == "se", "rel_diff"].abs()
         row["max_rel_d_se"] = r.max() if len(r) else np.nan
-        row["within_tol"] = f"{int(g['within_tol'].sum())}/{len(g)}"
-        outside = g[~g["within_tol"]]
+        row["within_tol"] = f"{int(c['within_tol'].sum())}/{len(c)}"
+        row["not_comparable"] = int((~g["comparable"]).sum())
+        outside = c[~c["within_tol"]]
         ids = sorted({i for k in outside["known"] for i in k.split(", ") if i})
         row["outside_tol_explained_by"] = ", ".join(ids)
         row["unexplained"] = int(g["unexplained"].sum())
         out.append(row)
     cols = ["problem", "engine", "replicates", "max_abs_d_loglik", "max_abs_d_fixef",
-            "max_abs_d_threshold", "max_rel_d_se", "max_abs_d_sdcor", "within_tol",
-            "outside_tol_explained_by", "unexplained"]
+            "max_abs_d_threshold", "max_rel_d_se", "max_abs_d_sdcor", "max_abs_d_sigma",
+            "within_tol", "not_comparable", "outside_tol_explained_by", "unexplained"]
     return pd.DataFrame(out, columns=cols)
 
 
@@ -451,6 +474,11 @@ _FAMILY_CLASS = {"binomial": "binomial GLMM", "poisson": "Poisson GLMM",
                  "ordinal": "ordinal (clmm)", "multinomial": "multinomial"}
 
 
+def _ids(col: pd.Series) -> list[str]:
+    """The distinct ids in a column of comma-separated ids."""
+    return sorted({i for k in col for i in k.split(", ") if i})
+
+
 def model_class(family: str, link: str | None, nagq, formula: str | None) -> str:
     """The tutorial's model class of a problem: LMM, a GLMM family, AGQ, GAMM."""
     if re.search(r"\bs\(", formula or ""):
@@ -463,7 +491,8 @@ def model_class(family: str, link: str | None, nagq, formula: str | None) -> str
 
 
 _VERDICT_COLS = ["model class", "problems", "native fits", "native status",
-                 "parity within tolerance", "known discrepancies", "failures",
+                 "parity within tolerance", "not comparable", "known discrepancies",
+                 "failures",
                  "speed vs fastest R (median)", "coverage (native)"]
 
 
@@ -471,8 +500,10 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
             sp: pd.DataFrame) -> pd.DataFrame:
     """One row per model class: whether the native engine fits it (ok / fits), what
     those fits say of themselves besides ok (boundary, not converged, separation), parity
-    within tolerance per R engine (n of m), the known discrepancies that explain the
-    rest, the failures (outside tolerance and unexplained; native errors), the median
+    within tolerance per R engine (n of the m comparable comparisons), the comparisons
+    that are not comparable (R reports another quantity or model; with the ids that
+    say so), the known discrepancies that explain gaps by their size, the failures
+    (comparable, outside tolerance and unexplained; native errors), the median
     native / fastest-R time ratio per replicate, and the mean 95% Wald coverage of the
     native fixed effects and thresholds with the mean of their Monte Carlo SEs (the
     MC error of each; their mean's is no larger)."""
@@ -491,9 +522,12 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
                 if "fit_status" in nat else pd.Series(dtype=object))
         status = ", ".join(f"{k} {n}" for k, n in said[said != "ok"].value_counts().items())
         g = par[par["problem"].isin(probs)]
+        c = g[g["comparable"].astype(bool)]
         parity = "; ".join(f"{e} {int(h['within_tol'].sum())}/{len(h)}"
-                           for e, h in g.groupby("engine")) or "-"
-        outside = g.loc[~g["within_tol"].astype(bool), "known"]
+                           for e, h in c.groupby("engine")) or "-"
+        apart = "; ".join(f"{e} {len(h)} ({', '.join(_ids(h['not_comparable']))})"
+                          for e, h in g[~g["comparable"].astype(bool)].groupby("engine"))
+        outside = c.loc[~c["within_tol"].astype(bool), "known"]
         known = sorted({i for k in outside for i in k.split(", ") if i})
         failures = int(g["unexplained"].astype(bool).sum()) + int((nat["status"] == "error")
                                                                   .sum())
@@ -505,7 +539,7 @@ def verdict(fits: pd.DataFrame, par: pd.DataFrame, rec: pd.DataFrame,
                     f"({len(c)} coefficients)" if len(c) else "-")
         rows.append({"model class": cls, "problems": len(probs),
                      "native fits": f"{ok}/{len(nat)} ok", "native status": status or "-",
-                     "parity within tolerance": parity,
+                     "parity within tolerance": parity, "not comparable": apart or "-",
                      "known discrepancies": ", ".join(known), "failures": failures,
                      "speed vs fastest R (median)": speed, "coverage (native)": coverage})
     return pd.DataFrame(rows, columns=_VERDICT_COLS)

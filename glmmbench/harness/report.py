@@ -198,9 +198,11 @@ def _colors(engines) -> dict[str, str]:
 def parity_figure(par: pd.DataFrame) -> bytes:
     """Top: native (y) against R (x), one panel per quantity, symlog axes so that
     estimates of every size show. Bottom: |native - R| on a log scale. An x marks
-    a comparison that a known R-side discrepancy applies to."""
+    a comparison whose gap a known R-side discrepancy explains. Pairs that are not
+    comparable are left out."""
     plt = _pyplot()
-    quantities = [q for q in ("loglik", "fixef", "threshold", "se", "sdcor")
+    par = par[par["comparable"]]
+    quantities = [q for q in ("loglik", "fixef", "threshold", "se", "sdcor", "sigma")
                   if (par["quantity"] == q).any()]
     fig, axes = plt.subplots(2, len(quantities), figsize=(3.6 * len(quantities), 6.6),
                              squeeze=False)
@@ -370,14 +372,15 @@ def results_table(fits: pd.DataFrame) -> pd.DataFrame:
     base = fits[flat].reset_index(drop=True)
     est = compare.estimates(fits)
     est = est[est["quantity"] != "loglik"]
-    se = est[est["se"].notna()].assign(quantity="se", value=lambda d: d["se"])
+    se = est[est["se"].notna()].assign(quantity=lambda d: d["quantity"].map(compare.SE_QUANTITY),
+                                       value=lambda d: d["se"])
     long = pd.concat([est, se], ignore_index=True)
     if long.empty:
         return base
     long["column"] = long["quantity"] + ":" + long["name"]
     wide = long.pivot_table(index=["problem", "replicate", "engine"], columns="column",
                             values="value", aggfunc="first", sort=False)
-    order = {"fixef": 0, "se": 1, "threshold": 2, "sdcor": 3, "edf": 4}
+    order = {q: i for i, q in enumerate(compare.QUANTITIES)}
     wide = wide[sorted(wide.columns, key=lambda c: order[c.split(":", 1)[0]])]
     return base.merge(wide.reset_index(), on=["problem", "replicate", "engine"], how="left")
 
@@ -409,13 +412,21 @@ def _summary(fits, par, rec, sp, counts) -> list[str]:
         items.append(f"R engines: {int(r['fits'].sum())} fits, {int(r['ok'].sum())} ok, "
                      f"{int(r['error'].sum())} errors, {int(r['timeout'].sum())} timeouts")
     if len(par):
-        outside = par[~par["within_tol"]]
+        comparable = par[par["comparable"]]
+        outside = comparable[~comparable["within_tol"]]
         explained = outside[outside["known"].str.len() > 0]
-        items.append(f"parity: {int(par['within_tol'].sum())} of {len(par)} comparisons within "
-                     f"tolerance; of the {len(outside)} outside, {len(explained)} are explained "
-                     "by a known R-side discrepancy of their size, "
-                     f"{int(par['unexplained'].sum())} are failures")
-        ll = par[par["quantity"] == "loglik"]
+        one_side = int((comparable["only"] != "").sum())
+        items.append(f"parity: {int(comparable['within_tol'].sum())} of {len(comparable)} "
+                     f"comparisons within tolerance; of the {len(outside)} outside, "
+                     f"{len(explained)} are explained by a known R-side discrepancy of their "
+                     f"size, {int(par['unexplained'].sum())} are failures ({one_side} of "
+                     "them a name only one engine has)")
+        apart = par[~par["comparable"]]
+        if len(apart):
+            ids = sorted({i for k in apart["not_comparable"] for i in k.split(", ") if i})
+            items.append(f"not comparable: {len(apart)} more pairs where R reports another "
+                         f"quantity or fits another model ({', '.join(ids)}), counted apart")
+        ll = comparable[comparable["quantity"] == "loglik"]
         for engine, g in ll.groupby("engine"):
             items.append(f"loglik vs {engine}: max |native - R| = {fmt(g['diff'].abs().max())}"
                          f" over {len(g)} fits")
@@ -431,13 +442,23 @@ def _summary(fits, par, rec, sp, counts) -> list[str]:
 
 
 def _known_legend(par: pd.DataFrame) -> pd.DataFrame:
-    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
+    """Every known discrepancy: how it was used here (cited to excuse a gap of its
+    size, to mark pairs not comparable, or not at all) and, without a rule, that it
+    is listed only."""
+    from reference_r.known_discrepancies import KNOWN_DISCREPANCIES, RULES
 
-    cited = {i.rstrip("?") for k in par["known"] for i in k.split(", ") if i}
-    rows = [{"id": d["id"], "engine": d["engine"], "condition": d["condition"],
-             "description": d["description"]}
-            for d in KNOWN_DISCREPANCIES if d["id"] in cited]
-    return pd.DataFrame(rows, columns=["id", "engine", "condition", "description"])
+    def ids(col: str) -> set[str]:
+        return {i for k in par[col] for i in k.split(", ") if i}
+
+    excused, apart = ids("known"), ids("not_comparable")
+    rows = []
+    for d in KNOWN_DISCREPANCIES:
+        use = ("excuses a gap of its size" if d["id"] in excused else
+               "not comparable" if d["id"] in apart else
+               "listed, not used (no rule)" if d["id"] not in RULES else "not needed here")
+        rows.append({"id": d["id"], "engine": d["engine"], "used": use,
+                     "condition": d["condition"], "description": d["description"]})
+    return pd.DataFrame(rows, columns=["id", "engine", "used", "condition", "description"])
 
 
 def _failures(fits: pd.DataFrame) -> pd.DataFrame:
@@ -470,14 +491,17 @@ def build(fits: pd.DataFrame, meta: dict | None = None,
     run.append(f"report written {datetime.now(UTC).isoformat(timespec='seconds')}")
     blocks += [Bullets(tuple(run)), Heading(2, "Verdict"),
                Para("One row per model class. Parity counts every comparison of a native "
-                    "fit with an R engine on the same replicate (n within tolerance of m); "
-                    "a gap outside tolerance is explained only by a known R-side "
-                    f"discrepancy that applies and is at most {compare.EXCUSE_MULTIPLE:g} "
-                    "times the size it was measured at, else it is a failure, as is a "
-                    "native error. Speed: median over replicates of native time / the "
-                    "fastest R engine's. Coverage: mean 95% Wald coverage of the native "
-                    "fixed effects and thresholds against the simulated truth, +- the mean "
-                    "of their Monte Carlo standard errors."),
+                    "fit with an R engine on the same replicate (n within tolerance of m), "
+                    "every name either fit estimates included: a name only one has is a "
+                    "failure. A gap outside tolerance is explained only by a known R-side "
+                    "discrepancy whose rule applies and whose measured size covers it, "
+                    "else it is a failure, as is a native error. Pairs where R reports "
+                    "another quantity or fits another model are not comparable and are "
+                    "counted apart, with the entry that says so. Speed: median over "
+                    "replicates of native time / the fastest R engine's. Coverage: mean "
+                    "95% Wald coverage of the native fixed effects and thresholds against "
+                    "the simulated truth, +- the mean of their Monte Carlo standard "
+                    "errors."),
                Table(compare.verdict(fits, par, rec, sp)),
                Heading(2, "Summary"),
                Bullets(tuple(_summary(fits, par, rec, sp, counts)))]
@@ -503,16 +527,17 @@ def build(fits: pd.DataFrame, meta: dict | None = None,
                  "R-side discrepancies (reference_r.known_discrepancies) that apply to a "
                  "comparison and explain a gap of its size are cited by id ('known'); "
                  "those that apply but are smaller than the gap are listed as 'exceeded'; "
-                 "'?' marks an entry whose condition the harness does not encode."),
+                 "'not_comparable' names the entries that say R reports another quantity "
+                 "there; 'only' marks a name one engine lacks."),
             Table(compare.parity_summary(par))]
-        outside = par[~par["within_tol"]]
+        outside = par[par["comparable"] & ~par["within_tol"]].sort_values(
+            "unexplained", ascending=False, kind="stable")
         if len(outside):
             details += [Table(outside.head(MAX_LISTED),
-                              f"Comparisons outside tolerance ({len(outside)}; first "
+                              f"Comparisons outside tolerance, failures first ({len(outside)}; "
+                              "first "
                               f"{min(len(outside), MAX_LISTED)} listed)")]
-        legend = _known_legend(par)
-        if len(legend):
-            details += [Table(legend, "Known R-side discrepancies cited")]
+        details += [Table(_known_legend(par), "Known R-side discrepancies and their use")]
     else:
         details += [Para("No native fit has an R counterpart to compare with.")]
 
