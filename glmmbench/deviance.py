@@ -257,6 +257,7 @@ class GLMMDevfun:
                 (np.ones(self.design.n), (self.ix.codes1, np.arange(self.design.n))),
                 shape=(self.ix.n1, self.design.n))
         self._u = None
+        self._start = None
         self._beta0 = self._safe_beta()
         self._resp = self.response
         self._at: tuple | None = None  # (x, joint, PIRLS result) of the last evaluation
@@ -300,9 +301,52 @@ class GLMMDevfun:
             beta[self.design.fixef_names.index("(Intercept)")] = np.average(eta0, weights=w)
         return beta
 
+    @property
+    def param_scale(self) -> np.ndarray:
+        """The units of each parameter, for the optimizer: the linear predictor's
+        (``GLMResponse.eta_scale``) for theta and beta, 1 for the response's own
+        (log-scale) parameters. All ones except for Gaussian and Gamma responses with
+        an identity, inverse or sqrt link."""
+        scale = getattr(self.response, "eta_scale", lambda: 1.0)()
+        return np.concatenate([np.full(self.ntheta, scale), np.ones(self.response.nparams),
+                               np.full(self.design.p, scale)])
+
+    @property
+    def units_deviance(self) -> float:
+        """The deviance's constant from the units of y (``GLMResponse.units_deviance``;
+        0 for responses without units)."""
+        return getattr(self.response, "units_deviance", lambda: 0.0)()
+
     def cov_start(self) -> np.ndarray:
-        """lme4's theta start, then the start of the response's parameters."""
-        return np.concatenate([theta_start(self.blocks), self.response.param_start()])
+        """lme4's theta start, then the start of the response's parameters.
+
+        A dispersion starts from the moments of y about the fixed-effects fit (PIRLS at
+        theta = 0 from the raw moments), not about the grand mean: where the covariates
+        explain most of the variation of y the raw moments are far off (an NB1 phi of
+        e^8.45 on counts in the thousands), and the searches from there depended on the
+        order of the rows and levels. The start depends on neither.
+        """
+        if self._start is None:
+            start = np.concatenate([theta_start(self.blocks), self.response.param_start()])
+            if getattr(self.response, "dispersion_name", None) is not None:
+                mu = self._fixed_effects_mean(start)
+                if mu is not None:
+                    start[self.ntheta:self.ncov] = self.response.param_start(mu)
+            self._start = start
+        return self._start.copy()
+
+    def _fixed_effects_mean(self, start: np.ndarray) -> np.ndarray | None:
+        """The mean of the GLM without random effects (PIRLS at theta = 0 from
+        ``start``'s response parameters), None where PIRLS fails there."""
+        cov = start.copy()
+        cov[:self.ntheta] = 0.0
+        try:
+            value = self.stage1(cov)
+        except (PIRLSFailure, np.linalg.LinAlgError, FloatingPointError):
+            value = np.inf
+        mu = self.last.working.mu if self.last is not None and np.isfinite(value) else None
+        self.last, self._u, self._at = None, None, None  # no warm start from here
+        return mu
 
     def sigma(self, cov: np.ndarray) -> float:
         """glmmTMB's ``sigma()``: the dispersion parameter, 1 for families without one."""

@@ -942,20 +942,23 @@ class FamilyDef:
     canonical: str
     make: Callable[[Link, float | None], Family] = field(repr=False)
     dispersion_name: str | None = None
+    units: bool = False  # the response is a measurement with units (not counts, 0/1)
 
 
 FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
     {
         d.name: d
         for d in (
-            FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian),
+            FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
+                      units=True),
             FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
                       _binomial),
             FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson),
             FamilyDef("negative_binomial", ("log", "identity", "sqrt"), "log",
                       _negative_binomial, "theta"),
             FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi"),
-            FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma"),
+            FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
+                      units=True),
         )
     }
 )

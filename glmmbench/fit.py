@@ -146,20 +146,35 @@ def _bobyqa_lmm(devfun: LMMDevfun, ctl: Mapping[str, Any],
 
 def optimize_glmm(devfun: GLMMDevfun,
                   control: Mapping[str, Any] | None = None) -> tuple[OptSummary, OptSummary]:
-    """lme4's two stages; returns both OptSummaries (stage 2 is the fit)."""
+    """lme4's two stages; returns both OptSummaries (stage 2 is the fit).
+
+    The searches run in units of the parameters (``GLMMDevfun.param_scale``: theta over
+    the linear predictor's units, which are 1 except for Gaussian and Gamma responses
+    with an identity, inverse or sqrt link), lme4's theta start being 1 in those units,
+    on the deviance less the constant that only the units of y make
+    (``GLMMDevfun.units_deviance``), to which the relative tolerances apply: a fit does
+    not depend on the units of y.
+    """
     ctl = _control(control)
     k = devfun.ncov
-    lower_theta, upper_theta = devfun.lower[:k], devfun.upper[:k]
+    D = devfun.param_scale[:k]  # theta = D theta'
+    c = devfun.units_deviance
+    lower_theta, upper_theta = devfun.lower[:k] / D, devfun.upper[:k] / D
     gradient = devfun.has_gradient
+
+    def stage1(z: np.ndarray) -> float:
+        return devfun.stage1(D * z) - c
+
     if gradient:
-        s1 = log_scale_lbfgsb(_keep_best(devfun, devfun.stage1), devfun.stage1_gradient,
+        s1 = log_scale_lbfgsb(_keep_best(devfun, stage1),
+                              lambda z: D * devfun.stage1_gradient(D * z),
                               devfun.cov_start(), lower_theta, upper=upper_theta,
                               ftol_rel=STAGE1_FTOL_REL, maxfeval=ctl["maxfeval"])
         # PIRLS failed wherever the gradient led (a curvature factor that is not
         # positive definite): the derivative-free search steps around such points
         gradient = bool(np.isfinite(s1.fmin) and s1.fmin < 1e300 and devfun.last is not None)
     if not gradient:
-        s1 = bobyqa(_keep_best(devfun, devfun.stage1), devfun.cov_start(), lower_theta,
+        s1 = bobyqa(_keep_best(devfun, stage1), devfun.cov_start(), lower_theta,
                     upper=upper_theta, ftol_rel=1e-8, ftol_abs=ctl["stage1_ftol_abs"],
                     xtol_abs=1e-6, maxfeval=ctl["maxfeval"])
     _require_pirls(devfun)
@@ -177,7 +192,7 @@ def optimize_glmm(devfun: GLMMDevfun,
     else:
         i = nt + shift
         X1 = np.column_stack([-np.ones(devfun.design.n), devfun.design.X])
-        cp = crossproducts(devfun.ix, z_lambda(devfun.design, s1.final[:nt]),
+        cp = crossproducts(devfun.ix, z_lambda(devfun.design, D[:nt] * s1.final[:nt]),
                            devfun.last.working.w, X1, None)
         LXX = factorize(cp, devfun.ix.q1).LXX
         center, free = np.concatenate([s1.final[i:i + 1], beta1]), np.delete(np.arange(k), i)
@@ -185,12 +200,13 @@ def optimize_glmm(devfun: GLMMDevfun,
 
     def to_params(x: np.ndarray) -> np.ndarray:
         c = center + sla.solve_triangular(LXX, x[kf:], lower=True, trans="T")
+        cov = D[free] * x[:kf]
         if shift is None:
-            return np.concatenate([x[:kf], c])
-        return np.concatenate([np.insert(x[:kf], shift + nt, c[0]), c[1:]])
+            return np.concatenate([cov, c])
+        return np.concatenate([np.insert(cov, shift + nt, c[0]), c[1:]])
 
     def f2(x: np.ndarray) -> float:
-        return devfun(to_params(x))
+        return devfun(to_params(x)) - c
 
     f2 = _keep_best(devfun, f2)
 
@@ -203,7 +219,7 @@ def optimize_glmm(devfun: GLMMDevfun,
         # d beta / d x = LXX^{-T}, so the beta part is LXX^{-1} g_beta
         def g2(x: np.ndarray) -> np.ndarray:
             g = devfun.gradient(to_params(x))
-            return np.concatenate([g[:k], sla.solve_triangular(LXX, g[k:], lower=True)])
+            return np.concatenate([D * g[:k], sla.solve_triangular(LXX, g[k:], lower=True)])
 
         # the envelope theorem needs the mode: PIRLS to the tighter tolerance
         devfun.tol = PIRLS_TOL_GRADIENT
@@ -244,6 +260,10 @@ def optimize_glmm(devfun: GLMMDevfun,
         else:
             s2.feval = again.feval
             f2(s2.final)
+    s1.initial, s1.lower, s1.final = D * s1.initial, D * s1.lower, D * s1.final
+    for summary in (s1, s2):  # the deviance itself
+        summary.fmin += c
+        summary.fitlog = [(i, v + c) for i, v in summary.fitlog]
     s2.initial = np.concatenate([s1.final, beta1])
     s2.final = to_params(s2.final)
     return s1, s2
@@ -342,40 +362,70 @@ def optimum_derivatives(devfun: LMMDevfun | GLMMDevfun, x: np.ndarray, fx: float
     still fails sends BOBYQA, which stops on a small change of the deviance, once
     more from the polished point (binary probit ``(1 + x + z | g)``, 30 groups of
     20: 4 of 60 fits flagged before, only the 2 with a negative Hessian eigenvalue
-    after). Returns ``(x, fx, grad, hess, moved)``."""
+    after). The differences are taken in the parameters' units (``param_scale``; lme4's
+    steps where those are 1). Returns ``(x, fx, grad, hess, moved)``, the derivatives
+    with respect to ``x``."""
     glmm = isinstance(devfun, GLMMDevfun)
     analytic = not glmm or devfun.has_gradient
-    x, fx, grad, hess, moved, fails = _polish(devfun, x, fx, glmm, analytic)
+    D = _param_scale(devfun)
+    c = devfun.units_deviance if glmm else 0.0
+    z, fz, gz, Hz, moved, fails = _polish(devfun, x / D, fx - c, glmm, analytic, D, c)
     if fails and not analytic:
-        again = bobyqa(devfun, x, devfun.lower, upper=devfun.upper,
-                       initial_step=np.full(x.size, RESTART_STEP), ftol_rel=1e-14,
-                       ftol_abs=1e-10, xtol_abs=1e-10)
-        if again.fmin < fx:
-            x, fx, grad, hess, _, _ = _polish(devfun, again.final, again.fmin, glmm,
-                                              analytic)
+        again = bobyqa(lambda z: devfun(D * z) - c, z, devfun.lower / D,
+                       upper=devfun.upper / D, initial_step=np.full(z.size, RESTART_STEP),
+                       ftol_rel=1e-14, ftol_abs=1e-10, xtol_abs=1e-10)
+        if again.fmin < fz:
+            z, fz, gz, Hz, _, _ = _polish(devfun, again.final, again.fmin, glmm, analytic,
+                                          D, c)
             moved = True
-    return x, fx, grad, hess, moved
+    return D * z, fz + c, gz / D, Hz / np.outer(D, D), moved
 
 
-def _polish(devfun, x: np.ndarray, fx: float, glmm: bool, analytic: bool):
-    """Derivatives and Newton steps of `optimum_derivatives`: ``(x, fx, grad, hess,
-    moved, fails)``, ``fails`` whether lme4's gradient check still fails at ``x``."""
+def _param_scale(devfun: LMMDevfun | GLMMDevfun) -> np.ndarray:
+    """The parameters' units (`GLMMDevfun.param_scale`; an LMM's are all 1: its theta
+    is relative to sigma)."""
+    return devfun.param_scale if isinstance(devfun, GLMMDevfun) else np.ones(len(devfun.lower))
+
+
+def scaled_checks(devfun: LMMDevfun | GLMMDevfun, x: np.ndarray, grad: np.ndarray,
+                  hess: np.ndarray) -> dict[str, Any]:
+    """lme4's convergence checks (`convergence_checks`) at ``x`` in the parameters'
+    units (`_param_scale`): lme4's own where the units are 1, and the same verdict
+    whatever the units of y."""
+    D = _param_scale(devfun)
+    k = devfun.ncov if isinstance(devfun, GLMMDevfun) else len(devfun.lower)
+    return convergence_checks(x[:k] / D[:k], devfun.lower[:k] / D[:k], grad * D,
+                              hess * np.outer(D, D))
+
+
+def _polish(devfun, z: np.ndarray, fz: float, glmm: bool, analytic: bool, D: np.ndarray,
+            c: float):
+    """Derivatives and Newton steps of `optimum_derivatives` in the scaled parameters
+    ``z = x / D`` on the deviance less ``c``: ``(z, fz, grad, hess, moved, fails)``,
+    ``fails`` whether lme4's gradient check still fails at ``z``."""
     k = devfun.ncov if glmm else len(devfun.lower)
+
+    def f(z: np.ndarray) -> float:
+        return devfun(D * z) - c
+
+    def g(z: np.ndarray) -> np.ndarray:
+        return D * devfun.gradient(D * z)
+
+    lower, upper = devfun.lower / D, (devfun.upper / D if glmm else None)
     moved = False
     for _ in range(POLISH_ROUNDS):
         if glmm and analytic:
-            grad, hess = derivatives_from_gradient(devfun.gradient, x)
+            grad, hess = derivatives_from_gradient(g, z)
         else:
-            grad, hess = derivatives(devfun, x, fx)
-        x, fx, grad, step = newton_polish(devfun, x, fx, grad, hess, devfun.lower,
-                                          devfun.upper if glmm else None,
-                                          devfun.gradient if analytic else None)
+            grad, hess = derivatives(f, z, fz)
+        z, fz, grad, step = newton_polish(f, z, fz, grad, hess, lower, upper,
+                                          g if analytic else None)
         moved |= step
-        worst = convergence_checks(x[:k], devfun.lower[:k], grad, hess)["gradient"]
+        worst = convergence_checks(z[:k], lower[:k], grad, hess)["gradient"]
         fails = worst is not None and worst > GRAD_TOL
         if not (step and fails):
             break
-    return x, fx, grad, hess, moved, fails
+    return z, fz, grad, hess, moved, fails
 
 
 def _curvature_steps(f, x: np.ndarray, default: np.ndarray, lower: np.ndarray,
@@ -480,9 +530,10 @@ def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMM
     converged, conv_msgs = stages[-1].returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
     checks = {}
     if ctl["calc_derivs"]:
-        grad, hess = derivatives(f, cov, fx)
+        D = devfun.param_scale[:k]  # in the parameters' units, as optimum_derivatives
+        grad, hess = derivatives(lambda z: f(D * z), cov / D, fx)
         f(cov)  # leave the devfun's state at the optimum
-        checks = convergence_checks(cov, devfun.lower[:k], grad, hess)
+        checks = convergence_checks(cov / D, devfun.lower[:k] / D, grad, hess)
         converged, conv_msgs = convergence_verdict(checks, grad.size)
     converged, conv_msgs, flags = _search_verdict(devfun, stages[-1], stages[-1].final,
                                                   converged, conv_msgs)
@@ -693,7 +744,6 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
     convergence verdict, the result."""
     opt = stages[-1]
     x = opt.final
-    is_lmm = isinstance(devfun, LMMDevfun)
     fx = devfun(x)
     if not np.isfinite(fx):
         raise NumericalError(
@@ -706,8 +756,7 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
         if moved:
             opt.final, opt.fmin = x, fx
         devfun(x)  # leave the devfun's state at the optimum
-        k = len(devfun.lower) if is_lmm else devfun.ncov
-        checks = convergence_checks(x[:k], devfun.lower[:k], grad, hess)
+        checks = scaled_checks(devfun, x, grad, hess)
         converged, conv_msgs = convergence_verdict(checks, grad.size)
     else:
         converged, conv_msgs = opt.returnvalue not in ("MAXEVAL_REACHED", "UNKNOWN"), []
@@ -739,23 +788,55 @@ def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = 
     ``newresp`` has one value per observation, on the scale ``simulate()`` draws:
     binomial proportions of the prior weights, counts, categories (ordinal and
     multinomial: a Categorical with the fit's levels, or their 0-based codes).
+    A response the family cannot take (text for a numeric family, a binomial value
+    outside 0-1, negative or fractional counts, a non-positive Gamma value, a code
+    that is not a category) is a `DataError` saying so.
     """
+    from glmmbench.errors import DataError
+
     d = result.design
     fam = result.family
     levels = d.response_levels
     values = newresp.array if isinstance(newresp, pd.Series) else newresp
     if isinstance(values, pd.Categorical):
-        if levels is None or list(values.categories) != list(levels):
-            raise GLMMError("refit: a categorical response needs the fit's levels "
-                            f"{list(levels or ())}")
+        if levels is None:
+            raise DataError(f"refit: newresp is categorical, but the {fam.name} family's "
+                            "response is numeric (on the scale simulate() draws)")
+        if list(values.categories) != list(levels):
+            raise DataError("refit: a categorical response needs the fit's levels "
+                            f"{list(levels)}, not {list(values.categories)}")
         values = values.codes.astype(float)
         values[values < 0] = np.nan
-    y = np.asarray(values, dtype=float).ravel()
+    try:
+        y = np.asarray(values, dtype=float).ravel()
+    except (TypeError, ValueError):
+        what = ("a Categorical with the fit's levels or their 0-based codes" if levels
+                else "numbers (on the scale simulate() draws)")
+        raise DataError(f"refit: newresp must be {what}; it has values that are not "
+                        f"numbers ({type(newresp).__name__})") from None
     n = d.n // (len(levels) - 1) if fam.name == "multinomial" else d.n
     if y.shape != (n,):
         raise GLMMError(f"refit: newresp has {y.size} values, the fit {n} observations")
     if not np.all(np.isfinite(y)):
         raise GLMMError("refit: newresp has missing or infinite values")
+    # the family's range, as build_design checks the fitted response
+    bad, need = np.zeros(y.shape, dtype=bool), ""
+    if levels:
+        bad = (y != np.round(y)) | (y < 0) | (y > len(levels) - 1)
+        need = f"category codes 0 to {len(levels) - 1} (levels {list(levels)})"
+    elif fam.name == "binomial":
+        bad = (y < 0) | (y > 1)
+        if bad.any():
+            raise DataError(f"refit: binomial newresp has {int(bad.sum())} value(s) outside "
+                            f"0-1 (from {y.min():g} to {y.max():g}); it needs proportions of "
+                            "successes out of the prior weights, as simulate() draws them")
+    elif fam.name == "Gamma":
+        bad, need = y <= 0, "positive values"
+    elif fam.name in ("poisson", "negative_binomial", "nbinom1"):
+        bad, need = (y < 0) | (y != np.round(y)), "non-negative integer counts"
+    if bad.any():
+        raise DataError(f"refit: {fam.name} newresp has {int(bad.sum())} value(s) outside "
+                        f"the family's range (first: {y[bad][0]:g}); it needs {need}")
     if fam.name == "multinomial":  # the expanded design's one-hot rows (expand_design)
         y = (y[:, None] == np.arange(1, len(levels))[None, :]).astype(float).reshape(-1)
     t0 = time.perf_counter()

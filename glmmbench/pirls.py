@@ -84,8 +84,11 @@ def pirls(ix: ReIndex, V: list[np.ndarray], X: np.ndarray, resp: GLMResponse,
         du = u_new - u
         db = (beta_new - beta) if joint else np.zeros_like(beta)
         step = max(np.max(np.abs(du), initial=0.0), np.max(np.abs(db), initial=0.0))
-        if step < tol * (1.0 + max(np.max(np.abs(u), initial=0.0),
-                                   np.max(np.abs(beta), initial=0.0))):
+        # each block relative to its own size: beta carries the units of the linear
+        # predictor (1e7 for a Gamma inverse-link response in units of 1e-8), u does not
+        if (np.max(np.abs(du), initial=0.0) < tol * (1.0 + np.max(np.abs(u), initial=0.0))
+                and np.max(np.abs(db), initial=0.0)
+                < tol * (1.0 + np.max(np.abs(beta), initial=0.0))):
             converged = True
             break
         s = 1.0

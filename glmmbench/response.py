@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from glmmbench.families import Family
+from glmmbench.families import FAMILIES, Family
 
 __all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "RESTRICTED_LINKS",
            "CategoricalResponse"]
@@ -180,9 +180,40 @@ class GLMResponse:
         """Parameters of the response optimised with theta: ``log d`` if any."""
         return int(self.dispersion_name is not None)
 
-    def param_start(self) -> np.ndarray:
-        """The log of a moment estimate of the dispersion (``_dispersion_start``)."""
-        return np.log([_dispersion_start(self)]) if self.nparams else np.empty(0)
+    def param_start(self, mu: np.ndarray | None = None) -> np.ndarray:
+        """The log of a moment estimate of the dispersion about the mean ``mu``
+        (``_dispersion_start``; the grand mean of y when ``mu`` is None)."""
+        return np.log([_dispersion_start(self, mu)]) if self.nparams else np.empty(0)
+
+    def eta_scale(self) -> float:
+        """The units of the linear predictor: ``|g(ybar)| / |g(1)|`` for a response with
+        units (Gaussian, Gamma) under a link that carries them (identity, inverse, sqrt:
+        ``y -> c y`` takes eta to ``c eta``, ``eta / c``, ``sqrt(c) eta``), 1 otherwise
+        (log moves eta by a constant; counts and proportions have no units). theta and
+        beta are on this scale; the optimizer works in units of it, so that a fit does
+        not depend on whether y is in seconds or milliseconds."""
+        link = self.family.link.name
+        if not FAMILIES[self.family.name].units or link not in ("identity", "inverse",
+                                                                  "sqrt"):
+            return 1.0
+        w = self.weights if np.sum(self.weights) > 0 else np.ones_like(self.weights)
+        ybar = np.average(self.y, weights=w)
+        g = self.family.link.linkfun
+        scale = float(np.abs(g(np.array([ybar]))[0]) / np.abs(g(np.array([1.0]))[0]))
+        return scale if np.isfinite(scale) and scale > 0 else 1.0
+
+    def units_deviance(self) -> float:
+        """The part of the deviance that only the units of y make: ``y -> c y`` adds
+        ``2 n log c`` (n the observations with a positive weight) for a response with
+        units (Gaussian, Gamma), so the deviance is ``2 n log(ybar)`` plus a unit-free
+        part; 0 for responses without units. The optimizer's relative tolerances are
+        applied to that unit-free part."""
+        if not FAMILIES[self.family.name].units:
+            return 0.0
+        w = self.weights if np.sum(self.weights) > 0 else np.ones_like(self.weights)
+        ybar = float(np.average(np.abs(self.y), weights=w))
+        n = int(np.sum(self.weights > 0))
+        return 2.0 * n * np.log(ybar) if np.isfinite(ybar) and ybar > 0 else 0.0
 
     def param_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``|log d| <= DISPERSION_BOUND``, except a Gaussian sigma (the response's units)."""
@@ -290,21 +321,30 @@ class GLMResponse:
         return self.family.mustart(self.y, self.weights)
 
 
-def _dispersion_start(response: GLMResponse) -> float:
-    """A moment estimate from the raw response: sd for gaussian, the coefficient of
-    variation for Gamma, NB2's theta from ``var = m + m^2 / theta`` and NB1's phi from
-    ``var = m (1 + phi)`` (1 where the counts are not overdispersed)."""
+def _dispersion_start(response: GLMResponse, mu: np.ndarray | None = None) -> float:
+    """A moment estimate of the dispersion from the squared residuals ``r = (y - mu)^2``
+    about the mean ``mu`` (the weighted grand mean of y when None): sd for gaussian,
+    the coefficient of variation for Gamma, NB2's theta from ``E r = mu + mu^2 / theta``
+    and NB1's phi from ``E r = mu (1 + phi)``; 1 where there is no overdispersion to
+    measure."""
     y, w = response.y, response.weights
-    m = float(np.average(y, weights=w))
-    v = float(np.average((y - m) ** 2, weights=w))
+    if np.sum(w) <= 0:
+        return 1.0
+    m = np.full(y.shape, float(np.average(y, weights=w))) if mu is None else mu
+    r = (y - m) ** 2
     name = response.family.name
-    if name == "gaussian":
-        return float(np.sqrt(v)) or 1.0
-    if name == "Gamma":
-        return float(np.sqrt(v) / m) if v > 0 else 1.0
-    if name == "negative_binomial":
-        return m * m / (v - m) if v > m else 1.0
-    return v / m - 1.0 if v > 2 * m else 1.0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        if name == "gaussian":
+            d = float(np.sqrt(np.average(r, weights=w)))
+        elif name == "Gamma":
+            d = float(np.sqrt(np.average(r / m**2, weights=w)))
+        elif name == "negative_binomial":
+            excess = float(np.sum(w * (r - m)))
+            d = float(np.sum(w * m**2)) / excess if excess > 0 else 1.0
+        else:
+            excess = float(np.sum(w * (r - m)))
+            d = excess / float(np.sum(w * m)) if excess > 0 else 1.0
+    return d if np.isfinite(d) and d > 0 else 1.0
 
 
 class CategoricalResponse:
