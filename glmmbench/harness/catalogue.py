@@ -15,24 +15,89 @@ today: a family it does not fit yet gives "not supported" rows, never a gap.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import simulate
 
 __all__ = [
+    "DEFINITION_KEYS",
+    "MAX_REPLICATES",
     "NATIVE",
     "PROBLEMS",
     "SUITES",
     "Problem",
     "Suite",
     "default_r_engines",
+    "definition",
+    "definition_hash",
     "get_suite",
     "replicates_of",
 ]
 
 NATIVE = "glmmbench"
 R_ENGINES = ("lme4", "glmmTMB", "ordinal", "mgcv", "gamm4")
+# replicates a study may ask for: more is a typo (a million fits of even a tiny
+# problem take days)
+MAX_REPLICATES = 1_000_000
+
+# What decides a problem's fits: its data (dataset or scenario, and the key its
+# replicates are drawn under), its model (formula, family, link), its estimator
+# (nagq, reml) and the R engines' options. Not its engines list (adding an engine
+# adds that engine's rows), its timeout (a limit on a run, not the model) nor its
+# replicate count (more replicates extend the study). A store keeps one definition
+# per problem name (glmmbench.harness.store).
+DEFINITION_KEYS = ("family", "link", "dataset", "scenario", "formula", "nagq", "reml",
+                   "options", "data_key")
+
+
+def definition(desc: Mapping) -> dict:
+    """The definition of a problem from its description (`Problem.describe`, or one a
+    store holds, perhaps written by an older version): the `DEFINITION_KEYS`,
+    normalized so that equal models compare equal (the canonical link for None, the
+    scenario's knobs with their defaults filled in, no options as {}, the name as
+    the data key)."""
+    out = {k: desc.get(k) for k in DEFINITION_KEYS}
+    if out["link"] is None and out["family"] in simulate.FAMILY_LINKS:
+        out["link"] = simulate.FAMILY_LINKS[out["family"]][0]
+    if out["options"] is None:
+        out["options"] = {}
+    if out["data_key"] is None:
+        out["data_key"] = desc.get("name")
+    knobs = out["scenario"]
+    if isinstance(knobs, Mapping):
+        try:  # an older store's knobs lack those added since: their defaults
+            knobs = simulate.Scenario(**{k: tuple(v) if isinstance(v, list) else v
+                                         for k, v in knobs.items()}).knobs()
+        except (TypeError, ValueError):
+            knobs = dict(knobs)
+        out["scenario"] = knobs
+    return out
+
+
+def _canonical(value):
+    """Numbers as floats (1 and 1.0 are the same knob), tuples as lists, keys sorted."""
+    if isinstance(value, bool) or value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float):
+        v = float(value)
+        return v if math.isfinite(v) else repr(v)
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items())}
+    if isinstance(value, list | tuple):
+        return [_canonical(v) for v in value]
+    return repr(value)
+
+
+def definition_hash(desc: Mapping) -> str:
+    """A short hash of `definition` (16 hex digits): the store's mark of which
+    definition of a problem name its rows were fitted under."""
+    text = json.dumps(_canonical(definition(desc)), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)
@@ -62,7 +127,7 @@ class Problem:
         Replicates of a simulated problem when a suite does not say otherwise
         (None: the suite's count). A dataset problem has one replicate.
     timeout
-        Seconds an R fit may take before it is recorded as a timeout.
+        Seconds (> 0, finite) an R fit may take before it is recorded as a timeout.
     data_key
         Replicates are drawn under this key (default: the name), so problems that
         differ only in their estimator (e.g. a series over ``nagq``) fit the same data.
@@ -99,6 +164,9 @@ class Problem:
         if not lmm and self.reml:
             raise ValueError(f"problem {self.name!r}: reml = true on a {self.family} model "
                              "(REML applies to linear mixed models)")
+        if not _positive_seconds(self.timeout):
+            raise ValueError(f"problem {self.name!r}: timeout must be a positive, finite "
+                             f"number of seconds, not {self.timeout!r}")
 
     @property
     def simulated(self) -> bool:
@@ -119,8 +187,9 @@ class Problem:
         return f"dataset {self.dataset}" if self.dataset else "simulated"
 
     def describe(self) -> dict:
-        """A JSON-serializable description (stored with the study)."""
-        return {
+        """A JSON-serializable description (stored with the study), with the hash of
+        its `definition` (``definition``)."""
+        desc = {
             "name": self.name, "family": self.family, "link": self.link,
             "source": self.source, "dataset": self.dataset,
             "scenario": self.scenario.knobs() if self.scenario else None,
@@ -129,6 +198,17 @@ class Problem:
             "options": {k: dict(v) for k, v in self.options.items()},
             "timeout": self.timeout, "data_key": self.key,
         }
+        return {**desc, "definition": definition_hash(desc)}
+
+    @cached_property
+    def definition_hash(self) -> str:
+        """`definition_hash` of this problem: rows fitted under it carry it."""
+        return self.describe()["definition"]
+
+
+def _positive_seconds(value) -> bool:
+    return (isinstance(value, int | float) and not isinstance(value, bool)
+            and math.isfinite(value) and value > 0)
 
 
 def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:

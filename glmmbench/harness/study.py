@@ -1,6 +1,6 @@
 """Run a study: problems x replicates x engines -> one store row per fit.
 
-    tasks = plan(suite.problems, suite.replicates, seed=1)
+    tasks = plan(suite.problems, suite.replicates, seed=1)  # lazy: tasks made as run
     summary = run_study(tasks, store)                       # serial
     summary = run_study(tasks, store, workers=2)            # local Dask cluster
     summary = run_study(tasks, store, scheduler="tcp://...")  # existing cluster
@@ -8,7 +8,13 @@
 A `Task` is one fit. `execute(task)` runs it anywhere (this process or a Dask
 worker) and returns a row; it never raises for a failed fit and never touches
 the store. Only this process writes, as each fit completes, so a killed study
-resumes: `run_study` skips the keys already in the store.
+resumes: `run_study` skips the keys already in the store under the same problem
+definition, and refuses (`StoreError`, before the first fit) a problem whose name
+the store holds under another definition (see glmmbench.harness.store).
+
+The task list is lazy (`Plan`: its length and membership are arithmetic), and a
+Dask run keeps a bounded window of tasks submitted, so a study of many replicates
+does not build its task list up front.
 
 Replicate data are a pure function of (seed, problem key, replicate): the generator
 is ``np.random.default_rng(SeedSequence([seed, crc32(key), replicate]))`` with the
@@ -28,12 +34,13 @@ start them with ``DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker ADDRESS
 
 from __future__ import annotations
 
+import itertools
 import os
 import socket
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -41,12 +48,17 @@ import numpy as np
 import pandas as pd
 
 import simulate
-from glmmbench.errors import NotSupportedError
+from glmmbench.errors import GLMMError, NotSupportedError
 from glmmbench.harness.catalogue import NATIVE, Problem, replicates_of
-from glmmbench.harness.store import Store
+from glmmbench.harness.store import Store, StoreError
 
-__all__ = ["Instance", "Progress", "Task", "execute", "failure_row", "instance", "plan",
-           "replicate_rng", "run_study", "unsupported"]
+__all__ = ["Instance", "Plan", "Progress", "StudyError", "Task", "check_store", "execute",
+           "failure_row", "instance", "plan", "replicate_rng", "run_study", "unsupported"]
+
+
+class StudyError(GLMMError):
+    """A study that cannot run as asked (e.g. a Dask cluster whose workers cannot
+    start R)."""
 
 
 @dataclass(frozen=True)
@@ -72,15 +84,60 @@ class Instance:
     truth: dict | None
 
 
+class Plan(Sequence[Task]):
+    """Every fit of a study, in problem, replicate, engine order, made as it is
+    iterated: its length, ``plan[i]`` and ``key in plan`` are arithmetic, so a
+    study of a million replicates holds its problems, not its tasks."""
+
+    def __init__(self, problems: Iterable[Problem], replicates: int, seed: int,
+                 override: int | None = None) -> None:
+        self.problems = tuple(problems)
+        self.seed = seed
+        self.replicates = tuple(replicates_of(p, replicates, override) for p in self.problems)
+        self._sizes = tuple(n * len(p.all_engines)
+                            for p, n in zip(self.problems, self.replicates, strict=True))
+        self._by_name = {p.name: (p, n) for p, n in zip(self.problems, self.replicates,
+                                                         strict=True)}
+
+    def __len__(self) -> int:
+        return sum(self._sizes)
+
+    def __iter__(self) -> Iterator[Task]:
+        for p, n in zip(self.problems, self.replicates, strict=True):
+            for r in range(n):
+                for engine in p.all_engines:
+                    yield Task(p, r, engine, self.seed)
+
+    def __getitem__(self, i: int) -> Task:  # type: ignore[override]
+        if not isinstance(i, int):
+            raise TypeError("a Plan is indexed by an integer")
+        j = i + len(self) if i < 0 else i
+        if not 0 <= j < len(self):
+            raise IndexError(f"task {i} of a plan of {len(self)}")
+        for p, size in zip(self.problems, self._sizes, strict=True):
+            if j < size:
+                r, e = divmod(j, len(p.all_engines))
+                return Task(p, r, p.all_engines[e], self.seed)
+            j -= size
+        raise AssertionError("unreachable")
+
+    def __contains__(self, item) -> bool:
+        """A `Task` or its key (problem, replicate, engine)."""
+        key = item.key if isinstance(item, Task) else item
+        try:
+            name, r, engine = key
+        except (TypeError, ValueError):
+            return False
+        if name not in self._by_name:
+            return False
+        p, n = self._by_name[name]
+        return isinstance(r, int | np.integer) and 0 <= r < n and engine in p.all_engines
+
+
 def plan(problems: Iterable[Problem], replicates: int, seed: int,
-         override: int | None = None) -> list[Task]:
-    """Every fit of a study, in problem, replicate, engine order."""
-    return [
-        Task(p, r, engine, seed)
-        for p in problems
-        for r in range(replicates_of(p, replicates, override))
-        for engine in p.all_engines
-    ]
+         override: int | None = None) -> Plan:
+    """Every fit of a study, in problem, replicate, engine order (a lazy `Plan`)."""
+    return Plan(problems, replicates, seed, override)
 
 
 def replicate_rng(seed: int, problem: str, replicate: int) -> np.random.Generator:
@@ -158,7 +215,7 @@ def _base_row(task: Task) -> dict:
         "problem": p.name, "replicate": task.replicate, "engine": task.engine,
         "family": p.family, "link": p.link or simulate.FAMILY_LINKS[p.family][0],
         "formula": p.formula, "nagq": p.nagq, "reml": p.reml, "seed": task.seed,
-        "worker": f"{socket.gethostname()}:{os.getpid()}",
+        "worker": f"{socket.gethostname()}:{os.getpid()}", "definition": p.definition_hash,
     }
 
 
@@ -271,9 +328,12 @@ def run_study(tasks: Sequence[Task], store: Store, *, workers: int | None = None
     Parameters
     ----------
     tasks
-        From `plan`.
+        From `plan` (or any sequence of tasks).
     store
-        Rows already in it are skipped (resume); new rows are committed one by one.
+        Rows already in it under the same problem definitions are skipped (resume);
+        new rows are committed one by one. A store of another seed, or with rows of
+        another definition of one of the problems, is refused (`StoreError`) before
+        the first fit.
     workers
         Run on a local Dask cluster of this many single-threaded processes.
     scheduler
@@ -286,34 +346,59 @@ def run_study(tasks: Sequence[Task], store: Store, *, workers: int | None = None
     dict
         ``planned``, ``skipped``, ``run``, ``failures``, ``elapsed_s``.
     """
-    seeds = {t.seed for t in tasks}
-    stored = store.meta().get("seed")
-    if stored is not None and seeds and seeds != {stored}:
-        raise ValueError(f"store {store.path} holds a study with seed {stored}; "
-                         f"this one has seed {sorted(seeds)}: use another store")
+    problems, seeds = _problems_and_seeds(tasks)
+    descriptions = check_store(tasks, store)
     if seeds:
-        store.set_meta("seed", seeds.pop())
-    for spec in {t.problem.name: t.problem for t in tasks}.values():
-        store.put_problem(spec.describe())
-    done = store.done()
-    todo = [t for t in tasks if t.key not in done]
-    bar = Progress(len(todo), len(tasks) - len(todo)) if progress else None
-    counts = {"failures": 0}
+        store.set_meta("seed", next(iter(seeds)))
+    for desc in descriptions:
+        store.put_problem(desc)
+    done = store.done({name: p.definition_hash for name, p in problems.items()})
+    if isinstance(tasks, Plan):
+        skipped = sum(key in tasks for key in done)
+    else:
+        skipped = len(done & {t.key for t in tasks})
+    planned = len(tasks)
+    todo = (t for t in tasks if t.key not in done)
+    bar = Progress(planned - skipped, skipped) if progress else None
+    counts = {"failures": 0, "run": 0}
 
     def on_row(row: dict) -> None:
         store.add(row)
+        counts["run"] += 1
         counts["failures"] += row["status"] in ("error", "timeout")
         if bar:
             bar.update(row)
 
     t0 = time.perf_counter()
-    if todo and (scheduler or workers):
-        _run_dask(todo, on_row, workers, scheduler)
+    if planned > skipped and (scheduler or workers):
+        needs_r = any(p.engines for p in problems.values())
+        _run_dask(todo, on_row, workers, scheduler, needs_r)
     else:
         for task in todo:
             on_row(execute(task))
-    return {"planned": len(tasks), "skipped": len(tasks) - len(todo), "run": len(todo),
+    return {"planned": planned, "skipped": skipped, "run": counts["run"],
             "failures": counts["failures"], "elapsed_s": time.perf_counter() - t0}
+
+
+def _problems_and_seeds(tasks: Sequence[Task]) -> tuple[dict[str, Problem], set[int]]:
+    if isinstance(tasks, Plan):
+        return {p.name: p for p in tasks.problems}, ({tasks.seed} if len(tasks) else set())
+    return {t.problem.name: t.problem for t in tasks}, {t.seed for t in tasks}
+
+
+def check_store(tasks: Sequence[Task], store: Store) -> list[dict]:
+    """Refuse, writing nothing, a store that holds a study of another seed or rows of
+    another definition of one of the tasks' problems (`StoreError`); return the
+    problems' descriptions. `run_study` calls it first; callers that write their
+    own metadata into the store call it before that."""
+    problems, seeds = _problems_and_seeds(tasks)
+    stored = store.meta().get("seed")
+    if stored is not None and seeds and seeds != {stored}:
+        raise StoreError(f"store {store.path} holds a study with seed {stored}; "
+                         f"this one has seed {sorted(seeds)}: use another store")
+    descriptions = [p.describe() for p in problems.values()]
+    store.check_definitions(descriptions)
+    return descriptions
 
 
 def _daemonic() -> bool:
@@ -322,8 +407,8 @@ def _daemonic() -> bool:
     return bool(multiprocessing.current_process().daemon)
 
 
-def _run_dask(tasks: Sequence[Task], on_row: Callable[[dict], None], workers: int | None,
-              scheduler: str | None) -> None:
+def _run_dask(tasks: Iterable[Task], on_row: Callable[[dict], None], workers: int | None,
+              scheduler: str | None, needs_r: bool = True) -> None:
     import logging
 
     import dask
@@ -335,9 +420,9 @@ def _run_dask(tasks: Sequence[Task], on_row: Callable[[dict], None], workers: in
     with dask.config.set(settings):
         if scheduler:
             cluster, client = None, Client(scheduler)
-            if any(client.run(_daemonic).values()) and any(t.engine != NATIVE for t in tasks):
+            if any(client.run(_daemonic).values()) and needs_r:
                 client.close()
-                raise RuntimeError(
+                raise StudyError(
                     "the cluster's workers are daemonic and cannot start R; start them with "
                     "DASK_DISTRIBUTED__WORKER__DAEMON=False")
         else:
@@ -346,17 +431,30 @@ def _run_dask(tasks: Sequence[Task], on_row: Callable[[dict], None], workers: in
                                    env={"REFERENCE_R_WORKERS": "1"})
             client = Client(cluster)
         try:
+            # a bounded window of submitted tasks, refilled as fits complete
+            n_workers = len(client.scheduler_info().get("workers", {})) or (workers or 1)
+            window = max(64, 8 * n_workers)
+            order = itertools.count()
+            pending = iter(tasks)
             futures = {}
-            for i, task in enumerate(tasks):
-                fut = client.submit(execute, task, pure=False, priority=-i)
-                futures[fut.key] = (fut, task)
-            for fut in as_completed([f for f, _ in futures.values()]):
-                task = futures.pop(fut.key)[1]
+            done_iter = as_completed()
+
+            def submit(k: int) -> None:
+                for task in itertools.islice(pending, k):
+                    fut = client.submit(execute, task, pure=False, priority=-next(order))
+                    futures[fut.key] = task
+                    done_iter.add(fut)
+
+            submit(window)
+            for fut in done_iter:
+                task = futures.pop(fut.key)
                 try:
                     row = fut.result()
                 except Exception as exc:  # noqa: BLE001 - a lost worker is a failed fit
                     row = failure_row(task, exc)
                 on_row(row)
+                fut.release()
+                submit(1)
         finally:
             client.close()
             if cluster is not None:
