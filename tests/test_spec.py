@@ -119,11 +119,53 @@ def test_default_engines_and_estimator():
     ({"study": {"name": "s", "replicates": 2, "seed": 1},
       "dataset": [{"name": "cbpp", "family": "binomial"}]},
      "[[dataset]] #1 ('cbpp'): missing key(s) ['formula']"),
+    # issue 23: caught at load, not as an error row per fit
+    ({"study": {"name": "s", "replicates": 2, "seed": -1},
+      "scenario": [{"name": "a", "family": "binomial"}]},
+     "[study] seed: must be an integer from 0 to 2**63 - 1, not -1"),
+    ({"study": {"name": "s", "replicates": 2, "seed": 2**63},
+      "scenario": [{"name": "a", "family": "binomial"}]}, "[study] seed: must be an integer"),
+    ({"study": {"name": "s", "replicates": 100_000_000, "seed": 1},
+      "scenario": [{"name": "a", "family": "binomial"}]},
+     "[study] replicates: 100000000 is more than 1000000"),
+    *[({"study": {"name": "s", "replicates": 2, "seed": 1},
+        "scenario": [{"name": "a", "family": "binomial", "timeout": bad}]},
+       f"[[scenario]] #1 ('a') timeout: must be a positive number of seconds, not {bad!r}")
+      for bad in (-5, 0, float("nan"), float("inf"), "abc", True)],
+    ({"study": {"name": "s", "replicates": 2, "seed": 1},
+      "dataset": [{"name": "cbpp", "family": "binomial", "timeout": -1,
+                   "formula": "cbind(incidence, size - incidence) ~ period + (1 | herd)"}]},
+     "[[dataset]] #1 ('cbpp') timeout: must be a positive number of seconds, not -1"),
+    ({"study": {"name": "s", "replicates": 2, "seed": 1},
+      "scenario": [{"name": "a", "family": "binomial", "formula": "y ~ x +"}]},
+     "[[scenario]] #1 ('a') formula: formula ends unexpectedly after '+'"),
+    ({"study": {"name": "s", "replicates": 2, "seed": 1},
+      "scenario": [{"name": "a", "family": "binomial", "formula": "y ~ x"}]},
+     "[[scenario]] #1 ('a') formula: no random-effects terms"),
+    ({"study": {"name": "s", "replicates": 2, "seed": 1},
+      "scenario": [{"name": "a", "family": "binomial", "formula": "y ~ x + (1 | grp)"}]},
+     "[[scenario]] #1 ('a') formula: no column(s) ['grp'] in the data; they have y, x"),
+    ({"study": {"name": "s", "replicates": 2, "seed": 1},
+      "dataset": [{"name": "cbpp", "family": "binomial",
+                   "formula": "cbind(incidence, size - incidence) ~ period + (1 | herd"}]},
+     "[[dataset]] #1 ('cbpp') formula: unbalanced parentheses"),
+    ({"study": {"name": "s", "replicates": 2, "seed": 1},
+      "dataset": [{"name": "cbpp", "family": "binomial",
+                   "formula": "cbind(incidense, size - incidence) ~ period + (1 | herd)"}]},
+     "[[dataset]] #1 ('cbpp') formula: no column(s) ['incidense']"),
 ])
 def test_bad_specs_name_the_table_and_key(raw, message):
     with pytest.raises(SpecError) as err:
         parse_spec(raw)
     assert message in str(err.value)
+
+
+def test_a_formula_the_native_engine_declines_is_not_a_spec_error():
+    # te() parses; the native engine declines it at fit time ("not supported" rows)
+    spec = parse_spec({"study": {"name": "s", "replicates": 1, "seed": 0},
+                       "scenario": [{"name": "t", "family": "gaussian", "smooth": "sin",
+                                     "beta_x": 0.0, "formula": "y ~ te(x) + (1 | g)"}]})
+    assert spec.problems[0].formula == "y ~ te(x) + (1 | g)"
 
 
 def test_bad_toml_and_missing_file(tmp_path):

@@ -30,25 +30,45 @@ drawn from the same replicates (one ``data_key``). From Python::
     spec = load_spec("study.toml")           # or parse_spec(dict)
     summary = run_spec(spec, "out/", workers=2)
 
-A spec that is not right raises ``SpecError`` naming the table and the key.
+A spec that is not right raises ``SpecError`` naming the table and the key, when
+it is loaded, before the first fit: among others a negative seed, more than
+`MAX_REPLICATES` replicates, a timeout that is not a positive number of seconds, a
+formula that does not parse or names a column the data do not have.
+
+Rerunning a spec into the same store resumes it. After an edit that changes a
+problem's definition (its data, formula, family, link, estimator or R engine
+options; not its engines, timeout or replicate count) the store refuses the run
+before the first fit, naming the problem and what changed: give the changed problem
+a new name, or write to another store (see glmmbench.harness.store).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import simulate
-from glmmbench.errors import GLMMError
-from glmmbench.harness.catalogue import NATIVE, R_ENGINES, Problem, default_r_engines
+from glmmbench.errors import GLMMError, NotSupportedError
+from glmmbench.harness.catalogue import (
+    MAX_REPLICATES,
+    NATIVE,
+    R_ENGINES,
+    Problem,
+    default_r_engines,
+)
 
 __all__ = ["Spec", "SpecError", "load_spec", "parse_spec", "run_spec"]
 
 _STUDY_KEYS = {"name": str, "replicates": int, "seed": int}
+MAX_SEED = 2**63 - 1  # the store's seed column is a signed 64-bit integer
+_DEFAULT_TIMEOUT = 300.0
 _ESTIMATOR_KEYS = {"nagq": int, "reml": bool}
 _SCENARIO_EXTRA = ("name", "formula", "estimators", "engines", "timeout")
 _DATASET_KEYS = ("name", "dataset", "formula", "family", "link", "engines", "estimators",
@@ -98,6 +118,12 @@ def parse_spec(raw: Mapping[str, Any]) -> Spec:
         _check_type("[study]", key, study[key], kind)
     if study["replicates"] < 1:
         raise SpecError(f"[study] replicates: must be >= 1, not {study['replicates']}")
+    if study["replicates"] > MAX_REPLICATES:
+        raise SpecError(f"[study] replicates: {study['replicates']} is more than "
+                        f"{MAX_REPLICATES}, the most a study runs (a typo?)")
+    if not 0 <= study["seed"] <= MAX_SEED:
+        raise SpecError(f"[study] seed: must be an integer from 0 to 2**63 - 1, not "
+                        f"{study['seed']}")
     problems: list[Problem] = []
     for i, table in enumerate(_tables(raw, "scenario")):
         problems += _scenario_problems(table, f"[[scenario]] #{i + 1}")
@@ -118,12 +144,13 @@ def run_spec(spec: Spec, out: str | Path, *, store: str | Path | None = None,
     """Run a spec's study into ``out/study.sqlite`` (or ``store``), resuming what is
     there, and write the report to ``out``; returns `run_study`'s summary."""
     from glmmbench.harness.store import Store
-    from glmmbench.harness.study import plan, run_study
+    from glmmbench.harness.study import check_store, plan, run_study
 
     out = Path(out)
     store_path = Path(store) if store else out / "study.sqlite"
     tasks = plan(spec.problems, spec.replicates, spec.seed)
     with Store(store_path) as st:
+        check_store(tasks, st)  # another seed or definition: refused, nothing written
         st.set_meta("suite", f"spec:{spec.name}")
         st.set_meta("replicates", spec.replicates)
         st.set_meta("workers", scheduler or workers or "serial")
@@ -157,6 +184,56 @@ def _check_type(where: str, key: str, value, kind) -> None:
     ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
     if not ok:
         raise SpecError(f"{where} {key}: must be {kind.__name__}, not {value!r}")
+
+
+def _timeout(where: str, table: Mapping[str, Any]) -> float:
+    value = table.get("timeout", _DEFAULT_TIMEOUT)
+    ok = (isinstance(value, int | float) and not isinstance(value, bool)
+          and math.isfinite(value) and value > 0)
+    if not ok:
+        raise SpecError(f"{where} timeout: must be a positive number of seconds, "
+                        f"not {value!r}")
+    return float(value)
+
+
+def _names(tree) -> set[str]:
+    """The variables (names) of a formula's syntax tree (iteratively: a formula of
+    many terms is a deep tree)."""
+    from glmmbench import formula as fm
+
+    out, stack = set(), [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, fm.Name):
+            out.add(node.id)
+        elif isinstance(node, fm.Call):
+            stack += [a for _, a in node.args]
+        elif isinstance(node, fm.BinOp):
+            stack += [node.left, node.right]
+        elif isinstance(node, fm.Unary):
+            stack.append(node.operand)
+        elif isinstance(node, fm.Paren):
+            stack.append(node.expr)
+    return out
+
+
+def _check_formula(where: str, formula: str, columns) -> None:
+    """Parse with glmmbench's parser and look the variables up in the data's columns."""
+    from glmmbench.formula import parse_expr, parse_formula
+
+    try:
+        parse_formula(formula)
+    except NotSupportedError:
+        return  # a term the native engine declines: "not supported" rows, by design
+    except GLMMError as exc:
+        raise SpecError(f"{where} formula: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{where} formula: too deeply nested for glmmbench's formula "
+                        "parser") from None
+    missing = sorted(_names(parse_expr(formula)) - set(columns))
+    if missing:
+        raise SpecError(f"{where} formula: no column(s) {missing} in the data; they have "
+                        f"{', '.join(map(str, columns))}")
 
 
 def _label(where: str, table: Mapping[str, Any]) -> str:
@@ -237,9 +314,11 @@ def _scenario_problems(table: Mapping[str, Any], where: str) -> list[Problem]:
     formula = table.get("formula")
     if formula is not None and not isinstance(formula, str):
         raise SpecError(f"{where} formula: must be a string, not {formula!r}")
+    if formula is not None:  # the columns of a replicate (they do not depend on the draw)
+        columns = simulate.generate(scenario, np.random.default_rng(0)).data.columns
+        _check_formula(where, formula, columns)
     base = {"name": table["name"], "family": scenario.family, "link": scenario.resolved_link,
-            "scenario": scenario, "formula": formula,
-            "timeout": float(table.get("timeout", 300.0))}
+            "scenario": scenario, "formula": formula, "timeout": _timeout(where, table)}
     engines = _engines(where, table, default_r_engines(scenario))
     return _problems(where, base, _estimators(where, table), engines, table["name"])
 
@@ -257,8 +336,8 @@ def _dataset_problems(table: Mapping[str, Any], where: str) -> list[Problem]:
     for key in ("formula", "family", "link"):
         if key in table:
             _check_type(where, key, table[key], str)
+    _check_formula(where, table["formula"], datasets.load(dataset).columns)
     base = {"name": table["name"], "family": table["family"], "link": table.get("link"),
-            "dataset": dataset, "formula": table["formula"],
-            "timeout": float(table.get("timeout", 300.0))}
+            "dataset": dataset, "formula": table["formula"], "timeout": _timeout(where, table)}
     engines = _engines(where, table, ("lme4", "glmmTMB"))
     return _problems(where, base, _estimators(where, table), engines, table["name"])
