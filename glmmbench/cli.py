@@ -10,14 +10,23 @@
     glmmbench bench ...            (glmmbench.harness.bench: native vs glmer timings)
 
 ``run`` resumes: rerunning the same command skips the fits already in the store
-(default ``DIR/study.sqlite``) and writes the report at the end. With
+(default ``DIR/study.sqlite``) and writes the report at the end. A problem whose
+definition changed since its rows were written (an edited spec or catalogue entry)
+is refused before the first fit: give it a new name or another ``--store``. With
 ``--scheduler`` the workers must be allowed to start their R process: start
 them as ``DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker ADDR --nthreads 1``.
+
+``report`` reads the store and creates or changes nothing in it. A mistake in the
+arguments, the spec or the store ends in a one-line ``glmmbench: ...`` message on
+stderr and exit status 1 (2 for argparse's usage errors, 130 after Ctrl-C); set
+``GLMMBENCH_TRACEBACK=1`` to see the traceback instead.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
 import time
 from datetime import UTC, datetime
@@ -26,6 +35,7 @@ from pathlib import Path
 __all__ = ["main"]
 
 DEFAULT_SEED = 20240601
+MAX_SEED = 2**63 - 1
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="local Dask cluster of N processes")
     run.add_argument("--scheduler", help="address of an existing Dask scheduler")
     run.add_argument("--replicates", type=int, help="replicates per simulated problem")
-    run.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    run.add_argument("--seed", type=int, help=f"default {DEFAULT_SEED}; a spec gives its own")
     run.add_argument("--problems", help="comma-separated names: only these problems of the suite")
     run.add_argument("--no-report", action="store_true", help="only fill the store")
     run.add_argument("--quiet", action="store_true", help="no progress line")
@@ -64,7 +74,7 @@ def _report(store_path: Path, out: Path) -> None:
     from glmmbench.harness.report import write_report
     from glmmbench.harness.store import Store
 
-    with Store(store_path) as store:
+    with Store(store_path, readonly=True) as store:
         fits, meta, problems = store.frame(), store.meta(), store.problems()
     if fits.empty:
         raise SystemExit(f"glmmbench: store {store_path} has no fits")
@@ -74,14 +84,16 @@ def _report(store_path: Path, out: Path) -> None:
 
 
 def _run(args) -> int:
-    from glmmbench.harness.catalogue import get_suite
+    from glmmbench.harness.catalogue import MAX_REPLICATES, get_suite
     from glmmbench.harness.store import Store
-    from glmmbench.harness.study import plan, run_study
+    from glmmbench.harness.study import check_store, plan, run_study
 
     if args.workers is not None and args.workers < 1:
         raise SystemExit("glmmbench: --workers must be >= 1")
-    if args.replicates is not None and args.replicates < 1:
-        raise SystemExit("glmmbench: --replicates must be >= 1")
+    if args.replicates is not None and not 1 <= args.replicates <= MAX_REPLICATES:
+        raise SystemExit(f"glmmbench: --replicates must be from 1 to {MAX_REPLICATES}")
+    if args.seed is not None and not 0 <= args.seed <= MAX_SEED:
+        raise SystemExit("glmmbench: --seed must be an integer from 0 to 2**63 - 1")
     if args.spec is not None:
         return _run_spec(args)
     suite = get_suite(args.suite or "quick")
@@ -94,9 +106,11 @@ def _run(args) -> int:
         problems = tuple(p for p in problems if p.name in wanted)
     out = Path(args.out)
     store_path = Path(args.store) if args.store else out / "study.sqlite"
-    tasks = plan(problems, suite.replicates, args.seed, args.replicates)
+    seed = DEFAULT_SEED if args.seed is None else args.seed
+    tasks = plan(problems, suite.replicates, seed, args.replicates)
     t0 = time.perf_counter()
     with Store(store_path) as store:
+        check_store(tasks, store)  # another seed or definition: refused, nothing written
         meta = store.meta()
         if "started" not in meta:
             store.set_meta("started", datetime.now(UTC).isoformat(timespec="seconds"))
@@ -117,9 +131,10 @@ def _run(args) -> int:
 def _run_spec(args) -> int:
     from glmmbench.harness.spec import SpecError, load_spec, run_spec
 
-    for flag in ("suite", "problems", "replicates"):
+    for flag in ("suite", "problems", "replicates", "seed"):
         if getattr(args, flag) is not None:
-            raise SystemExit(f"glmmbench: --{flag} does not go with --spec (the spec says)")
+            raise SystemExit(f"glmmbench: --{flag} does not go with --spec (the spec says; "
+                             "edit its [study] table)")
     try:
         spec = load_spec(args.spec)
     except SpecError as exc:
@@ -148,6 +163,23 @@ def _list(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; a user's mistake is a one-line message and a non-zero status."""
+    from glmmbench.errors import GLMMError
+
+    if os.environ.get("GLMMBENCH_TRACEBACK"):
+        return _main(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:
+        print("glmmbench: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    except (GLMMError, OSError, sqlite3.Error) as exc:
+        text = " ".join(str(exc).split()) or type(exc).__name__
+        print(f"glmmbench: {text}", file=sys.stderr)
+        return 1
+
+
+def _main(argv: list[str] | None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["bench"]:
         from glmmbench.harness import bench
