@@ -27,6 +27,7 @@ pass a ``pd.Categorical`` to fix the level order yourself.
 from __future__ import annotations
 
 import itertools
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -281,7 +282,8 @@ class Design:
                               for t, L in zip(self.terms, lambdas(theta, self.cov_blocks),
                                               strict=True)], format="csc")
 
-    def new_data(self, data: pd.DataFrame) -> Design:
+    def new_data(self, data: pd.DataFrame, offset: Any = None, new_levels: str = "allow"
+                 ) -> Design:
         """Rebuild X, offset and the terms' codes/Xr for new data with the same encodings.
 
         Grouping levels unseen in the fit get code -1 (population-level prediction).
@@ -290,10 +292,26 @@ class Design:
         reuse the fit's state (``scale()`` centre and scale, factor levels), as
         R's ``predict`` does; a fixed-effect factor level unseen in the fit is an
         error, as in R.
+
+        The offset: the formula's ``offset()`` terms are evaluated on ``data``; to
+        them is added ``offset`` (an array with one value per row of ``data``, or a
+        column name), which stands for the fit's ``offset=`` argument. Without it, a
+        fit whose ``offset=`` named a column takes that column from ``data``; a fit
+        whose ``offset=`` was an array cannot know the new rows' offset, a
+        `DataError`. ``offset`` for a fit without an ``offset=`` argument is a
+        `DataError` too (formula offsets come from ``data``).
+
+        ``new_levels``: what to do with rows whose grouping factor has a level the fit
+        did not see, or a missing value: ``"allow"`` (code -1, silently),
+        ``"warn"`` (code -1, a `NewLevelsWarning` naming the factor and the count of
+        rows) or ``"error"`` (a `DataError` naming the factor and up to
+        five of the unseen levels, as lme4's ``predict(allow.new.levels = FALSE)``).
         """
         if self.spec is None:
             raise DataError("this Design was not made by build_design and cannot take new data")
-        return self.spec.rebuild(self, data)
+        if new_levels not in ("allow", "warn", "error"):
+            raise ValueError(f"new_levels must be 'allow', 'warn' or 'error', not {new_levels!r}")
+        return self.spec.rebuild(self, data, offset, new_levels)
 
 
 # ----------------------------------------------------------------------------
@@ -878,13 +896,16 @@ class _DesignSpec:
     def variables(self) -> dict[str, tuple[Node, str]]:
         return _model_variables(self.formula, include_response=False)
 
-    def rebuild(self, design: Design, data: pd.DataFrame) -> Design:
+    def rebuild(self, design: Design, data: pd.DataFrame, offset: Any = None,
+                new_levels: str = "allow") -> Design:
         data = _as_frame(data)
         ev = _Evaluator(data, state=self.state)
         n = len(data)
         variables: dict[str, _Var] = {}
+        raw: dict[str, _Var] = {}  # as evaluated, before mapping onto the fit's levels
         for name, (node, context) in self.variables().items():
             var = ev(node, context)
+            raw[name] = _lgl_as_factor(var)
             if name in self.levels:
                 levels, ordered = self.levels[name]
                 codes, unknown = _relevel(var, levels)
@@ -903,23 +924,43 @@ class _DesignSpec:
             X = np.hstack([X, np.zeros((n, design.p - X.shape[1]))])
             X, smooth_terms = _smooth_rebuild(design, self.formula, variables, X)
         X = np.ascontiguousarray(X)
+        unseen: dict[str, tuple] = {}
         for rs, old in zip(self.random, design.terms[:len(self.random)], strict=True):
             g = _group_factor(rs.group, variables)
             codes, _ = _relevel(g, old.levels)
             Xr, _ = _model_matrix(rs.model, variables, n)
             terms.append(RandomTerm(old.group, old.varcorr_name, old.cnames, old.levels,
                                     _frozen(codes), _frozen(Xr), old.term))
+            if new_levels != "allow" and old.group not in unseen and (codes < 0).any():
+                graw = _group_factor(rs.group, raw)
+                missing = graw.values < 0
+                unseen[old.group] = (missing, (codes < 0) & ~missing, old.levels,
+                                     _labels(graw))
+        _check_new_levels(unseen, new_levels)
         if design.smooths:
             terms += smooth_terms
-        offset = np.zeros(n)
+        total = np.zeros(n)
         for node in self.formula.offsets:
-            offset = offset + ev(node, "offset()").values
-        messages = []
-        if self.offset_column is not None:
-            offset = offset + _numeric_argument(data, self.offset_column, "offset", n)
+            total = total + ev(node, "offset()").values
+        if offset is not None:
+            if self.offset_column is None and not self.offset_array:
+                formula_offsets = ", ".join(f"offset({deparse(o)})" for o in self.formula.offsets)
+                raise DataError(
+                    "offset= is given for the new data, but the model was fitted without an "
+                    "offset= argument; "
+                    + (f"its formula offsets ({formula_offsets}) are evaluated from the new data"
+                       if formula_offsets else "it has no offset"))
+            total = total + _numeric_argument(data, offset, "offset", n)
+        elif self.offset_column is not None:
+            total = total + _numeric_argument(data, self.offset_column, "offset", n)
         elif self.offset_array:
-            messages.append("offset= was given as an array when fitting; "
-                            "it is not applied to new data")
+            raise DataError(
+                "the model was fitted with offset= given as an array, whose values for new "
+                "rows cannot be known: pass the new rows' offset as predict(newdata, "
+                "offset=...) (an array or a column of newdata), or fit with the offset in "
+                "the formula (offset(log(t))) or as a column name (offset=\"column\")")
+        offset = total
+        messages: list[str] = []
         weights = np.ones(n)
         if self.weights_column is not None and self.weights_column in data.columns:
             weights = _numeric_argument(data, self.weights_column, "weights", n)
@@ -940,6 +981,50 @@ class _DesignSpec:
         for sm in self.formula.smooths:
             names |= set(_smooth_columns(sm))
         return names
+
+
+class NewLevelsWarning(UserWarning):
+    """Rows of new data whose grouping factor has a level the fit did not see (or a
+    missing value) are predicted at the population level for that factor."""
+
+
+_SHOW_LEVELS = 5  # unseen levels named in the error
+
+
+def _check_new_levels(unseen: Mapping[str, tuple], new_levels: str) -> None:
+    """Act on rows of new data with unseen or missing grouping levels (``new_data``).
+
+    ``unseen``: per grouping factor, (missing mask, unseen mask, the fit's levels, the
+    new data's labels)."""
+    if new_levels == "allow":
+        return
+    for group, (missing, new, levels, labels) in unseen.items():
+        n_new, n_missing = int(new.sum()), int(missing.sum())
+        if not n_new and not n_missing:
+            continue
+        if new_levels == "warn":
+            parts = ([f"{n_new} row(s) of newdata have levels of grouping factor {group!r} "
+                      "not seen in the fit"] if n_new else []) + (
+                [f"{n_missing} row(s) a missing value of it" if n_new else
+                 f"{n_missing} row(s) of newdata have a missing value of grouping factor "
+                 f"{group!r}"] if n_missing else [])
+            warnings.warn(f"{', and '.join(parts)}: they are predicted at the population "
+                          f"level for {group!r} (its random effects 0)", NewLevelsWarning,
+                          stacklevel=5)
+            continue
+        hint = ("pass allow_new_levels=True to predict those rows at the population level "
+                "(their random effects 0)")
+        if n_new:
+            found = list(dict.fromkeys(str(v) for v in labels[new]))
+            shown = ", ".join(repr(v) for v in found[:_SHOW_LEVELS])
+            more = (f" and {len(found) - _SHOW_LEVELS} more" if len(found) > _SHOW_LEVELS
+                    else "")
+            seen = ", ".join(repr(v) for v in levels[:3]) + (", ..." if len(levels) > 3 else "")
+            raise DataError(f"newdata has {len(found)} level(s) of grouping factor {group!r} "
+                            f"not seen in the fit: {shown}{more} ({n_new} rows; the fit's "
+                            f"levels are {seen}); {hint}")
+        raise DataError(f"newdata has {n_missing} missing value(s) in grouping factor "
+                        f"{group!r} (lme4 refuses them too); {hint}")
 
 
 def _frozen(a: np.ndarray) -> np.ndarray:

@@ -23,8 +23,9 @@ import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from glmmbench.design import Design
+from glmmbench.design import Design, NewLevelsWarning
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
+from glmmbench.errors import GLMMError, NumericalError
 from glmmbench.families import Family
 from glmmbench.gamm import (
     default_grid,
@@ -43,7 +44,7 @@ from glmmbench.quadrature import gh_rule
 from glmmbench.response import GLMResponse
 from glmmbench.theta import lambdas
 
-__all__ = ["GLMMResult", "make_result"]
+__all__ = ["GLMMResult", "make_result", "NewLevelsWarning"]
 
 _MGCV_CLASS = {"tp": "tprs.smooth", "cr": "cr.smooth", "ps": "pspline.smooth"}
 _MARGINAL_NODES = 40  # Gauss-Hermite nodes of ordinal population-averaged predictions
@@ -196,17 +197,31 @@ class GLMMResult:
         return re_variance(design, self.theta, self.sigma**2 if self.is_lmm else 1.0)
 
     def predict(self, newdata: pd.DataFrame | None = None, type: str | None = None,
-                re: bool | str = True) -> np.ndarray | pd.DataFrame | pd.Series:
-        """Predictions, conditional on the random effects' modes (``re=True``; levels
-        not seen in the fit get the population value), at the population level
-        (``re=False``: random effects 0) or averaged over the random-effect
-        distribution (``re="marginal"``, population-averaged over each observation's
-        ``z_i' b``: ``glmmbench.marginal.marginal_mean``; ordinal models by 40-node
-        Gauss-Hermite quadrature).
+                re: bool | str = True, *, offset=None, allow_new_levels: bool = False
+                ) -> np.ndarray | pd.DataFrame | pd.Series:
+        """Predictions, conditional on the random effects' modes (``re=True``), at the
+        population level (``re=False``: random effects 0) or averaged over the
+        random-effect distribution (``re="marginal"``, population-averaged over each
+        observation's ``z_i' b``: ``glmmbench.marginal.marginal_mean``; ordinal models
+        by 40-node Gauss-Hermite quadrature). ``re`` also takes numpy booleans and the
+        integers 1 and 0.
 
         ``type``: ``"response"`` (default) or ``"link"``; ordinal models
         ``"prob"`` (default; an n x K DataFrame), ``"cumprob"`` (``P(Y <= j)``, n x
         (K - 1)) or ``"class"`` (the most probable category).
+
+        ``newdata``: default the fitted rows, with the fit's own offset. Offsets of
+        new data: the formula's ``offset()`` terms are evaluated on ``newdata`` (as
+        lme4 does); ``offset`` (an array, one value per row of ``newdata``, or a
+        column name) stands for the fit's ``offset=`` argument, and is required when
+        that was an array (its values for new rows cannot be known: a `DataError`
+        without it); a fit whose ``offset=`` named a column takes it from ``newdata``.
+
+        ``allow_new_levels``: with ``re=True``, a grouping level of ``newdata`` the fit
+        did not see (or a missing one) is a `DataError` naming the factor and the
+        levels, as lme4's default; with ``allow_new_levels=True`` those rows get the
+        population value for that factor, with a `NewLevelsWarning` naming the factor
+        and the count of rows (lme4's ``allow.new.levels = TRUE``).
         """
         ordinal = self.family.name == "ordinal"
         multinomial = self.family.name == "multinomial"
@@ -216,9 +231,18 @@ class GLMMResult:
         if type not in types:
             raise ValueError(f"type must be one of {', '.join(map(repr, types))}, "
                              f"not {type!r}")
-        if re not in (True, False, "marginal"):
-            raise ValueError(f"re must be True, False or 'marginal', not {re!r}")
-        design = self.design if newdata is None else self.design.new_data(newdata)
+        re = _re_argument(re)
+        if not _is_truth(allow_new_levels):
+            raise GLMMError(f"allow_new_levels must be True or False, not {allow_new_levels!r}")
+        if newdata is None:
+            if offset is not None:
+                raise GLMMError("offset= applies to newdata; without newdata the fitted rows "
+                                "are predicted with the fit's own offset")
+            design = self.design
+        else:
+            new_levels = ("error" if re is True and not allow_new_levels
+                          else "warn" if re is True else "allow")
+            design = self.design.new_data(newdata, offset=offset, new_levels=new_levels)
         if multinomial:
             return self._predict_multinomial(design, newdata is not None, type, re)
         eta = self._eta(design, re is True)
@@ -312,7 +336,19 @@ class GLMMResult:
 
         Columns ``sim_1 .. sim_nsim``, on the scale of the fitted response
         (binomial: proportion of successes out of the prior weights).
+
+        ``nsim``: a positive integer. ``seed``: None, a non-negative integer or a
+        ``numpy.random.Generator``. A drawn linear predictor whose mean lies outside
+        the family's range (Gamma's inverse or identity link at ``eta <= 0``, say) is a
+        `NumericalError` naming the link.
         """
+        if (isinstance(nsim, bool) or not isinstance(nsim, int | np.integer)) or nsim < 1:
+            raise GLMMError(f"nsim must be a positive integer, not {nsim!r}")
+        if not (seed is None or isinstance(seed, np.random.Generator)
+                or (isinstance(seed, int | np.integer) and not isinstance(seed, bool)
+                    and seed >= 0)):
+            raise GLMMError("seed must be an integer >= 0, a numpy.random.Generator or "
+                            f"None, not {seed!r}")
         rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         d = self.design
         V = z_lambda(d, self.theta)
@@ -340,6 +376,7 @@ class GLMMResult:
                     codes, categories=list(d.response_levels), ordered=True)
                 continue
             mu = self.family.link.linkinv(eta)
+            _check_mean(self.family, mu, eta, s + 1)
             out[f"sim_{s + 1}"] = _draw(rng, self.family, mu, d.weights, self.sigma)
         return pd.DataFrame(out)
 
@@ -406,6 +443,48 @@ class GLMMResult:
                              fit=pe["fit"].tolist(), se=pe["se"].tolist())
             out.append(entry)
         return out
+
+
+def _is_truth(value) -> bool:
+    """True or False, as a Python or numpy boolean or the integer 1 or 0."""
+    if isinstance(value, bool | np.bool_):
+        return True
+    return isinstance(value, int | np.integer) and value in (0, 1)
+
+
+def _re_argument(re) -> bool | str:
+    """``predict``'s ``re``: True, False (numpy booleans, 1 and 0 as well) or
+    ``"marginal"``; anything else a `GLMMError`."""
+    if isinstance(re, str):
+        if re == "marginal":
+            return re
+    elif _is_truth(re):
+        return bool(re)
+    raise GLMMError(f"re must be True, False or 'marginal', not {re!r}")
+
+
+def _check_mean(family: Family, mu: np.ndarray, eta: np.ndarray, replicate: int) -> None:
+    """The means ``simulate`` draws from lie in the family's range: positive for Gamma,
+    non-negative for the counts, in [0, 1] for binomial. A link that does not keep
+    them there (Gamma's inverse, identity; Poisson's identity, sqrt) can leave it once
+    the random effects are redrawn."""
+    name = family.name
+    if name == "Gamma":
+        bad, what = ~(mu > 0) | ~np.isfinite(mu), "a positive finite mean"
+    elif name in ("poisson", "negative_binomial", "nbinom1"):
+        bad, what = ~(mu >= 0) | ~np.isfinite(mu), "a non-negative finite mean"
+    elif name == "binomial":
+        bad, what = ~((mu >= 0) & (mu <= 1)), "a mean in [0, 1]"
+    else:
+        bad, what = ~np.isfinite(mu), "a finite mean"
+    if bad.any():
+        k = int(bad.sum())
+        raise NumericalError(
+            f"simulate(): the {name} family's {family.link.name} link gives {k} "
+            f"observation(s) of replicate {replicate} a mean outside its range (linear "
+            f"predictor {float(eta[bad][0]):.4g} -> mean {float(mu[bad][0]):.4g}; the family "
+            f"needs {what}): with the random effects redrawn this link leaves the family's "
+            "range, so the model cannot be simulated from as it stands")
 
 
 def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.ndarray,

@@ -26,6 +26,7 @@ import pytest
 from numpy.polynomial.hermite_e import hermegauss
 
 from glmmbench import datasets, fit
+from glmmbench.results import NewLevelsWarning
 
 from .rscript import run_r
 
@@ -130,7 +131,9 @@ def test_predict_is_lme4s_fitted_values(sleep_fits, r_sleep):
 @pytest.mark.r
 def test_predict_new_levels_get_the_population_value(sleep_fits, r_sleep):
     res = sleep_fits["REML"]
-    cond, pop = res.predict(SLEEP_NEW), res.predict(SLEEP_NEW, re=False)
+    with pytest.warns(NewLevelsWarning, match="2 row.* grouping factor 'Subject'"):
+        cond = res.predict(SLEEP_NEW, allow_new_levels=True)
+    pop = res.predict(SLEEP_NEW, re=False)
     np.testing.assert_allclose(cond, _unnamed(r_sleep["new"]), rtol=LMM_REL)
     np.testing.assert_allclose(pop, _unnamed(r_sleep["new_pop"]), rtol=LMM_REL)
     unseen = (SLEEP_NEW["Subject"] == "999").to_numpy()
@@ -155,7 +158,9 @@ def test_predict_link_and_response_scale_match_lme4(cbpp_fit, r_cbpp):
     np.testing.assert_allclose(response, 1 / (1 + np.exp(-link)), rtol=1e-14)
     np.testing.assert_allclose(cbpp_fit.predict(type="link", re=False),
                                _unnamed(r_cbpp["pop_link"]), rtol=0, atol=GLMM_PRED_ABS)
-    np.testing.assert_allclose(cbpp_fit.predict(CBPP_NEW), _unnamed(r_cbpp["new"]),
+    with pytest.warns(NewLevelsWarning, match="1 row.* grouping factor 'herd'"):
+        new = cbpp_fit.predict(CBPP_NEW, allow_new_levels=True)
+    np.testing.assert_allclose(new, _unnamed(r_cbpp["new"]),
                                rtol=0, atol=GLMM_PRED_ABS / 4)
 
 

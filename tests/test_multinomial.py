@@ -60,6 +60,7 @@ from scipy import integrate, optimize, special, stats
 import glmmbench as gb
 from glmmbench import datasets
 from glmmbench.errors import DataError, GLMMError
+from glmmbench.results import NewLevelsWarning
 
 from .categorical import check_simulated_categories
 from .rscript import run_r
@@ -583,20 +584,21 @@ def _newdata_with_unseen_group() -> pd.DataFrame:
     return nd
 
 
+@pytest.mark.filterwarnings("ignore::glmmbench.results.NewLevelsWarning")
 @pytest.mark.parametrize("re", REs)
 @pytest.mark.parametrize("newdata", [False, True], ids=["fitted", "newdata"])
 def test_predict_prob_and_class(re, newdata):
     res = _native("large")
     nd = _newdata_with_unseen_group() if newdata else None
     levels = ["red", "green", "blue"]
-    prob = res.predict(nd, type="prob", re=re)
+    prob = res.predict(nd, type="prob", re=re, allow_new_levels=True)
     n = 6 if newdata else res.nobs
     assert isinstance(prob, pd.DataFrame) and prob.shape == (n, 3)
     assert [str(c) for c in prob.columns] == levels
     p = prob.to_numpy(dtype=float)
     assert np.all((p >= 0) & (p <= 1))
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=PROB_ABS)
-    cls = np.asarray(res.predict(nd, type="class", re=re)).astype(str)
+    cls = np.asarray(res.predict(nd, type="class", re=re, allow_new_levels=True)).astype(str)
     assert cls.shape == (n,)
     np.testing.assert_array_equal(cls, np.asarray(levels)[p.argmax(axis=1)])
 
@@ -629,7 +631,8 @@ def test_predict_formulas():
     assert np.abs(got - pop).max() > 0.02, np.abs(got - pop).max()
 
     nd = _newdata_with_unseen_group()
-    cond = res.predict(nd, type="prob", re=True).to_numpy(dtype=float)
+    with pytest.warns(NewLevelsWarning, match="1 row.* grouping factor 'g'"):
+        cond = res.predict(nd, type="prob", re=True, allow_new_levels=True).to_numpy(dtype=float)
     popn = res.predict(nd, type="prob", re=False).to_numpy(dtype=float)
     marg = res.predict(nd, type="prob", re="marginal").to_numpy(dtype=float)
     np.testing.assert_allclose(cond[-1], popn[-1], atol=PROB_ABS)

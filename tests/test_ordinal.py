@@ -62,6 +62,7 @@ from scipy import special, stats
 import glmmbench as gb
 from glmmbench import datasets
 from glmmbench.errors import DataError, FamilyError, GLMMError
+from glmmbench.results import NewLevelsWarning
 
 from .categorical import check_simulated_categories
 from .rscript import run_r
@@ -443,30 +444,32 @@ def _newdata_with_unseen_judge() -> pd.DataFrame:
     return nd
 
 
+@pytest.mark.filterwarnings("ignore::glmmbench.results.NewLevelsWarning")
 @pytest.mark.parametrize("re", REs)
 @pytest.mark.parametrize("newdata", [False, True], ids=["fitted", "newdata"])
 def test_predict_prob_cumprob_class(re, newdata):
     res = _wine_fit()
     nd = _newdata_with_unseen_judge() if newdata else None
     levels = list(_data("wine")["rating"].cat.categories)
-    prob = res.predict(nd, type="prob", re=re)
+    prob = res.predict(nd, type="prob", re=re, allow_new_levels=True)
     n = 6 if newdata else res.nobs
     assert isinstance(prob, pd.DataFrame) and prob.shape == (n, len(levels))
     assert [str(c) for c in prob.columns] == levels
     p = prob.to_numpy()
     assert np.all((p >= 0) & (p <= 1))
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=PROB_ABS)
-    cum = np.asarray(res.predict(nd, type="cumprob", re=re), dtype=float)
+    cum = np.asarray(res.predict(nd, type="cumprob", re=re, allow_new_levels=True), dtype=float)
     assert cum.shape == (n, len(levels) - 1)
     np.testing.assert_allclose(cum, np.cumsum(p, axis=1)[:, :-1], atol=PROB_ABS)
-    cls = np.asarray(res.predict(nd, type="class", re=re)).astype(str)
+    cls = np.asarray(res.predict(nd, type="class", re=re, allow_new_levels=True)).astype(str)
     np.testing.assert_array_equal(cls, np.asarray(levels)[p.argmax(axis=1)])
 
 
 def test_predict_unseen_level_gets_population_value():
     res = _wine_fit()
     nd = _newdata_with_unseen_judge()
-    cond = res.predict(nd, type="prob", re=True).to_numpy()
+    with pytest.warns(NewLevelsWarning, match="1 row.* grouping factor 'judge'"):
+        cond = res.predict(nd, type="prob", re=True, allow_new_levels=True).to_numpy()
     pop = res.predict(nd, type="prob", re=False).to_numpy()
     marg = res.predict(nd, type="prob", re="marginal").to_numpy()
     np.testing.assert_allclose(cond[-1], pop[-1], atol=PROB_ABS)
