@@ -29,11 +29,13 @@ from glmmbench.profile import interval_columns, sdcor_names, theta_to_sdcor
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult
 
-__all__ = ["bootstrap", "estimates", "percentile_interval", "BootstrapWarning"]
+__all__ = ["bootstrap", "estimates", "percentile_interval", "replicates_needed",
+           "BootstrapWarning"]
 
 
 class BootstrapWarning(UserWarning):
-    """Some bootstrap refits failed (they are rows of NaNs with their message)."""
+    """Some bootstrap refits failed (they are rows of NaNs with their message), or too
+    few replicates for a percentile interval at the level asked (`confint_boot`)."""
 
 
 def estimates(res: GLMMResult) -> pd.Series:
@@ -81,8 +83,9 @@ def bootstrap(res: GLMMResult, nsim: int, seed: int | None = None,
     """
     if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
         raise GLMMError(f"nsim must be a positive integer, not {nsim!r}")
-    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)):
-        raise GLMMError(f"seed must be an integer or None, not {seed!r}")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | np.integer)
+                             or seed < 0):
+        raise GLMMError(f"seed must be an integer >= 0 or None, not {seed!r}")
     seeds = np.random.SeedSequence(seed).spawn(int(nsim))
     if workers is None:
         rows = [_replicate(res, s) for s in seeds]
@@ -138,9 +141,51 @@ def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]
     return tuple(out)
 
 
+def replicates_needed(level: float) -> int:
+    """The fewest replicates whose percentile interval at ``level`` has order
+    statistics inside the sample at both ends: ``(R + 1) (1 - level) / 2 >= 1``.
+    With fewer, boot's ``norm.inter`` takes the extreme replicates as the limits
+    (with a warning), and the interval does not have the level asked."""
+    return int(np.ceil(2.0 / (1.0 - level) - 1.0 - 1e-9))
+
+
 def confint_boot(res: GLMMResult, level: float, parm: list[str], nsim: int,
                  seed: int | None, workers: Any = None) -> pd.DataFrame:
-    """Percentile intervals from `bootstrap`."""
+    """Percentile intervals from `bootstrap`.
+
+    Fewer than two successful replicates is a `GLMMError` (an interval of one value
+    has width 0; lme4 stops: "All values of t are equal"). Fewer than
+    `replicates_needed` (39 at the 95 % level) gives the extreme replicates as limits,
+    and a parameter whose replicates are all equal a zero-width interval: each with a
+    `BootstrapWarning`, as boot's warning about extreme order statistics."""
+    if isinstance(nsim, bool) or not isinstance(nsim, int | np.integer) or nsim < 1:
+        raise GLMMError(f"nsim must be a positive integer, not {nsim!r}")
+    needed = replicates_needed(level)
+    if nsim < 2:
+        raise GLMMError(f"confint(method='boot') with nsim={nsim}: a percentile interval "
+                        f"needs at least 2 bootstrap replicates (one replicate gives an "
+                        f"interval of width 0), and {needed} for limits inside the "
+                        f"replicates at level {level:g}")
     table = bootstrap(res, nsim, seed=seed, workers=workers)
-    rows = [percentile_interval(table[name].to_numpy(), level) for name in parm]
+    ok = int((table["error"] == "").sum())
+    if ok < 2:
+        raise GLMMError(f"confint(method='boot'): only {ok} of {nsim} bootstrap refits "
+                        "succeeded; a percentile interval needs at least 2 (first error: "
+                        f"{table.loc[table['error'] != '', 'error'].iloc[0]})")
+    if ok < needed:
+        warnings.warn(f"confint(method='boot'): {ok} successful bootstrap replicate(s) are "
+                      f"too few for level {level:g}: the limits are the extreme replicates "
+                      f"and the intervals are narrower than the level asked; use nsim >= "
+                      f"{needed} (lme4's boot.ci: 'extreme order statistics used as "
+                      "endpoints')", BootstrapWarning, stacklevel=3)
+    rows = []
+    for name in parm:
+        values = table[name].to_numpy(dtype=float)
+        finite = values[np.isfinite(values)]
+        if finite.size >= 2 and np.all(finite == finite[0]):
+            warnings.warn(f"confint(method='boot'): all {finite.size} replicates of {name} "
+                          f"equal {finite[0]:g}: its interval has width 0 (boot.ci stops "
+                          "here: 'All values of t are equal')", BootstrapWarning,
+                          stacklevel=3)
+        rows.append(percentile_interval(values, level))
     return pd.DataFrame(rows, index=parm, columns=interval_columns(level))

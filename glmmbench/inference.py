@@ -205,7 +205,8 @@ def confint(res: GLMMResult, method: str = "profile", level: float = 0.95, parm=
       (`glmmbench.bootstrap`), reproducible from ``seed``; ``workers`` as ``bootstrap``.
 
     ``parm``: names, one name, ``"theta_"`` (the variance parameters) or ``"beta_"``
-    (the fixed effects); default all.
+    (the fixed effects), or positions in the table of all rows counted from 1 as lme4
+    counts them (``parm=1`` is ``.sig01``; a sequence of positions); default all.
     """
     from glmmbench.bootstrap import confint_boot, estimates
     from glmmbench.profile import confint_profile, interval_columns
@@ -228,6 +229,8 @@ def confint(res: GLMMResult, method: str = "profile", level: float = 0.95, parm=
 
 
 def _select_parameters(names: list[str], fixef: list[str], parm) -> list[str]:
+    """``parm`` as lme4's ``confint`` takes it: None (all), a name, ``"theta_"``,
+    ``"beta_"``, a sequence of names, or 1-based positions in ``names``."""
     if parm is None:
         return names
     if isinstance(parm, str):
@@ -236,9 +239,31 @@ def _select_parameters(names: list[str], fixef: list[str], parm) -> list[str]:
         if parm == "beta_":
             return list(fixef)
         parm = [parm]
-    parm = list(parm)
+    elif _is_position(parm):
+        parm = [parm]
+    elif isinstance(parm, np.ndarray):
+        parm = parm.tolist()
+    try:
+        parm = list(parm)
+    except TypeError:
+        raise GLMMError(f"parm must be a parameter name, a position (counted from 1), or a "
+                        f"sequence of them, not {parm!r}") from None
+    if parm and all(_is_position(p) for p in parm):
+        bad = [p for p in parm if not 1 <= p <= len(names)]
+        if bad:
+            raise GLMMError(f"parm positions count from 1 to {len(names)} (lme4's numbering "
+                            f"of the rows {', '.join(names)}); got {bad}")
+        return [names[int(p) - 1] for p in parm]
+    if any(not isinstance(p, str) for p in parm):
+        raise GLMMError(f"parm must be names or positions (counted from 1), not a mix or "
+                        f"other values: {parm!r}")
     unknown = [p for p in parm if p not in names]
     if unknown or not parm:
         raise GLMMError(f"no parameter(s) {unknown} in this model; its parameters are "
-                        f"{', '.join(names)} (or 'theta_', 'beta_')")
+                        f"{', '.join(names)} (or 'theta_', 'beta_', or positions 1 to "
+                        f"{len(names)})")
     return parm
+
+
+def _is_position(p) -> bool:
+    return isinstance(p, int | np.integer) and not isinstance(p, bool | np.bool_)
