@@ -36,8 +36,11 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "engine": "lme4",
         "condition": "glmer, nAGQ > 1, binomial with cbind() counts (size > 1)",
         "quantity": ["loglik", "aic", "bic"],
-        "gap": {"loglik": {"abs": 1e-6}},
+        "gap": {},
         "description": (
+            "A convention, applied rather than excused: the harness compares a native "
+            "AGQ log-likelihood less its saturated part (compare._on_reference_scale; "
+            "left 1.7e-9 apart on cbpp, tests/test_known_discrepancies.py). "
             "At nAGQ > 1 logLik() leaves out the saturated log-likelihood "
             "sum(dbinom(k, n, k/n, log = TRUE)), so it jumps by about minus that "
             "constant relative to the Laplace value; deviance() stays comparable. "
@@ -64,9 +67,10 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "engine": "lme4",
         "condition": "glmer, nAGQ > 1, poisson",
         "quantity": ["loglik", "aic", "bic"],
-        "gap": {"loglik": {"abs": 1e-6}},
+        "gap": {},
         "description": (
-            "Same convention as lme4-agq-binomial-loglik: at nAGQ > 1 logLik() omits "
+            "Same convention as lme4-agq-binomial-loglik (applied, 3.0e-9 apart on "
+            "grouseticks): at nAGQ > 1 logLik() omits "
             "the saturated Poisson log-likelihood sum(dpois(y, y, log = TRUE))."
         ),
         "evidence": (
@@ -80,12 +84,11 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "id": "lme4-noncanonical-laplace",
         "engine": "lme4",
         "condition": "glmer / glmer.nb with a non-canonical link (probit, cloglog; NB log)",
-        "quantity": ["loglik", "fixef", "varcorr", "sigma"],
+        "quantity": ["loglik", "fixef", "varcorr"],
         "gap": {
-            "loglik": {"rel": 4.1e-4},
+            "loglik": {"rel": 4.8e-4},
             "fixef": {"rel": 4.4e-3},
             "varcorr": {"rel": 1.9e-3},
-            "sigma": {"rel": 3.2e-3},
         },
         "description": (
             "lme4's and glmmTMB's Laplace approximations agree to ~3e-4 in loglik for "
@@ -97,6 +100,9 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "native Laplace fit with the engine whose approximation it implements."
         ),
         "evidence": (
+            "Largest gaps re-measured against glmmTMB (tests/test_known_discrepancies.py): "
+            "cbpp cloglog loglik native (lme4's Fisher Laplace) -91.80204 / glmmTMB "
+            "-91.75800 (rel 4.80e-4); probit (Intercept) rel 4.36e-3, sd rel 1.897e-3.  "
             f"{_CBPP}: logit glmer -92.02657 / glmmTMB -92.02628; probit -92.62124 / "
             "-92.58334; cloglog -91.80206 / -91.75800. grouseticks TICKS ~ YEAR + "
             "(1 | LOCATION): glmer.nb -921.4419 (size 2.0492) / glmmTMB nbinom2 "
@@ -120,8 +126,7 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "engine": "lme4",
         "condition": "glmer, nAGQ = 1, default glmerControl(tolPwrss = 1e-7)",
         "quantity": ["loglik", "deviance", "aic", "bic", "fixef"],
-        "gap": {"loglik": {"rel": 7.1e-6, "sign": 1}, "deviance": {"rel": 7.1e-6},
-                "fixef": {"rel": 2.3e-3}},
+        "gap": {"loglik": {"rel": 9.3e-6, "sign": 1}, "fixef": {"rel": 3.8e-3}},
         "description": (
             "lme4's reported -2 logLik differs from the Laplace deviance recomputed "
             "at its own optimum (beta, theta, conditional modes u) by up to ~6e-4: "
@@ -138,6 +143,11 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "and flagged, or glmer's fit unflagged, says nothing against the native check."
         ),
         "evidence": (
+            "Sizes: loglik 9.3e-6 of |logLik| from binomial_binary_large's replicates "
+            "(0.055 at 5896); fixef 3.8e-3 from simulate.generate('binomial_trials_olre', "
+            "np.random.default_rng(16)) with glmer's cbind(y, n - y) ~ x + (1 | g) + (1 | "
+            "obs): x native 0.543852 / glmer 0.545910 (rel 3.77e-3; glmer flags that fit; "
+            "unflagged fits at most 1.92e-3).  "
             f"glmer({_CBPP}): -2 logLik 184.05313278, recomputed "
             "-2 sum log f(y|u) + |u|^2 + log|L|^2 = 184.05257242 (gap 5.6e-4); with "
             "tolPwrss = 1e-13: 184.05256375 vs 184.05256374. grouseticks "
@@ -200,7 +210,7 @@ KNOWN_DISCREPANCIES: list[dict] = [
                       "the native model has the same independent category effects "
                       "((1 || g), or two categories)"),
         "quantity": ["fixef", "se", "varcorr"],
-        "gap": {"fixef": {"abs": 0.0389}, "se": {"rel": 0.048}, "varcorr": {"abs": 0.0398}},
+        "gap": {"fixef": {"abs": 0.092}, "se": {"rel": 0.048}, "varcorr": {"abs": 0.043}},
         "description": (
             "For non-Gaussian responses gam's REML (Laplace on the penalized IRLS, "
             "PQL-like) is not the marginal maximum likelihood of glmer and the native "
@@ -208,6 +218,10 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "on its boundary at 0 is 0.0017 in gam)."
         ),
         "evidence": (
+            "Largest: grouseticks TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | "
+            "LOCATION), poisson, gam with s(BROOD, bs = 're') + s(LOCATION, bs = 're'): "
+            "(Intercept) native 0.4669 / gam 0.5586 (0.0918), sd(LOCATION) gap 0.0425 "
+            "(tests/test_known_discrepancies.py).  "
             f"{_CBPP} as gam(... + s(herd, bs = 're'), binomial, REML): intercept "
             "-1.3670, sd(herd) 0.6819; glmer intercept -1.3983, sd 0.6421 (gaps "
             "0.0313, 0.0398). VerbAgg resp ~ Anger + Gender + (1 || item), multinom "
@@ -246,7 +260,7 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "engine": "gamm4",
         "condition": "every gamm4 fit",
         "quantity": ["loglik", "df", "aic", "bic", "deviance"],
-        "gap": {"loglik": {"abs": 1e-5}, "df": "definition", "deviance": "definition"},
+        "gap": {"df": "definition", "deviance": "definition"},
         "description": (
             "logLik(m$gam) is empty; the record uses logLik(m$mer), the (RE)ML "
             "log-likelihood of the mixed-model form (smooth penalties as the random "
@@ -278,8 +292,9 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "engine": "glmmTMB",
         "condition": "(x || g) terms",
         "quantity": ["varcorr"],
-        "gap": {"varcorr": {"rel": 1e-5}},
+        "gap": {},
         "description": (
+            "A naming rule, applied by compare.vc_name (the sds then agree to 3.5e-7). "
             "glmmTMB makes one diag() block named 'g' (rows (Intercept) and x under "
             "grp 'g', no covariance row); lme4 makes two terms 'g' and 'g.1'. Match "
             "varcorr rows by (var1) within the factor, not by grp."
@@ -511,7 +526,7 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "condition": ("glmer with an observation-level random effect (1 | obs) whose "
                       "gradient check fails (converged False)"),
         "quantity": ["se"],
-        "gap": {"se": {"rel": 72.62}},
+        "gap": {"se": {"rel": 91.5}},
         "description": (
             "On some binomial models with an observation-level random effect glmer "
             "stops where its gradient check fails and its finite-difference Hessian "
@@ -520,6 +535,9 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "glmmTMB's and the native SEs agree to 1e-5; use them."
         ),
         "evidence": (
+            "Over binomial_trials_olre seeds 0-19 glmer flags seeds 3 and 16; native SE / "
+            "glmer SE - 1: seed 3 72.6 ((Intercept)) and 43.2 (x); seed 16 91.4 and 52.2; "
+            "every unflagged seed within 1.2 % (tests/test_known_discrepancies.py).  "
             "d <- simulate.generate('binomial_trials_olre', np.random.default_rng(3)) "
             "(200 rows, 40 groups); glmer(cbind(y, n - y) ~ x + (1 | g) + (1 | obs), "
             "d, binomial): SE (Intercept) 0.0017380, x 0.0017400, warning 'Model "
@@ -535,7 +553,7 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "engine": "lme4",
         "condition": "glmer standard errors (vcov from the finite-difference Hessian)",
         "quantity": ["se"],
-        "gap": {"se": {"rel": 0.0128}},
+        "gap": {"se": {"rel": 0.019}},
         "description": (
             "lme4 differentiates its deviance function with PIRLS at tolPwrss = 1e-7 and a "
             "lagged log|L|^2 (lme4-laplace-pirls-tolerance), so its finite-difference "
@@ -543,6 +561,10 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "PIRLS to 1e-12 for its derivatives; its Hessian is stable under the step."
         ),
         "evidence": (
+            "Largest over cbpp, grouseticks, poisson_olre (quick suite replicate 0), "
+            "binomial_trials_olre seeds 0-19 (unflagged) and glmer.nb on epil and "
+            "grouseticks: poisson_olre SE(x) rel 1.895e-2; with tolPwrss = 1e-12 glmer's "
+            "SEs equal the native ones to 1e-3 (tests/test_known_discrepancies.py).  "
             f"glmer({_CBPP}, cbpp, binomial): Hessian diagonal 65.50 48.43 26.26 22.65 "
             "12.39, SE(period4) 0.42205; glmmbench's at lme4's optimum (step 1e-4 and "
             "1e-3 alike) 64.81 48.08 25.65 22.11 12.08, SE(period4) 0.42736 (+1.26 %); "
@@ -563,9 +585,9 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "gap": {
             "loglik": {"rel": 1.94e-4},
             "fixef": {"abs": 0.0463},
-            "varcorr": {"rel": 1.5e-3},
-            "theta": {"rel": 3.2e-3},
-            "sigma": {"rel": 3.2e-3},
+            "varcorr": {"rel": 1.51e-3},
+            "theta": {"rel": 1.51e-3},
+            "sigma": {"rel": 3.26e-3},
         },
         "description": (
             "The two engines maximise different functions. Both find the same "
@@ -586,6 +608,8 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "expect loglik ~0.06 apart and the intercept ~0.1 SE apart."
         ),
         "evidence": (
+            "Re-measured: sd rel 1.503e-3, size (sigma) rel 3.254e-3 on grouseticks "
+            "(tests/test_known_discrepancies.py).  "
             "f <- y ~ lbase*trt + lage + V4 + (1 | subject), MASS::epil (its own "
             "centred lbase, lage). logLik glmer.nb -624.893018 (size 7.416726, sd "
             "0.4637843, (Intercept) 1.8282309), glmmTMB nbinom2 -624.957119 (size "
@@ -671,7 +695,7 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "fixef": {"abs": 0.0297},
             "se": {"rel": 0.0836},
             "varcorr": "definition",
-            "theta": {"rel": 0.10},
+            "theta": {"rel": 0.1485},
             "sigma": {"rel": 0.0411},
         },
         "description": (
@@ -695,6 +719,8 @@ KNOWN_DISCREPANCIES: list[dict] = [
             "estimates (AGQ) are glmmTMB's: use glmmTMB as the Gamma reference."
         ),
         "evidence": (
+            "theta: quick suite gamma_log replicate 1 rel 0.148 (replicate 0 0.124, the "
+            "example 0.098; tests/test_known_discrepancies.py).  "
             "Example of lme4-gamma-loglik-hybrid (truth b0 1, bx 0.5, sd 0.5477, CV "
             "0.7071): glmer b0 0.943099 bx 0.525219 theta 0.573539 sigma 0.685392, "
             "as.data.frame(VarCorr) sd 0.393099 = theta * sigma, Residual 0.685392, "

@@ -157,12 +157,16 @@ def test_parity_summary(fits):
 def test_known_for_conditions():
     agq = {"family": "binomial", "link": "logit", "nagq": 25,
            "formula": "cbind(k, n - k) ~ x + (1 | g)"}
-    assert "lme4-agq-binomial-loglik" in compare.known_for("lme4", "loglik", agq)
-    laplace = dict(agq, nagq=1)
-    assert "lme4-agq-binomial-loglik" not in compare.known_for("lme4", "loglik", laplace)
+    from reference_r.known_discrepancies import applies
+
+    # a convention the comparison applies (the native value on lme4's AGQ scale)
+    assert applies("lme4-agq-binomial-loglik", "lme4", agq)
+    assert not applies("lme4-agq-binomial-loglik", "lme4", dict(agq, nagq=1))
+    assert compare.known_for("lme4", "loglik", agq) == []  # no size: excuses nothing
     lmm = {"family": "gaussian", "link": "identity", "nagq": 1, "formula": "y ~ x + (x || g)"}
     assert compare.known_for("lme4", "loglik", lmm) == []
-    assert "glmmTMB-double-bar-one-group" in compare.known_for("glmmTMB", "sdcor", lmm)
+    assert applies("glmmTMB-double-bar-one-group", "glmmTMB", lmm)  # a naming rule
+    assert compare.known_for("glmmTMB", "sdcor", lmm) == []
     assert compare.judge("mgcv", "loglik", lmm).not_comparable == (
         "mgcv-loglik-is-conditional",)
 
@@ -284,7 +288,7 @@ def test_definition_entries_say_another_quantity_or_model():
     for m in (dict(multinom, formula="y ~ x + (1 || g)"), dict(multinom, n_categories=2)):
         j = compare.judge("mgcv", "fixef", m, 0.03, 1.0)
         assert j.not_comparable == () and j.known == ("mgcv-re-nongaussian-estimates",)
-        assert compare.judge("mgcv", "fixef", m, 0.05, 1.0).known == ()
+        assert compare.judge("mgcv", "fixef", m, 0.1, 1.0).known == ()
 
 
 def _agq_fits() -> pd.DataFrame:
@@ -325,22 +329,24 @@ def test_agq_nodes_by_hand():
 
 
 def test_a_known_discrepancy_excuses_only_a_gap_of_its_size():
-    """lme4-laplace-pirls-tolerance was measured at 7.1e-6 of |logLik| (cbpp 5.6e-4,
-    larger models up to 0.05), the native value above glmer's: cited for such a gap
-    up to that size, not beyond and not of the other sign; an entry without a size
-    for a field excuses nothing there."""
+    """lme4-laplace-pirls-tolerance was measured at up to 9.3e-6 of |logLik| (cbpp
+    5.6e-4, larger models up to 0.055), the native value above glmer's: cited for such
+    a gap up to that size, not beyond and not of the other sign; an entry without a
+    size for a field excuses nothing there."""
     from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
 
+    entries = {e["id"]: e for e in KNOWN_DISCREPANCIES}
     glmm = {"family": "binomial", "link": "logit", "nagq": 1, "formula": "y ~ x + (1 | g)"}
-    limit = 7.1e-6 * 100.0
     pirls = "lme4-laplace-pirls-tolerance"
+    limit = entries[pirls]["gap"]["loglik"]["rel"] * 100.0
     assert pirls in compare.known_for("lme4", "loglik", glmm, 0.99 * limit, -100.0)
     assert pirls not in compare.known_for("lme4", "loglik", glmm, 1.01 * limit, -100.0)
     assert pirls not in compare.known_for("lme4", "loglik", glmm, -0.5 * limit, -100.0)
     assert pirls not in compare.known_for("lme4", "loglik", glmm, float("nan"), -100.0)
-    entry = {e["id"]: e for e in KNOWN_DISCREPANCIES}["lme4-hessian-noise"]
-    assert compare.excuses(entry, "se", 0.0127, 1.0)  # 1.27 % against 1.28 %
-    assert not compare.excuses(entry, "se", 0.0129, 1.0)
+    entry = entries["lme4-hessian-noise"]
+    size = entry["gap"]["se"]["rel"]
+    assert compare.excuses(entry, "se", 0.99 * size, 1.0)
+    assert not compare.excuses(entry, "se", 1.01 * size, 1.0)
     assert not compare.excuses(entry, "fixef", 1e-9, 1.0)  # no size for fixef
     assert all("gap" in e for e in KNOWN_DISCREPANCIES)
 
