@@ -33,8 +33,6 @@ from glmmbench.fit import _response
 
 from .rscript import run_r
 
-pytestmark = pytest.mark.r
-
 NAGQS = (5, 9, 25)
 LOGLIK_ABS = 2e-3
 FIXEF_REL = 2e-3
@@ -96,15 +94,27 @@ def _data(name: str) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module", params=sorted(CASES))
-def case(request):
-    name = request.param
+def name(request):
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def native(name):
+    """The native fits at each nAGQ (no R)."""
     data_name, formula, family = CASES[name]
     data = _data(data_name)
+    return data, {k: glmm_fit(formula, data, family=family, nagq=k) for k in NAGQS}
+
+
+@pytest.fixture(scope="module")
+def case(name, native):
+    """The native fits with glmer's at the same nAGQ, run live."""
+    data_name, formula, family = CASES[name]
+    data, fits = native
     code = R_FIT.format(data="d0" if data_name in _SIMULATED else data_name,
                         formula=formula, family=family,
                         nagqs=", ".join(map(str, NAGQS)), last=NAGQS[-1])
     ref = run_r(code, d0=data) if data_name in _SIMULATED else run_r(code)
-    fits = {k: glmm_fit(formula, data, family=family, nagq=k) for k in NAGQS}
     return name, data, formula, family, ref, fits
 
 
@@ -114,12 +124,13 @@ def _pairs(case):
         yield name, int(r["nagq"]), r, fits[int(r["nagq"])]
 
 
-def test_method_and_nodes(case):
-    for _, k, _, res in _pairs(case):
+def test_method_and_nodes(native):
+    for k, res in native[1].items():
         assert res.method == f"AGQ({k})"
         assert res.optinfo["nagq"] == k and res.optinfo["agq_nodes_per_group"] == k
 
 
+@pytest.mark.r
 def test_loglik_on_lme4_scale(case):
     sat_loglik = -case[4]["saturated_m2ll"] / 2
     for name, k, r, res in _pairs(case):
@@ -129,6 +140,7 @@ def test_loglik_on_lme4_scale(case):
             name, k, native, r["loglik"])
 
 
+@pytest.mark.r
 def test_fixef_se_sd(case):
     for name, k, r, res in _pairs(case):
         assert list(res.fixef.index) == list(r["fixef"]), name
@@ -141,6 +153,7 @@ def test_fixef_se_sd(case):
         assert abs(sd - r["sd"]) <= SD_REL * r["sd"], (name, k, sd, r["sd"])
 
 
+@pytest.mark.r
 def test_devfun_at_lme4_optimum(case):
     _, data, formula, family, ref, _ = case
     design = build_design(formula, data, family)

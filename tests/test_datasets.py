@@ -8,8 +8,6 @@ import pytest
 
 from glmmbench import datasets
 
-pytestmark = pytest.mark.r
-
 R_SOURCE = {"wine": "ordinal", "soup": "ordinal"}
 
 
@@ -40,6 +38,7 @@ def test_names():
     )
 
 
+@pytest.mark.r
 @pytest.mark.parametrize("name", datasets.names())
 def test_equals_r_copy(r_env, name):
     ro = r_env

@@ -1,7 +1,8 @@
 """The study end to end through the CLI, with live R: a clean serial run, a run
 killed with SIGKILL and resumed, and the same suite on a local Dask cluster.
 
-All on the ``smoke`` suite (three tiny problems, native + lme4, 10 fits).
+All on the ``smoke`` suite (three tiny problems, native + lme4, 10 fits), hence the
+``r`` marker on those tests; the tiny validity study fits natively only.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import pytest
 from glmmbench.harness import compare
 from glmmbench.harness.store import Store
 
-pytestmark = [pytest.mark.r, pytest.mark.slow]
+pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
 N_FITS = 14  # smoke: 3 simulated problems x 2 replicates x 2 engines + 2 unsupported
@@ -64,6 +65,7 @@ def clean(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.r  # the smoke suite fits lme4
 def test_clean_run_and_report(clean):
     df = rows(clean / "study.sqlite")
     assert len(df) == N_FITS and not df.duplicated(KEY).any()
@@ -93,12 +95,14 @@ def test_clean_run_and_report(clean):
     assert len(summary) == 1 and f"| {len(gauss)}/{len(gauss)} |" in summary[0], summary
 
 
+@pytest.mark.r  # the smoke suite fits lme4
 def test_report_command_rewrites_from_the_store(clean, tmp_path):
     run_cli("report", "--store", str(clean / "study.sqlite"), "--out", str(tmp_path))
     assert (tmp_path / "report.md").read_text().split("## Summary")[1] == \
         (clean / "report.md").read_text().split("## Summary")[1]
 
 
+@pytest.mark.r  # the smoke suite fits lme4
 def test_sigkill_midway_then_resume(clean, tmp_path):
     store = tmp_path / "study.sqlite"
     args = ("run", "--suite", "smoke", "--out", str(tmp_path), "--seed", "11", "--no-report")
@@ -132,6 +136,7 @@ def test_sigkill_midway_then_resume(clean, tmp_path):
     pd.testing.assert_frame_equal(rows(store), resumed)
 
 
+@pytest.mark.r  # the smoke suite fits lme4
 def test_dask_local_cluster_equals_serial(clean, tmp_path):
     err = run_cli("run", "--suite", "smoke", "--out", str(tmp_path), "--seed", "11",
                   "--workers", "2", "--no-report")
@@ -142,6 +147,7 @@ def test_dask_local_cluster_equals_serial(clean, tmp_path):
     assert os.getpid() not in {int(w.split(":")[1]) for w in dask_rows["worker"]}
 
 
+@pytest.mark.r  # the smoke suite fits lme4
 def test_existing_scheduler(clean, tmp_path):
     import logging
 

@@ -36,8 +36,6 @@ from glmmbench.fit import _response
 
 from .rscript import run_r
 
-pytestmark = pytest.mark.r
-
 LOGLIK_ABS = 2e-3
 FIXEF_REL = 2e-3
 SE_REL = 0.02
@@ -190,12 +188,14 @@ def test_loglik_check_is_one_sided():
     assert not loglik_ok(float("nan"), -100.0)
 
 
+@pytest.mark.r
 def test_loglik(case):
     name, _, _, ref, res = case
     assert res.converged, res.messages
     assert loglik_ok(res.loglik, ref["loglik"]), (name, res.loglik, ref["loglik"])
 
 
+@pytest.mark.r
 def test_fixef_and_se(case):
     name, _, _, ref, res = case
     assert list(res.fixef.index) == list(ref["fixef"]), name
@@ -205,6 +205,7 @@ def test_fixef_and_se(case):
         assert _rel(res.se[k], se) <= SE_REL, (name, k, res.se[k], se)
 
 
+@pytest.mark.r
 def test_varcorr(case):
     name, _, _, ref, res = case
     vc = ref["vc"]
@@ -219,6 +220,7 @@ def test_varcorr(case):
             assert _rel(have, want) <= SDCOR_REL, (name, i, have, want)
 
 
+@pytest.mark.r
 def test_devfun_at_lme4_optimum(case):
     name, data, (formula, family, link, reml), ref, _ = case
     design = build_design(formula, data, family)
@@ -235,6 +237,7 @@ def test_devfun_at_lme4_optimum(case):
                                                                 ref["devfun_at_opt"])
 
 
+@pytest.mark.r
 def test_gaussian_log_link_against_glmmtmb():
     """Gaussian with a log link: lme4's glmer drops sigma from the penalized problem
     (singular fit, theta = 0); glmmTMB fits the model, so it is the referee here.

@@ -19,8 +19,6 @@ from glmmbench import datasets
 from reference_r import RError, RTimeout, RWorkerDied, fit_reference
 from reference_r.worker import request, worker_pids
 
-pytestmark = pytest.mark.r
-
 # Same R, same data: parity is near machine precision; these leave room for
 # optimizer paths that differ in the last digits.
 LOGLIK_RTOL = 1e-6
@@ -149,6 +147,7 @@ def assert_record_basics(rec):
 # ------------------------------------------------------------------------------ lme4
 
 
+@pytest.mark.r
 @pytest.mark.parametrize("nagq", [1, 25])
 def test_glmer_cbpp(r, nagq):
     rec = fit_reference("lme4", CBPP, datasets.load("cbpp"), family="binomial", nagq=nagq)
@@ -166,6 +165,7 @@ def test_glmer_cbpp(r, nagq):
     assert rec["model"]["method"] == ("Laplace" if nagq == 1 else "AGQ")
 
 
+@pytest.mark.r
 def test_lme4_agq_loglik_shift_is_as_documented(r):
     """The known discrepancy: logLik jumps by a constant at nAGQ > 1, deviance not."""
     from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
@@ -180,6 +180,7 @@ def test_lme4_agq_loglik_shift_is_as_documented(r):
     assert abs(agq["deviance"] - lap["deviance"]) < 0.2
 
 
+@pytest.mark.r
 @pytest.mark.parametrize("reml", [True, False])
 def test_lmer_sleepstudy(r, reml):
     rec = fit_reference("lme4", SLEEP, datasets.load("sleepstudy"), reml=reml)
@@ -202,6 +203,7 @@ def test_lmer_sleepstudy(r, reml):
     }  # fmt: skip
 
 
+@pytest.mark.r
 def test_glmer_nb(r, nbsim):
     rec = fit_reference("lme4", "y ~ x + (1 | g)", nbsim, family="negative_binomial")
     assert_record_basics(rec)
@@ -212,6 +214,7 @@ def test_glmer_nb(r, nbsim):
     assert_named_close(rec["fixef"], named(r, "fixef(m)"), FIXEF_RTOL)
 
 
+@pytest.mark.r
 def test_nbinom2_alias_is_negative_binomial(nbsim):
     a = fit_reference("lme4", "y ~ x + (1 | g)", nbsim, family="nbinom2")
     b = fit_reference("lme4", "y ~ x + (1 | g)", nbsim, family="negative_binomial")
@@ -219,6 +222,7 @@ def test_nbinom2_alias_is_negative_binomial(nbsim):
     assert a["loglik"] == b["loglik"] and a["sigma"] == b["sigma"]
 
 
+@pytest.mark.r
 @pytest.mark.parametrize("nagq", [1, 5])
 def test_glmer_gamma(r, gammasim, nagq):
     f = "y_log ~ x + (1 | g)"
@@ -243,6 +247,7 @@ def test_glmer_gamma(r, gammasim, nagq):
     assert sds == pytest.approx([rec["theta"][0] * rec["sigma"], rec["sigma"]], rel=1e-10)
 
 
+@pytest.mark.r
 def test_glmer_gamma_loglik_is_the_documented_hybrid(r, gammasim):
     """lme4-gamma-loglik-hybrid: -2 logLik = Gamma()$aic at dispersion dev/n (+2)
     + |u|^2 + log|L|^2, with log|L|^2 from weights that leave phi out (all 1 for
@@ -262,6 +267,7 @@ def test_glmer_gamma_loglik_is_the_documented_hybrid(r, gammasim):
     assert rec["loglik"] - tmb["loglik"] > 5  # the hybrid is far above the Laplace value
 
 
+@pytest.mark.r
 def test_gamma_discrepancy_evidence_reproduces(r):
     """The numbers of lme4-gamma-loglik-hybrid, from the R code in CONVENTIONS.md."""
     from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
@@ -288,6 +294,7 @@ def test_gamma_discrepancy_evidence_reproduces(r):
     assert tmb["sigma"] == pytest.approx(0.6966624, abs=1e-6)
 
 
+@pytest.mark.r
 def test_nb_epil_discrepancy_evidence_reproduces(r):
     """lme4-nb-expected-information-laplace: glmer.nb above glmmTMB on MASS::epil."""
     from reference_r.known_discrepancies import KNOWN_DISCREPANCIES
@@ -313,6 +320,7 @@ def test_nb_epil_discrepancy_evidence_reproduces(r):
 # --------------------------------------------------------------------------- glmmTMB
 
 
+@pytest.mark.r
 def test_glmmtmb_nbinom2_grouseticks(r):
     f = "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)"
     rec = fit_reference("glmmTMB", f, datasets.load("grouseticks"), family="negative_binomial")
@@ -331,6 +339,7 @@ def test_glmmtmb_nbinom2_grouseticks(r):
     assert rec["deviance"] is None and rec["theta"] == []
 
 
+@pytest.mark.r
 def test_glmmtmb_nbinom1(r, nb1sim):
     rec = fit_reference("glmmTMB", "y ~ x + (1 | g)", nb1sim, family="nbinom1")
     assert_record_basics(rec)
@@ -349,6 +358,7 @@ def test_glmmtmb_nbinom1(r, nb1sim):
     assert 1.0 < rec["sigma"] < 2.2
 
 
+@pytest.mark.r
 @pytest.mark.parametrize("link", ["log", "inverse", "identity"])
 def test_glmmtmb_gamma(r, gammasim, link):
     f = f"y_{link} ~ x + (1 | g)"
@@ -367,11 +377,13 @@ def test_glmmtmb_gamma(r, gammasim, link):
     assert [row["grp"] for row in rec["varcorr"]] == ["g"]  # no Residual row
 
 
+@pytest.mark.r
 def test_gamma_default_link_is_inverse(gammasim):
     rec = fit_reference("glmmTMB", "y_inverse ~ x + (1 | g)", gammasim, family="Gamma")
     assert rec["model"]["link"] == "inverse" and rec["converged"]
 
 
+@pytest.mark.r
 def test_glmmtmb_reml_equals_lmer_reml(r):
     d = datasets.load("sleepstudy")
     tmb = fit_reference("glmmTMB", SLEEP, d)
@@ -383,6 +395,7 @@ def test_glmmtmb_reml_equals_lmer_reml(r):
 # --------------------------------------------------------------------------- ordinal
 
 
+@pytest.mark.r
 def test_clmm_wine(r):
     f = "rating ~ temp + contact + (1 | judge)"
     rec = fit_reference("ordinal", f, datasets.load("wine"), family="ordinal")
@@ -400,6 +413,7 @@ def test_clmm_wine(r):
 # ------------------------------------------------------------------------------ mgcv
 
 
+@pytest.mark.r
 def test_mgcv_multinomial_verbagg(r):
     rec = fit_reference("mgcv", "resp ~ Anger + Gender", datasets.load("VerbAgg"), "multinomial")
     assert_record_basics(rec)
@@ -416,6 +430,7 @@ def test_mgcv_multinomial_verbagg(r):
     assert rec["varcorr"] == [] and rec["smooths"] == []
 
 
+@pytest.mark.r
 def test_mgcv_multinomial_random_intercept(r):
     va = datasets.load("VerbAgg")
     sub = va[va["item"].isin(va["item"].cat.categories[:6])].reset_index(drop=True)
@@ -439,6 +454,7 @@ def test_mgcv_multinomial_random_intercept(r):
     assert rec["ngroups"] == {"item": 6}
 
 
+@pytest.mark.r
 def test_mgcv_re_smooth_from_lme4_syntax(r):
     d = datasets.load("sleepstudy")
     rec = fit_reference("mgcv", "Reaction ~ Days + (1 | Subject)", d)
@@ -456,6 +472,7 @@ def test_mgcv_re_smooth_from_lme4_syntax(r):
     assert rec["ngroups"] == {"Subject": 18}
 
 
+@pytest.mark.r
 def test_mgcv_uncorrelated_slopes_match_lmer(r):
     """(Days || Subject) as two bs='re' smooths: the REML variances equal lmer's."""
     d = datasets.load("sleepstudy")
@@ -476,6 +493,7 @@ def test_mgcv_rejects_correlated_terms():
 # ----------------------------------------------------------------------------- gamm4
 
 
+@pytest.mark.r
 def test_gamm4_smooth(r, sim):
     rec = fit_reference("gamm4", "y ~ s(x) + (1 | g)", sim)
     assert_record_basics(rec)
@@ -501,6 +519,7 @@ def test_gamm4_smooth(r, sim):
     assert np.corrcoef(truth, s["fit"])[0, 1] > 0.98
 
 
+@pytest.mark.r
 def test_mgcv_smooth_grid_is_centred_like_mgcv(sim):
     rec = fit_reference("mgcv", 'y ~ s(x, k = 8, bs = "cr") + (1 | g)', sim)
     (s,) = rec["smooths"]
@@ -513,6 +532,7 @@ def test_mgcv_smooth_grid_is_centred_like_mgcv(sim):
 # ---------------------------------------------------------------- data transfer
 
 
+@pytest.mark.r
 def test_describe_in_r_types_levels_and_na():
     df = pd.DataFrame(
         {
@@ -549,6 +569,7 @@ def test_describe_in_r_types_levels_and_na():
     assert view["text"]["levels"] == ["a", "b"]
 
 
+@pytest.mark.r
 def test_integer_categories_reach_the_model_in_order(r):
     """Non-string categories keep pandas' order: R's baseline is the first category."""
     d = datasets.load("cbpp")
@@ -561,6 +582,7 @@ def test_integer_categories_reach_the_model_in_order(r):
     assert close(rec["loglik"], num(r, "logLik(m)"), LOGLIK_RTOL)
 
 
+@pytest.mark.r
 def test_bad_data_is_rejected_naming_the_column():
     d = datasets.load("sleepstudy")
     d["big"] = np.int64(2**40)
@@ -571,6 +593,7 @@ def test_bad_data_is_rejected_naming_the_column():
 # ------------------------------------------------------------ errors and timeouts
 
 
+@pytest.mark.r
 def test_r_error_carries_r_message_and_next_fit_works():
     d = datasets.load("sleepstudy")
     with pytest.raises(RError, match="object 'nonexistent' not found") as info:
@@ -584,6 +607,7 @@ def test_r_error_carries_r_message_and_next_fit_works():
     assert rec["converged"] and worker_pids() == pids  # an R error does not cost a worker
 
 
+@pytest.mark.r
 def test_timeout_kills_worker_and_next_fit_works():
     d = datasets.load("sleepstudy")
     before = worker_pids()
@@ -596,6 +620,7 @@ def test_timeout_kills_worker_and_next_fit_works():
     assert rec["converged"]
 
 
+@pytest.mark.r
 def test_crashed_worker_is_replaced():
     with pytest.raises(RWorkerDied):
         request(("crash",))
@@ -603,6 +628,7 @@ def test_crashed_worker_is_replaced():
     assert rec["converged"]
 
 
+@pytest.mark.r
 def test_a_python_error_in_the_worker_is_not_blamed_on_r():
     with pytest.raises(KeyError, match="boom") as info:
         request(("pyfail", "boom"))
@@ -614,6 +640,7 @@ def test_a_python_error_in_the_worker_is_not_blamed_on_r():
             {"y": np.arange(6.0), "g": pd.Categorical(list("aabbcc"))}))
 
 
+@pytest.mark.r
 def test_singular_fit_is_a_message_not_a_failure():
     rng = np.random.default_rng(3)
     g = np.repeat(np.arange(6), 10)
@@ -626,6 +653,7 @@ def test_singular_fit_is_a_message_not_a_failure():
     assert rec["converged"] and rec["varcorr"][0]["sdcor"] < 1e-6
 
 
+@pytest.mark.r
 def test_script_without_main_guard(tmp_path):
     """Workers do not re-run the caller's script, so no __main__ guard is needed."""
     import subprocess
