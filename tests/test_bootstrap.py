@@ -42,7 +42,8 @@ def test_local_processes_give_the_serial_table(sleep):
 
 
 def test_dask_gives_the_serial_table(sleep):
-    distributed = pytest.importorskip("distributed")
+    import distributed  # dask[distributed] is a dependency: no skip
+
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster, \
             distributed.Client(cluster) as client:
