@@ -255,7 +255,8 @@ list(loglik = as.numeric(logLik(m)), fixef = as.list(fixef(m)$cond),
     assert res.converged, res.messages
     assert loglik_ok(res.loglik, ref["loglik"]), (res.loglik, ref["loglik"])
     for k, v in ref["fixef"].items():
-        assert abs(res.fixef[k] - v) <= max(FIXEF_REL * abs(v), 0.05 * ref["se"][k]), k
+        # measured: 2e-9 relative (glmmTMB and native maximise the same approximation)
+        assert abs(res.fixef[k] - v) <= max(FIXEF_REL * abs(v), 2e-3 * ref["se"][k]), k
         assert _rel(res.se[k], ref["se"][k]) <= SE_REL, k
     assert _rel(res.sigma, ref["sigma"]) <= SDCOR_REL
     assert _rel(res.varcorr["sdcor"].iloc[0], ref["sd"]) <= SDCOR_REL
