@@ -184,8 +184,8 @@ def test_cbpp_fit_searches_with_the_gradient():
 
 def test_hessian_from_gradient_equals_differences_of_the_deviance_on_cbpp():
     """At cbpp's optimum the Hessian from the analytic gradient (forward differences)
-    equals the native finite differences of the native deviance (``optimize.derivatives``:
-    central on the diagonal, one-sided mixed differences off it). Native against native:
+    equals the native finite differences of the native deviance
+    (``optimize.derivatives``). Native against native:
     the same comparison against lme4's deviance differentiated in R is
     ``test_fit_derivatives_equal_lme4s_deviance_differentiated_in_r`` in
     tests/test_engine_properties.py."""
