@@ -156,11 +156,12 @@ def test_satterthwaite_equals_lmertest(case, reml):
         formula, data = sim.formula, sim.data
     table = gb.fit(formula, data, reml=reml).coef_table(ddf="Satterthwaite")
     ref = _lmertest(formula, data, reml)
-    # measured (lmerTest 3.1-3): df 6.6e-4 (Penicillin; 2.4e-4 sleepstudy, 4e-5 the
-    # unbalanced design), t 2.7e-5 (where the optimizers stop), p 7.6e-3 (Penicillin)
-    np.testing.assert_allclose(table["df"], ref["df"], rtol=1e-3)
+    # measured (lmerTest 3.1-3): df 1.0e-4 (Penicillin; sleepstudy 6.5e-5 ML, 1.5e-5
+    # REML; the unbalanced design 2e-6), t 2.7e-5, p 2.4e-3 (sleepstudy ML): where the
+    # two optimizers stop (at lme4's theta Penicillin's df is 4e-6 off)
+    np.testing.assert_allclose(table["df"], ref["df"], rtol=2e-4)
     np.testing.assert_allclose(table["t value"], ref["t"], rtol=5e-5)
-    np.testing.assert_allclose(table["Pr(>|t|)"], ref["p"], rtol=1e-2)
+    np.testing.assert_allclose(table["Pr(>|t|)"], ref["p"], rtol=5e-3)
 
 
 def test_coef_table_columns_and_bad_ddf():
