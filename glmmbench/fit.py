@@ -99,7 +99,35 @@ def optimize_lmm(devfun: LMMDevfun, control: Mapping[str, Any] | None = None) ->
     ctl = _control(control)
     if devfun.ix.m >= ctl["lmm_gradient_effects"]:
         return _optimize_lmm_gradient(devfun, ctl)
-    return _bobyqa_lmm(devfun, ctl)
+    return _restart_inside(devfun, ctl, _bobyqa_lmm(devfun, ctl))
+
+
+def _restart_inside(devfun: LMMDevfun, ctl: Mapping[str, Any], opt: OptSummary
+                    ) -> OptSummary:
+    """BOBYQA again from inside when a search ends with a variance at 0, the better
+    optimum kept.
+
+    A singular optimum of an unstructured covariance is a face of the Cholesky
+    parametrisation, and a search can stop on a face that is not the best one: on
+    a 4 x 4 ``(o | g)`` with two variances near 0 BOBYQA stopped 0.005 to 0.054
+    below lme4's optimum, on one coding of the factor or the other (an ordered
+    factor's polynomial contrasts against the same factor's treatment contrasts:
+    the same model). From the face with the zero diagonal entries set to half the
+    largest theta it reaches lme4's optimum on both codings.
+    """
+    zero = np.isfinite(devfun.lower) & (opt.final <= devfun.lower + 1e-6)
+    if not np.any(zero):
+        return opt
+    start = opt.final.copy()
+    start[zero] = 0.5 * max(float(np.max(np.abs(opt.final))), 0.2)
+    again = _bobyqa_lmm(devfun, ctl, start)
+    again.feval += opt.feval
+    if again.fmin < opt.fmin - 1e-10:
+        again.initial = opt.initial
+        return again
+    opt.feval = again.feval
+    devfun(opt.final)  # leave the devfun at the optimum kept
+    return opt
 
 
 def _optimize_lmm_gradient(devfun: LMMDevfun, ctl: Mapping[str, Any]) -> OptSummary:
