@@ -66,6 +66,7 @@ from .rscript import run_r
 
 LOGLIK_REL = 1e-6
 FIXEF_TOL = 1e-4
+ILL_POSED = 50.0  # |estimate| on the link scale beyond which a draw is near separation
 THETA_TOL = 1e-3
 CHAIN_TOL = 1e-10
 KERNEL_REL = 1e-10
@@ -172,9 +173,14 @@ def assert_same_fit(a, b, *, shift: pd.Series | None = None, theta_scale: float 
 
     Data drawn at random can be ill-posed (separation, a mode on the boundary of
     the link's domain): when neither fit converges, lme4 fails too on such data
-    and there is no optimum to compare, so the example is discarded.
+    and there is no optimum to compare, so the example is discarded. So is a draw
+    that is all but separated, with estimates beyond `ILL_POSED` on the link scale
+    (seed 2289, 6 groups of 4, cauchit: slope 162 with SE 28-57, sd 38): its optimum
+    is a ridge, and searches that end 3e-7 apart in log-likelihood, with tolerances
+    tightened a thousandfold, differ by 0.25 % in slope and sd.
     """
     assume(a.converged or b.converged)
+    assume(max(np.max(np.abs(a.fixef)), np.max(np.abs(a.theta))) < ILL_POSED)
     assert a.converged and b.converged, (a.messages, b.messages)
     if loglik_shift is not None:
         assert b.loglik == pytest.approx(a.loglik + loglik_shift, rel=LOGLIK_REL)
