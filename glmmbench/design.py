@@ -19,14 +19,18 @@ dropped), R's ``model.matrix`` (treatment contrasts, ``contr.poly`` for ordered
 factors, R's column names and order), lme4's checks, and lme4's dropping of
 rank-deficient fixed-effect columns.
 
-Text columns become factors with levels sorted as R sorts them in a UTF-8
-locale (ICU collation: case-insensitive first, lower case first on ties);
-pass a ``pd.Categorical`` to fix the level order yourself.
+Text columns become factors with levels sorted as R's ``sort()`` sorts them in a
+UTF-8 locale with ICU (``_collate_key``: letters first without accents or case, so
+"Ärzte" sorts with "Arzt", not after "Z"; then accents; then lower case before
+upper case); the first level is the reference level of treatment contrasts. R in
+the C locale sorts by code point instead: pass a ``pd.Categorical`` to fix the level
+order (and the reference level) yourself.
 """
 
 from __future__ import annotations
 
 import itertools
+import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -343,27 +347,93 @@ class _Var:
         return _Var(self.kind, self.values[rows], self.levels, self.ordered, self.integer)
 
 
-_ICU_PUNCT = "\t\n\x0b\x0c\r _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$"
+# punctuation and symbols in ICU's root order (R's sort() of them, run here), before
+# digits and letters
+_ICU_PUNCT = ("\t\n\x0b\x0c\r \u00a0_-\u2013\u2014,;:!\u00a1?\u00bf.\u2026\u00b7'"
+              "\u2018\u2019\"\u201c\u201d\u00ab\u00bb()[]{}\u00a7\u00b6@*/\\&#%\u2030\u2020\u2022\u2032\u2033`\u00b4^"
+              "\u00af\u00a8\u00b8\u00b0\u00a9\u00ae\u2190\u2192+\u00b1\u00f7\u00d7<=\u2260>\u00ac|"
+              "\u00a6~\u221e\u2264\u2265\u00a4\u00a2$\u00a3\u00a5\u20ac")
+# combining marks in the order of their secondary weights in ICU's root collation
+# (R's sort() of "a" followed by each of U+0300..U+036F, run here)
+_ICU_MARKS = {ch: i + 1 for i, ch in enumerate(
+    "\u034f\u0332\u0313\u0343\u0314\u0301\u0341\u0300\u0340\u0306\u0302\u030c\u030a\u0342"
+    "\u0308\u0344\u030b\u0303\u0307\u0338\u0327\u0328\u0304\u0352\u033d\u030d\u030e\u035d"
+    "\u0312\u034a\u034b\u034c\u033f\u0346\u031a\u0315\u035b\u033e\u035e\u0350\u0351\u0357"
+    "\u0356\u0317\u0319\u033b\u033c\u035c\u031f\u0348\u0349\u031c\u031d\u031e\u034d\u0318"
+    "\u0320\u032a\u033a\u032c\u0353\u0354\u032f\u034e\u0347\u0359\u032b\u0362\u0316\u0355"
+    "\u0329\u035f\u0333\u035a\u0337\u0336\u0335\u0305\u0309\u030f\u0310\u0311\u031b\u0321"
+    "\u0322\u0323\u0324\u0325\u0326\u032d\u032e\u0330\u0331\u0334\u0339\u0345\u0358\u0360"
+    "\u0361\u0363\u0368\u0369\u0364\u036a\u0365\u036b\u0366\u036c\u036d\u0367\u036e\u036f")}
+_STROKE = len(_ICU_MARKS) + 1  # the secondary weight of a letter's stroke or ligature
+# letters that sort as a base letter (or two) with a secondary difference (ICU root:
+# "ae" < "æ" < "af", "ss" < "ß" < "st", "o" < "ø" < "ob")
+_ICU_VARIANTS = {"æ": "ae", "œ": "oe", "ß": "ss", "đ": "d", "ð": "d", "ħ": "h", "ł": "l",
+                 "ø": "o"}
+_ICU_VARIANT_RANK = {"ð": 1, "æ": 2, "œ": 2, "ß": 2}  # ø < ð < œ
+# letters with a primary weight of their own, just after a base letter
+_ICU_AFTER = {"ƀ": "b", "ǝ": "e", "ə": "e", "ɛ": "e", "ƒ": "f", "ı": "i", "ŋ": "n", "ĸ": "q",
+              "ŧ": "t", "þ": "z", "ʒ": "z", "ƿ": "z"}
 
 
 def _collate_key(s: str) -> tuple:
-    """R's string order in UTF-8 locales (ICU root collation), for ASCII text.
+    """R's ``sort()`` of text in a UTF-8 locale where R uses ICU (the Rscript here:
+    ``capabilities("ICU")``, locale C.UTF-8; en_US.UTF-8 sorts alike), for Latin text.
 
-    Punctuation before digits before letters, letters compared without case
-    first, then lower case before upper case.
+    A three-level comparison, as ICU's root collation: first the letters without
+    accents or case ("Arzt" < "Ärzte" < "Arzu"), then the accents (unaccented first,
+    in ICU's order of the marks: acute, grave, breve, circumflex, caron, ring,
+    diaeresis, ...), then case (lower case first). Punctuation sorts before digits
+    before letters; ``æ``, ``ß``, ``ø``, ``ł`` and the like as their base letters with
+    an accent; letters of other scripts after Latin, by code point. Ties on all three
+    levels fall back to code points. (R in the C locale, or without ICU, may differ:
+    pass a ``pd.Categorical`` to fix an order.)
     """
-    def rank(ch: str) -> int:
+    primary: list[float] = []
+    secondary: list[int] = []
+    tertiary: list[int] = []
+    chars: list[tuple[str, int]] = []  # (character, 1 for a compatibility variant)
+    for ch in unicodedata.normalize("NFD", s):
+        compat = unicodedata.normalize("NFKD", ch)
+        if compat != ch and not unicodedata.combining(ch):  # "ĳ" as "ij", NBSP as " "
+            chars.extend((c, 1) for c in compat)
+        else:
+            chars.append((ch, 0))
+    for ch, variant in chars:
+        if ch in _ICU_MARKS or unicodedata.combining(ch):
+            secondary.append(_ICU_MARKS.get(ch, _STROKE))
+            continue
         low = ch.lower()
-        i = _ICU_PUNCT.find(low)
-        if i >= 0:
-            return i
-        if low.isdigit():
-            return 100 + ord(low)
-        if low.isalpha() and low.isascii():
-            return 200 + ord(low)
-        return 1000 + ord(low)
+        # ICU's tertiary weights: lower case < compatibility variant < upper case
+        upper = 2 * int(ch != low) + variant
+        if low in _ICU_VARIANTS:
+            # the mark follows the first base letter: "æ" is a, mark, e
+            for j, b in enumerate(_ICU_VARIANTS[low]):
+                primary.append(_primary(b))
+                secondary.append(0)
+                tertiary.append(upper)
+                if j == 0:
+                    secondary.append(_STROKE + _ICU_VARIANT_RANK.get(low, 0))
+            continue
+        primary.append(_primary(low))
+        secondary.append(0)
+        tertiary.append(upper)
+    return tuple(primary), tuple(secondary), tuple(tertiary), s
 
-    return tuple(rank(c) for c in s), tuple(c.isupper() for c in s)
+
+def _primary(low: str) -> float:
+    """A lower-case character's primary weight (see ``_collate_key``)."""
+    i = _ICU_PUNCT.find(low)
+    if i >= 0:
+        return float(i)
+    if low.isdigit():
+        return 100.0 + unicodedata.digit(low, 0)
+    if "a" <= low <= "z":
+        return 200.0 + 2 * (ord(low) - ord("a"))
+    if low in _ICU_AFTER:
+        return _primary(_ICU_AFTER[low]) + 1
+    if unicodedata.category(low)[0] in "PSZC":  # other punctuation and symbols
+        return 99.0 + ord(low) / 1e7
+    return 1000.0 + ord(low)
 
 
 def _label(value: Any, integer: bool) -> str:
