@@ -553,25 +553,21 @@ FUNCTIONS = tuple(sorted({*_MATH, "I", "scale", "factor", "as.factor", "ordered"
 
 def _columns_of(node: Node) -> list[str]:
     """Data columns an expression reads, in order of appearance."""
-    out: list[str] = []
-
-    def walk(n: Node) -> None:
+    out: dict[str, None] = {}
+    stack = [node]
+    while stack:
+        n = stack.pop()
         if isinstance(n, Name):
-            if n.id not in out:
-                out.append(n.id)
+            out.setdefault(n.id)
         elif isinstance(n, Call):
-            for _, a in n.args:
-                walk(a)
+            stack.extend(a for _, a in reversed(n.args))
         elif isinstance(n, BinOp):
-            walk(n.left)
-            walk(n.right)
+            stack += [n.right, n.left]
         elif isinstance(n, Unary):
-            walk(n.operand)
+            stack.append(n.operand)
         elif isinstance(n, Paren):
-            walk(n.expr)
-
-    walk(node)
-    return out
+            stack.append(n.expr)
+    return list(out)
 
 
 class _Evaluator:
@@ -638,7 +634,18 @@ class _Evaluator:
         raise DataError(f"{deparse(node)!r} in {context} needs numbers, but is {what}")
 
     def binop(self, node: BinOp, context: str) -> _Var:
-        a, b = self.eval(node.left, context), self.eval(node.right, context)
+        # the left spine in a loop: I(x1 + x2 + ... + x1000) does not recurse 1000 deep
+        spine: list[BinOp] = []
+        cur: Node = node
+        while isinstance(cur, BinOp):
+            spine.append(cur)
+            cur = cur.left
+        a = self.eval(cur, context)
+        for b in reversed(spine):
+            a = self.apply(b, a, self.eval(b.right, context), context)
+        return a
+
+    def apply(self, node: BinOp, a: _Var, b: _Var, context: str) -> _Var:
         if node.op in _ARITH:
             x, y = self.num(a, node, context), self.num(b, node, context)
             with np.errstate(all="ignore"):

@@ -171,11 +171,20 @@ def _unquote(s: str) -> str:
     return re.sub(r"\\(.)", lambda m: {"n": "\n", "t": "\t"}.get(m.group(1), m.group(1)), body)
 
 
+MAX_TERMS = 100_000  # terms an interaction may expand into
+MAX_DEPTH = 200  # nesting of parentheses, calls and prefix or right-associative operators
+
+
 class _Parser:
+    """A Pratt parser: chains of left-associative operators (``a + b + c + ...``, a
+    formula of thousands of terms) are read in a loop; only nesting (parentheses,
+    calls, prefix and right-associative operators) recurses, up to ``MAX_DEPTH``."""
+
     def __init__(self, text: str):
         self.text = text
         self.toks = _tokenize(text)
         self.i = 0
+        self.depth = 0
 
     def peek(self) -> _Tok:
         return self.toks[self.i]
@@ -186,7 +195,8 @@ class _Parser:
         return tok
 
     def fail(self, msg: str) -> FormulaError:
-        return FormulaError(f"{msg} in formula {self.text!r}")
+        text = self.text if len(self.text) <= 200 else self.text[:200] + "..."
+        return FormulaError(f"{msg} in formula {text!r}")
 
     def parse(self) -> Node:
         if self.peek().kind == "end":
@@ -200,6 +210,17 @@ class _Parser:
         return node
 
     def expr(self, min_bp: int, after: _Tok | None = None) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                tok = self.peek()
+                raise self.fail(f"expression nested more than {MAX_DEPTH} levels deep "
+                                f"(at position {tok.pos})")
+            return self._expr(min_bp, after)
+        finally:
+            self.depth -= 1
+
+    def _expr(self, min_bp: int, after: _Tok | None) -> Node:
         left = self.prefix(after)
         while True:
             tok = self.peek()
@@ -303,7 +324,10 @@ def parse_expr(text: str) -> Node:
     """Parse one R expression (a formula or a part of one) into a syntax tree."""
     if not isinstance(text, str):
         raise FormulaError(f"a formula must be a string, not {type(text).__name__}")
-    return _Parser(text).parse()
+    try:
+        return _Parser(text).parse()
+    except RecursionError as exc:  # MAX_DEPTH should come first; a last resort
+        raise FormulaError(f"formula nested too deeply to parse: {text[:80]!r}...") from exc
 
 
 # ----------------------------------------------------------------------------
@@ -382,17 +406,25 @@ def deparse(node: Node) -> str:
             inner = f"({inner})"
         return node.op + inner
     if isinstance(node, BinOp):
-        p = _prec(node)[0]
-        right_assoc = node.op == "^"
-        left, right = deparse(node.left), deparse(node.right)
-        lp, rp = _prec(node.left)[0], _prec(node.right)[0]
-        if lp < p or (lp == p and right_assoc):
-            left = f"({left})"
-        if rp < p or (rp == p and not right_assoc):
-            right = f"({right})"
-        if node.op in _NO_SPACE:
-            return f"{left}{node.op}{right}"
-        return f"{left} {node.op} {right}"
+        # the left spine in a loop (a + b + c + ... of thousands of terms), the
+        # right operands (shallow) recursively
+        spine: list[BinOp] = []
+        cur: Node = node
+        while isinstance(cur, BinOp):
+            spine.append(cur)
+            cur = cur.left
+        text = deparse(cur)
+        for b in reversed(spine):
+            p = _prec(b)[0]
+            right_assoc = b.op == "^"
+            left, right = text, deparse(b.right)
+            lp, rp = _prec(b.left)[0], _prec(b.right)[0]
+            if lp < p or (lp == p and right_assoc):
+                left = f"({left})"
+            if rp < p or (rp == p and not right_assoc):
+                right = f"({right})"
+            text = f"{left}{b.op}{right}" if b.op in _NO_SPACE else f"{left} {b.op} {right}"
+        return text
     raise TypeError(f"not a formula node: {node!r}")
 
 
@@ -449,15 +481,13 @@ class _TermEncoder:
 
     @staticmethod
     def trim(terms: list[frozenset]) -> list[frozenset]:
-        out: list[frozenset] = []
-        for t in terms:
-            if t and t not in out:
-                out.append(t)
-        return out
+        return [t for t in dict.fromkeys(terms) if t]
 
     def encode(self, node: Node) -> list[frozenset]:
         if isinstance(node, Paren):
             return self.encode(node.expr)
+        if isinstance(node, BinOp) and node.op in ("+", "-", ":", "*"):
+            return self.encode_chain(node)
         if isinstance(node, Num):
             if node.value in (0.0, 1.0):
                 self.intercept = (node.value == 1.0) == self.parity
@@ -510,6 +540,34 @@ class _TermEncoder:
                 raise FormulaError(f"more than one '~' in {self.context}")
         return [frozenset([self.var(node)])]
 
+    def encode_chain(self, node: BinOp) -> list[frozenset]:
+        """``a + b - c + ...``, ``a:b:c``, ``a*b*c``: the left spine of these operators
+        in a loop (a formula of thousands of terms does not recurse as deep), in order."""
+        spine: list[BinOp] = []
+        cur: Node = node
+        while isinstance(cur, BinOp) and cur.op in ("+", "-", ":", "*"):
+            spine.append(cur)
+            cur = cur.left
+        terms = dict.fromkeys(self.encode(cur))
+        for b in reversed(spine):
+            if b.op == "-":
+                terms = dict.fromkeys(self.delete(list(terms), b.right))
+                continue
+            right = self.encode(b.right)
+            if b.op in ":*" and len(terms) * len(right) > MAX_TERMS:
+                raise FormulaError(
+                    f"{deparse(b)!r} expands into more than {MAX_TERMS} terms "
+                    f"({self.context})")
+            products = dict.fromkeys(a | r for a in terms for r in right)
+            if b.op == "+":
+                terms.update(dict.fromkeys(right))
+            elif b.op == ":":
+                terms = products
+            else:  # a*b = a + b + a:b
+                terms.update(dict.fromkeys(right))
+                terms.update(products)
+        return [t for t in terms if t]
+
     def delete(self, left: list[frozenset], right: Node) -> list[frozenset]:
         self.parity = not self.parity
         drop = self.encode(right)
@@ -524,12 +582,13 @@ def expand_terms(rhs: Node | None, context: str = "formula") -> TermSpec:
     # Re-index variables by first appearance, which encode() already gives.
     ordered = sorted(found, key=len)  # stable: R orders by degree only
     terms = tuple(tuple(sorted(t)) for t in ordered)
+    sets = [frozenset(t) for t in terms]
     codes = []
     for j, term in enumerate(terms):
         row = []
         for v in term:
-            rest = set(term) - {v}
-            marginal = not rest or any(rest <= set(prev) for prev in terms[:j])
+            rest = sets[j] - {v}
+            marginal = not rest or any(rest <= prev for prev in sets[:j])
             row.append(1 if marginal else 2)
         codes.append(tuple(row))
     return TermSpec(
@@ -636,12 +695,18 @@ class FormulaSpec:
 
 
 def _summands(node: Node, sign: int = 1) -> list[tuple[int, Node]]:
-    """Flatten the top-level ``+``/``-`` chain (looking through parentheses)."""
-    inner = _strip(node)
-    if isinstance(inner, BinOp) and inner.op in "+-":
-        right_sign = sign if inner.op == "+" else -sign
-        return _summands(inner.left, sign) + _summands(inner.right, right_sign)
-    return [(sign, node)]
+    """Flatten the top-level ``+``/``-`` chain (looking through parentheses), in order."""
+    out: list[tuple[int, Node]] = []
+    stack = [(sign, node)]
+    while stack:
+        sgn, cur = stack.pop()
+        inner = _strip(cur)
+        if isinstance(inner, BinOp) and inner.op in "+-":
+            stack.append((sgn if inner.op == "+" else -sgn, inner.right))
+            stack.append((sgn, inner.left))
+        else:
+            out.append((sgn, cur))
+    return out
 
 
 def _is_bar(node: Node) -> bool:
@@ -649,15 +714,25 @@ def _is_bar(node: Node) -> bool:
     return isinstance(node, BinOp) and node.op in ("|", "||")
 
 
-def _contains_bar(node: Node) -> bool:
-    if _is_bar(node):
-        return True
+def _children(node: Node) -> list[Node]:
     if isinstance(node, BinOp):
-        return _contains_bar(node.left) or _contains_bar(node.right)
-    if isinstance(node, Unary | Paren):
-        return _contains_bar(node.operand if isinstance(node, Unary) else node.expr)
+        return [node.left, node.right]
+    if isinstance(node, Unary):
+        return [node.operand]
+    if isinstance(node, Paren):
+        return [node.expr]
     if isinstance(node, Call):
-        return any(_contains_bar(a) for _, a in node.args)
+        return [a for _, a in node.args]
+    return []
+
+
+def _contains_bar(node: Node) -> bool:
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if _is_bar(cur):
+            return True
+        stack.extend(_children(cur))
     return False
 
 
@@ -705,10 +780,15 @@ def _slash_groups(group: Node) -> list[Node]:
 
 
 def _has_slash(node: Node) -> bool:
-    if isinstance(node, BinOp):
-        return node.op == "/" or _has_slash(node.left) or _has_slash(node.right)
-    if isinstance(node, Paren):
-        return _has_slash(node.expr)
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, BinOp):
+            if cur.op == "/":
+                return True
+            stack += [cur.left, cur.right]
+        elif isinstance(cur, Paren):
+            stack.append(cur.expr)
     return False
 
 
