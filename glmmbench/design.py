@@ -1219,8 +1219,11 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
                                                 drop_intercept=family == "ordinal")
     terms, order = _random_terms(spec, frame.variables, frame.n, family)
     smooth_data = _smooth_frame(spec, frame.variables) if spec.smooths else None
-    X, names, smooths, terms, s_msgs = _add_smooths(spec, smooth_data, X, names, terms)
+    X, names, smooths, terms, s_msgs = _add_smooths(spec, smooth_data, X, names, terms,
+                                                    thresholds=family == "ordinal")
     x_msgs += s_msgs
+    _check_fixed_df(X, names, spec, frame.variables, data, family,
+                    [m for m in x_msgs if m.startswith("fixed-effect model matrix is rank")])
     design_spec = _DesignSpec(
         formula=spec, family=family, state=dict(ev.state),
         levels={name: (var.levels, var.ordered) for name, var in frame.variables.items()
@@ -1358,7 +1361,13 @@ def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int,
     X, names = _model_matrix(fixed, {v: _lgl_as_factor(variables[v]) for v, _ in
                                      fixed.variables}, n)
     cols = [j for j, nm in enumerate(names) if not (drop_intercept and nm == "(Intercept)")]
-    keep = [cols[j] for j in _rank_keep(X[:, cols])]
+    if drop_intercept:
+        # the thresholds are the intercept: a column collinear with it (a constant) is
+        # dropped, as clmm drops it ("design is column rank deficient")
+        ones = np.ones((n, 1))
+        keep = [cols[j - 1] for j in _rank_keep(np.hstack([ones, X[:, cols]])) if j > 0]
+    else:
+        keep = [cols[j] for j in _rank_keep(X[:, cols])]
     messages = []
     if len(keep) < len(cols):
         dropped = [names[j] for j in cols if j not in keep]
@@ -1373,6 +1382,76 @@ def _fixed_matrix(fixed: TermSpec, variables: Mapping[str, _Var], n: int,
     if scale_msg:
         messages.append(scale_msg)
     return X, names, keep, messages
+
+
+_SHOW_COLUMNS = 8  # fixed-effect columns named in the error when there are too many
+
+
+def _check_fixed_df(X: np.ndarray, names: Sequence[str], spec: FormulaSpec,
+                    variables: Mapping[str, _Var], data: pd.DataFrame, family: str,
+                    dropped: Sequence[str] = ()) -> None:
+    """As many fixed-effect coefficients as observations (after lme4's dropping of
+    rank-deficient columns): a `DataError` naming the columns and the terms that make
+    them.
+
+    The fixed effects then reproduce the data exactly, which leaves nothing for the
+    random effects or the residual: REML's residual degrees of freedom n - p are 0
+    (lme4's REML deviance is NaN there: "objective in x0 returns NA"), an ML fit's
+    residual variance is 0 and its log-likelihood +inf (lme4 returns +197 with
+    variances of 1e-16 on such data), and a GLMM's fixed effects saturate the model.
+    An ordinal model's thresholds count as one coefficient (its intercept)."""
+    n, p = X.shape
+    p_model = p + (1 if family == "ordinal" else 0)
+    if n > p_model:
+        return
+    shown = ", ".join(names[:_SHOW_COLUMNS]) + (
+        f", ... ({p - _SHOW_COLUMNS} more)" if p > _SHOW_COLUMNS else "")
+    causes = []
+    for name, _ in spec.fixed.variables:
+        var = variables.get(name)
+        if var is None or var.kind != "fac" or len(var.levels) < max(3, n // 2):
+            continue
+        what = f"{name!r} is a factor with {len(var.levels)} levels in {n} rows"
+        hint = _numbers_as_text(data, name)
+        if hint:
+            what += f" ({hint})"
+        elif name.startswith(("factor(", "as.factor(", "ordered(")):
+            what += " (a factor of a continuous variable: use the variable itself)"
+        causes.append(what)
+    for part_name in names:
+        if "Fx" in part_name and part_name.startswith(("s(", "te(", "ti(", "t2(")):
+            causes.append("smooths add null-space columns (reduce their k or drop them)")
+            break
+    what = "; ".join(causes) if causes else (
+        "drop covariates or collect more data")
+    kind = "coefficients (with the thresholds' intercept)" if family == "ordinal" \
+        else "coefficients"
+    left = "the residual variance and the random effects" if family == "gaussian" else \
+        "the random effects (the model is saturated)"
+    raise DataError(
+        f"the fixed effects have {p_model} {kind} for {n} observations ({shown}): "
+        f"they fit the data exactly, which leaves no residual degrees of freedom "
+        f"(n - p = {n - p_model}) to estimate {left}; {what}"
+        + "".join(f" (lme4's message: {m})" for m in dropped))
+
+
+def _numbers_as_text(data: pd.DataFrame, name: str) -> str | None:
+    """A hint when the column ``name`` is text whose values read as numbers."""
+    if name not in data.columns:
+        return None
+    s = data[name]
+    if isinstance(s, pd.DataFrame) or isinstance(s.dtype, pd.CategoricalDtype) or \
+            pd.api.types.is_numeric_dtype(s.dtype) or pd.api.types.is_bool_dtype(s.dtype):
+        return None
+    values = s.dropna()
+    if values.empty or not all(isinstance(v, str) for v in values):
+        return None
+    numbers = pd.to_numeric(values, errors="coerce")
+    if numbers.notna().mean() < 0.9:
+        return None
+    return (f"column {name!r} is text whose values read as numbers, e.g. "
+            f"{values.iloc[0]!r}: convert it with pd.to_numeric(data[{name!r}]) to use it "
+            "as a covariate")
 
 
 def _lgl_as_factor(var: _Var) -> _Var:
@@ -1582,11 +1661,14 @@ def _smooth_term(part_label: str, Zr: np.ndarray) -> RandomTerm:
 
 
 def _add_smooths(spec: FormulaSpec, frame: pd.DataFrame | None, X: np.ndarray,
-                 names: tuple[str, ...], terms: tuple[RandomTerm, ...]):
+                 names: tuple[str, ...], terms: tuple[RandomTerm, ...],
+                 thresholds: bool = False):
     """Append each smooth's null-space columns to X and its range as the last terms.
 
     Null-space columns collinear with the columns before them are dropped, as lme4
-    drops rank-deficient columns (``y ~ x + s(x)``: the linear part of ``s(x)``).
+    drops rank-deficient columns (``y ~ x + s(x)``: the linear part of ``s(x)``);
+    with ``thresholds`` (an ordinal model, whose X has no intercept column), also
+    those collinear with the thresholds' intercept.
     """
     if not spec.smooths:
         return X, names, (), terms, []
@@ -1602,7 +1684,12 @@ def _add_smooths(spec: FormulaSpec, frame: pd.DataFrame | None, X: np.ndarray,
     Xall = np.hstack([X, *Xf]) if Xf else X
     p0 = X.shape[1]
     # X is full rank on its own: only null-space columns can go
-    keep = sorted(set(_rank_keep(Xall)) | set(range(p0)))
+    if thresholds:
+        ones = np.ones((Xall.shape[0], 1))
+        ranked = [j - 1 for j in _rank_keep(np.hstack([ones, Xall])) if j > 0]
+    else:
+        ranked = _rank_keep(Xall)
+    keep = sorted(set(ranked) | set(range(p0)))
     messages = []
     dropped = [fnames[j - p0] for j in range(p0, Xall.shape[1]) if j not in keep]
     if dropped:
