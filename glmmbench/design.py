@@ -1331,13 +1331,19 @@ def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights,
                             "their squares overflow or swamp every other column; rescale it")
         variables[name] = var
     off = np.zeros(rows.size)
-    for *_, var in offsets:
-        off = off + var.values[rows]
+    for name, node, _, var in offsets:
+        values = var.values[rows]
+        _check_finite_offset(values, name, node, data, rows)
+        off = off + values
     w_arg, o_arg = (None if values is None else values[rows] for _, _, values in args)
     if o_arg is not None:
+        _check_finite_offset(o_arg, f"offset {_arg_name(offset, 'offset=')}", None, data, rows)
         off = off + o_arg
-    if not np.all(np.isfinite(off)):
-        raise DataError(f"offset {_arg_name(offset, 'offset=')} has non-finite values (inf)")
+    if not np.all(np.isfinite(off)):  # finite parts whose sum overflows
+        raise DataError("the offsets' sum has non-finite values (inf): "
+                        f"{', '.join(name for name, *_ in offsets)}"
+                        + (f" and offset {_arg_name(offset, 'offset=')}" if offset is not None
+                           else ""))
     if w_arg is not None:
         label = _arg_name(weights, "weights=")
         if np.any(w_arg < 0):
@@ -1345,6 +1351,32 @@ def _model_frame(spec: FormulaSpec, data: pd.DataFrame, ev: _Evaluator, weights,
         if not np.all(np.isfinite(w_arg)):
             raise DataError(f"weights {label} has non-finite values (inf)")
     return _Frame(variables, rows, n_all - rows.size, w_arg, off, messages)
+
+
+def _check_finite_offset(values: np.ndarray, name: str, node: Node | None,
+                         data: pd.DataFrame, rows: np.ndarray) -> None:
+    """An infinite offset (``offset(log(e))`` with ``e = 0``) is a `DataError` naming the
+    term (or the ``offset=`` argument), the count of rows, the first one and, for a
+    formula term, the values there of the columns it reads."""
+    bad = ~np.isfinite(values)
+    if not bad.any():
+        return
+    k, i = int(bad.sum()), int(np.flatnonzero(bad)[0])
+    row = rows[i]
+    label = data.index[row]
+    inputs = ""
+    if node is not None:
+        cols = [c for c in _columns_of(node) if c in data.columns]
+        if cols:
+            inputs = " where " + ", ".join(f"{c} = {_scalar(data[c].iloc[row])!r}"
+                                           for c in cols)
+    raise DataError(f"{name} is {values[i]:g} in {k} row{'s' if k > 1 else ''} (first: row "
+                    f"{label!r}{inputs}); an offset must be finite: drop those rows or "
+                    "correct the values")
+
+
+def _scalar(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def _arg_name(arg: Any, default: str) -> str:
