@@ -80,16 +80,31 @@ DEFAULT_CONTROL: dict[str, Any] = {
 
 
 def _control(control: Mapping[str, Any] | None) -> dict[str, Any]:
+    """``DEFAULT_CONTROL`` updated by ``control`` (a dict), each option checked: a
+    `GLMMError` names the option and the value it cannot take."""
     out = dict(DEFAULT_CONTROL)
-    for key, value in (control or {}).items():
+    if control is None:
+        return out
+    if not isinstance(control, Mapping):
+        raise GLMMError(f"control must be a dict of options (e.g. {{'maxfeval': 20000}}), "
+                        f"not {type(control).__name__} {control!r}; valid options: "
+                        f"{', '.join(out)}")
+    for key, value in control.items():
         if key not in out:
             raise GLMMError(f"unknown control option {key!r}; valid: {', '.join(out)}")
         default = DEFAULT_CONTROL[key]
         if isinstance(default, bool):
-            if not isinstance(value, bool):
+            if not isinstance(value, bool | np.bool_):
                 raise GLMMError(f"control option {key!r} must be True or False, not {value!r}")
-        elif not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
-            raise GLMMError(f"control option {key!r} must be a positive number, not {value!r}")
+            out[key] = bool(value)
+            continue
+        if (not isinstance(value, int | float | np.integer | np.floating)
+                or isinstance(value, bool | np.bool_) or not 0 < value < float("inf")):
+            raise GLMMError(f"control option {key!r} must be a finite positive number, "
+                            f"not {value!r}")
+        if isinstance(default, int) and (value != int(value) or value > 2**31 - 1):
+            raise GLMMError(f"control option {key!r} must be a whole number up to "
+                            f"{2**31 - 1}, not {value!r}")
         out[key] = type(default)(value)
     return out
 
