@@ -63,11 +63,16 @@ from glmmbench.formula import (
 from glmmbench.smooths import Smooth, construct, mixed_split
 from glmmbench.theta import CovBlock, lambdas
 
-__all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "FAMILIES"]
+__all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "check_response_varies",
+           "FAMILIES"]
 
 # larger numbers overflow the cross products (their squares times n) or leave them
 # without a digit of the other columns: refused, naming the column
 MAX_ABS_VALUE = 1e100
+# a gaussian or Gamma response whose values are all below this in absolute value is
+# refused, naming it: its squares (the residual sum of squares) underflow
+MIN_ABS_RESPONSE = 1e-100
+EXACT_FIT_TOL = 1e-10  # a Gaussian response this close to X's column space is refused
 
 FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
             "ordinal", "multinomial")
@@ -1244,6 +1249,34 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     )
 
 
+def check_response_varies(design: Design) -> None:
+    """A constant Gaussian response is a `DataError` (``fit`` calls this after
+    ``build_design``, which accepts it as lme4's ``lFormula`` does; lmer then "fits"
+    it with a residual sd of 0 and a log-likelihood of +Inf or of a few hundred).
+    Other families' constant responses are refused by ``build_design`` itself, as
+    glmer refuses them."""
+    y = design.y
+    if design.family != "gaussian" or not y.size:
+        return
+    if np.all(y == y[0]):
+        raise DataError(f"response {design.response_name!r} is constant (all values "
+                        f"{y[0]:g}): there is no variation to model")
+    # a response the fixed effects reproduce exactly: residuals of 0 (lmer: residual sd
+    # 1e-16, log-likelihood in the hundreds)
+    target = y - design.offset
+    if design.X.shape[1] and design.n > design.p:
+        beta = np.linalg.lstsq(design.X, target, rcond=None)[0]
+        resid = float(np.linalg.norm(target - design.X @ beta))
+        if resid <= EXACT_FIT_TOL * float(np.linalg.norm(target - target.mean())):
+            shown = ", ".join(design.fixef_names[:_SHOW_COLUMNS]) + (
+                ", ..." if design.p > _SHOW_COLUMNS else "")
+            raise DataError(
+                f"response {design.response_name!r} is an exact linear function of the "
+                f"fixed effects ({shown}): the residuals are 0, so there is no residual "
+                "variance to estimate; is the response a copy or a transform of a "
+                "covariate?")
+
+
 @dataclass
 class _Frame:
     """R's model frame after ``na.omit``: the variables of the kept rows."""
@@ -1576,6 +1609,8 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
         raise DataError(f"response {name!r} is categorical (a factor or text); the {family} "
                         "family needs numbers")
     y = var.values.astype(float)
+    if family in ("gaussian", "Gamma"):
+        _check_response_scale(y, name)
     if family == "binomial":
         out = (y < 0) | (y > 1)
         if out.any():
@@ -1600,6 +1635,22 @@ def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: 
     if family != "gaussian" and y.size and np.all(y == y[0]):
         raise DataError(f"response {name!r} is constant (all values {y[0]:g})")
     return y, w, None, None, messages
+
+
+def _check_response_scale(y: np.ndarray, name: str) -> None:
+    """A measured response on a scale so small that its squares underflow: refused,
+    naming it and the factor that brings it to a usable scale (lme4 "fits" a Gaussian
+    response in units of 1e-200 with log-likelihood +Inf and a residual sd of 0)."""
+    top = float(np.max(np.abs(y), initial=0.0))
+    if not 0.0 < top < MIN_ABS_RESPONSE:
+        return
+    k = -int(np.floor(np.log10(top)))
+    raise DataError(
+        f"response {name!r} has values no larger than {top:.3g} in absolute value (below "
+        f"{MIN_ABS_RESPONSE:g}): on that scale its squares, and the model's residual sum of "
+        f"squares, underflow double precision; rescale it, e.g. {name} * 1e{k}, and fit "
+        "that (the same model in other units: estimates and standard deviations on the "
+        "response's scale are multiplied by the factor)")
 
 
 def _categorical_response(var: _Var, name: str, family: str, w: np.ndarray):

@@ -21,8 +21,9 @@ import pandas as pd
 import scipy.linalg as sla
 from threadpoolctl import ThreadpoolController
 
-from glmmbench.design import Design, build_design
+from glmmbench.design import Design, build_design, check_response_varies
 from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun, z_lambda
+from glmmbench.diagnostics import nonfinite_deviance_message, pirls_failure_message
 from glmmbench.errors import FamilyError, GLMMError, NumericalError
 from glmmbench.families import FAMILY_ALIASES, Family, get_family
 from glmmbench.linalg import crossproducts, factorize
@@ -513,11 +514,8 @@ def optimize_glmm_fast(devfun: GLMMDevfun,
 def _require_pirls(devfun: GLMMDevfun) -> None:
     """A search after which PIRLS has never succeeded has nothing to go on."""
     if devfun.last is None:
-        d = devfun.design
-        raise NumericalError(
-            f"penalized IRLS failed at every covariance parameter tried: the data ({d.n} "
-            f"observations, {devfun.ix.m} random effects, {d.p} fixed effects) cannot "
-            "support this model; simplify it, or look for separation")
+        raise NumericalError(pirls_failure_message(
+            devfun.design, getattr(devfun.response, "family", None), devfun.ix.m))
 
 
 def _keep_best(devfun: GLMMDevfun, f):
@@ -706,6 +704,7 @@ def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold,
         fam = get_family(family, link)
     ctl = _control(control)
     design = build_design(formula, data, family, weights=weights, offset=offset)
+    check_response_varies(design)
     if family == "multinomial":
         design = expand_design(design)
     return fit_design(design, fam, nagq=nagq, reml=reml, ctl=ctl, t0=t0)
@@ -789,10 +788,7 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
     x = opt.final
     fx = devfun(x)
     if not np.isfinite(fx):
-        raise NumericalError(
-            "the deviance is not finite at the end of the search (every point the optimizer "
-            "tried left the mean outside the family's support, or PIRLS failed): the model "
-            "does not fit these data; try the canonical link, nagq=1, or a simpler model")
+        raise NumericalError(nonfinite_deviance_message(design, fam, nagq))
     grad = hess = None
     if ctl["calc_derivs"]:
         x, fx, grad, hess, moved = optimum_derivatives(devfun, x, fx)
