@@ -1250,31 +1250,40 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
 
 
 def check_response_varies(design: Design) -> None:
-    """A constant Gaussian response is a `DataError` (``fit`` calls this after
-    ``build_design``, which accepts it as lme4's ``lFormula`` does; lmer then "fits"
-    it with a residual sd of 0 and a log-likelihood of +Inf or of a few hundred).
-    Other families' constant responses are refused by ``build_design`` itself, as
-    glmer refuses them."""
+    """A Gaussian response that is constant, or that the fixed effects reproduce
+    exactly (residuals of 0), is a `DataError`. ``fit`` calls this after
+    ``build_design``, which accepts such responses as lme4's ``lFormula`` does; lmer
+    then "fits" them with a residual sd of 0 and a log-likelihood of +Inf or of a few
+    hundred. Other families' constant responses are refused by ``build_design``
+    itself, as glmer refuses them."""
     y = design.y
     if design.family != "gaussian" or not y.size:
         return
     if np.all(y == y[0]):
         raise DataError(f"response {design.response_name!r} is constant (all values "
                         f"{y[0]:g}): there is no variation to model")
-    # a response the fixed effects reproduce exactly: residuals of 0 (lmer: residual sd
-    # 1e-16, log-likelihood in the hundreds)
     target = y - design.offset
-    if design.X.shape[1] and design.n > design.p:
-        beta = np.linalg.lstsq(design.X, target, rcond=None)[0]
-        resid = float(np.linalg.norm(target - design.X @ beta))
-        if resid <= EXACT_FIT_TOL * float(np.linalg.norm(target - target.mean())):
-            shown = ", ".join(design.fixef_names[:_SHOW_COLUMNS]) + (
-                ", ..." if design.p > _SHOW_COLUMNS else "")
-            raise DataError(
-                f"response {design.response_name!r} is an exact linear function of the "
-                f"fixed effects ({shown}): the residuals are 0, so there is no residual "
-                "variance to estimate; is the response a copy or a transform of a "
-                "covariate?")
+    if not design.X.shape[1] or design.n <= design.p:
+        return
+    sample = np.linspace(0, design.n - 1, min(design.n, design.p + 50)).astype(np.intp)
+    if _exact_fit(design.X, target, sample) and \
+            _exact_fit(design.X, target, np.arange(design.n)):
+        shown = ", ".join(design.fixef_names[:_SHOW_COLUMNS]) + (
+            ", ..." if design.p > _SHOW_COLUMNS else "")
+        raise DataError(
+            f"response {design.response_name!r} is an exact linear function of the fixed "
+            f"effects ({shown}): the residuals are 0, so there is no residual variance "
+            "to estimate; is the response a copy or a transform of a covariate?")
+
+
+def _exact_fit(X: np.ndarray, y: np.ndarray, rows: np.ndarray) -> bool:
+    """Whether ``y[rows]`` lies in the column space of ``X[rows]`` (to EXACT_FIT_TOL).
+    ``check_response_varies`` asks on p + 50 rows first (least squares costs ten
+    times X'X), on all rows only where those fit exactly."""
+    Xs, ys = X[rows], y[rows]
+    spread = float(np.linalg.norm(ys - ys.mean()))
+    beta = np.linalg.lstsq(Xs, ys, rcond=None)[0]
+    return float(np.linalg.norm(ys - Xs @ beta)) <= EXACT_FIT_TOL * spread
 
 
 @dataclass
