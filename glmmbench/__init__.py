@@ -3,7 +3,7 @@
 from glmmbench import datasets
 from glmmbench.errors import DataError, FamilyError, FormulaError, GLMMError
 from glmmbench.fit import fit
-from glmmbench.inference import anova
+from glmmbench.inference.tables import anova
 from glmmbench.results import GLMMResult
 
 __all__ = ["fit", "anova", "GLMMResult", "datasets", "GLMMError", "FormulaError", "DataError",

@@ -21,14 +21,9 @@ import pandas as pd
 import scipy.linalg as sla
 from threadpoolctl import ThreadpoolController
 
-from glmmbench.design import Design, build_design, check_response_varies
-from glmmbench.deviance import GLMMDevfun, LMMDevfun, make_devfun, z_lambda
-from glmmbench.diagnostics import nonfinite_deviance_message, pirls_failure_message
-from glmmbench.errors import FamilyError, GLMMError, NumericalError
-from glmmbench.families import FAMILY_ALIASES, Family, get_family
-from glmmbench.linalg import crossproducts, factorize
-from glmmbench.multinomial import MultinomialFamily, MultinomialResponse, expand_design
-from glmmbench.optimize import (
+from glmmbench.engine.deviance import GLMMDevfun, LMMDevfun, make_devfun, z_lambda
+from glmmbench.engine.linalg import crossproducts, factorize
+from glmmbench.engine.optimize import (
     GRAD_TOL,
     OptSummary,
     bobyqa,
@@ -40,23 +35,25 @@ from glmmbench.optimize import (
     lbfgsb,
     newton_polish,
 )
-from glmmbench.ordinal import (
+from glmmbench.engine.separation import checked, detect_separation
+from glmmbench.errors import FamilyError, GLMMError, NumericalError
+from glmmbench.families import make_response
+from glmmbench.families.glm import EPS, FAMILY_ALIASES, get_family
+from glmmbench.families.multinomial import MultinomialFamily, expand_design
+from glmmbench.families.ordinal import (
     THRESHOLDS,
     OrdinalFamily,
-    OrdinalResponse,
     get_cumulative_link,
 )
-from glmmbench.response import GLMResponse
+from glmmbench.model.design import Design, build_design, check_response_varies
+from glmmbench.model.theta import theta_start
 from glmmbench.results import GLMMResult, make_result
-from glmmbench.separation import checked, detect_separation
-from glmmbench.theta import theta_start
 
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "optimum_derivatives", "finish_fit",
            "refit_ml", "DEFAULT_CONTROL"]
 
 NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
                    "ordinal", "multinomial")
-EXPECTED_INFORMATION_FAMILIES = ("binomial", "poisson")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
 PIRLS_TOL_DERIVS = 1e-12
@@ -542,7 +539,7 @@ def _search_verdict(devfun: LMMDevfun | GLMMDevfun, opt: OptSummary, x: np.ndarr
                     converged: bool, messages: list[str]) -> tuple[bool, list[str], dict]:
     """What the derivative checks said, plus the search's own verdict: PIRLS at the
     optimum (GLMMs), a dispersion off to its boundary, the evaluation limit; and those
-    three as data (``optinfo["checks"]``, read by ``glmmbench.diagnostics``)."""
+    three as data (``optinfo["checks"]``, read by ``glmmbench.inference.diagnostics``)."""
     glmm = isinstance(devfun, GLMMDevfun)
     flags = {"pirls_converged": True, "dispersion_boundary": None,
              "maxeval_reached": opt.returnvalue == "MAXEVAL_REACHED"}
@@ -583,31 +580,6 @@ def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMM
                        time_s=time.perf_counter() - t0, checks={**checks, **flags})
 
 
-def _response(design: Design, family: Family | OrdinalFamily
-              ) -> GLMResponse | OrdinalResponse | None:
-    """The GLM response, None for an LMM.
-
-    The Laplace factor uses the expected information for the families glmer fits
-    (binomial, Poisson: lme4's approximation, so that values equal glmer's) and the
-    exact Hessian for the rest, whose reference is glmmTMB (they differ for
-    non-canonical links only; ``reference_r.known_discrepancies``
-    ``lme4-noncanonical-laplace``, ``lme4-nb-expected-information-laplace``).
-    """
-    if family.name == "gaussian" and family.link.name == "identity":
-        return None
-    if family.name == "ordinal":
-        return OrdinalResponse(design.y, design.weights, design.offset, family,
-                               design.response_levels)
-    if family.name == "multinomial":  # the expanded design (multinomial.expand_design)
-        K1 = len(design.response_levels) - 1
-        Y = design.y.reshape(-1, K1)
-        codes = np.where(Y.any(axis=1), Y.argmax(axis=1) + 1, 0)
-        return MultinomialResponse(codes, design.weights[::K1], design.offset,
-                                   design.response_levels, family)
-    return GLMResponse(design.y, design.weights, design.offset, family, trials=design.trials,
-                       observed=family.name not in EXPECTED_INFORMATION_FAMILIES)
-
-
 # NB2's theta (NB1's phi) counts as infinite (zero) when the extra variance,
 # mu^2 / theta (phi mu), is below this share of the Poisson variance mu everywhere
 NO_OVERDISPERSION = 1e-3
@@ -641,7 +613,7 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
     Parameters
     ----------
     formula : str
-        ``"y ~ x + (1 + x | g)"``; see ``glmmbench.formula``.
+        ``"y ~ x + (1 + x | g)"``; see ``glmmbench.model.formula``.
     data : DataFrame
     family : str
         ``"gaussian"``, ``"binomial"``, ``"poisson"``, ``"negative_binomial"`` (alias
@@ -726,7 +698,7 @@ def fit_design(design: Design, fam, *, nagq: int, reml: bool | None, ctl: Mappin
 
 def _fit_design(design: Design, fam, *, nagq: int, reml: bool | None,
                 ctl: Mapping[str, Any], t0: float) -> GLMMResult:
-    response = _response(design, fam)
+    response = make_response(design, fam)
     is_lmm = response is None
     if is_lmm and not (isinstance(nagq, int | np.integer) and nagq == 1):
         raise GLMMError(f"nagq={nagq!r} applies to generalized models: a linear mixed "
@@ -767,7 +739,7 @@ def _fit_design(design: Design, fam, *, nagq: int, reml: bool | None,
 
 
 def _separation(design: Design, fam) -> dict | None:
-    """``glmmbench.separation``'s verdict on the fixed effects as data (None where the
+    """``glmmbench.engine.separation``'s verdict on the fixed effects as data (None where the
     check does not apply): the coefficients with infinite estimates and the message."""
     if not checked(fam.name, fam.link.name):
         return None
@@ -882,3 +854,69 @@ def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = 
     with _blas().limit(limits=1, user_api="blas"):
         return fit_design(replace(d, y=y), fam, nagq=result.nagq, reml=result.reml,
                           ctl=_control(control), t0=t0)
+
+
+# ------------------------------------------------------------------ messages
+
+# families whose fixed effects can be separated (infinite estimates)
+SEPARABLE = ("binomial", "poisson", "negative_binomial", "nbinom1", "ordinal", "multinomial")
+LOG_FLOOR_MARGIN = 1e3  # responses this close to the log link's floor (EPS) are named
+
+
+def pirls_failure_message(design: Design, family: Any, n_random: int) -> str:
+    """What to say when penalized IRLS failed at every covariance parameter tried.
+
+    A response so small that the log link's floor holds its means (R's
+    ``make.link("log")$linkinv`` is ``pmax(exp(eta), .Machine$double.eps)``, kept here
+    for lme4's values; glmmTMB has no floor) is named with the factor that rescales it;
+    separation is suggested only for the families that can have it."""
+    failed = "penalized IRLS failed at every covariance parameter tried"
+    head = (f"{failed}: the data ({design.n} observations, {n_random} random effects, "
+            f"{design.p} fixed effects) cannot support this model")
+    name = getattr(family, "name", str(family))
+    link = getattr(getattr(family, "link", None), "name", None)
+    y = np.asarray(design.y, dtype=float)
+    positive = y[y > 0]
+    if link == "log" and name in ("Gamma", "gaussian") and positive.size \
+            and np.median(positive) < LOG_FLOOR_MARGIN * EPS:
+        k = -int(np.floor(np.log10(np.median(positive))))
+        return (f"{failed}: the response {design.response_name!r} is on a scale of "
+                f"{np.median(positive):.3g} (its median), below or near {EPS:.3g}, the "
+                "smallest mean the log link gives (as R's make.link('log'), which lme4 "
+                "uses, exp(eta) is floored there), so the means cannot follow it; rescale "
+                f"it, e.g. {design.response_name} * 1e{k}: with the log link that is the "
+                f"same model, only the intercept moves (by log(1e{k}) = {k * np.log(10):.4g})")
+    if name in SEPARABLE:
+        return f"{head}; simplify it, or look for separation"
+    return f"{head}; simplify it, or look for covariates or a response on extreme scales"
+
+
+def nonfinite_deviance_message(design: Design, family: Any, nagq: int) -> str:
+    """What to say when the deviance is not finite at the end of the search.
+
+    A constant response first (lme4's design stage accepts a constant Gaussian
+    response, and lmer "fits" it with a residual sd of 0 and a REML criterion of -Inf;
+    glmer refuses it); for a linear mixed model, a residual sum of squares of 0; else
+    the mean left the family's support, and the canonical link or nagq = 1 are advised
+    only where the model has another."""
+    y = np.asarray(design.y, dtype=float)
+    if y.size and np.all(y == y[0]):
+        return (f"response {design.response_name!r} is constant (all values {y[0]:g}): "
+                "there is no variation to model")
+    name = getattr(family, "name", str(family))
+    link = getattr(getattr(family, "link", None), "name", None)
+    if name == "gaussian" and link in (None, "identity"):
+        return ("the (RE)ML deviance is not finite at the end of the search: the model "
+                f"reproduces the response {design.response_name!r} exactly (a residual sum "
+                "of squares of 0), or its scale is extreme; look for a response that is a "
+                "copy or a function of the covariates or the grouping factors")
+    tips = []
+    canonical = getattr(family, "canonical", None)
+    if link is not None and canonical is not None and link != canonical:
+        tips.append(f"the canonical link ({canonical})")
+    if nagq != 1:
+        tips.append("nagq=1")
+    tips.append("a simpler model")
+    return ("the deviance is not finite at the end of the search (every point the "
+            "optimizer tried left the mean outside the family's support, or PIRLS failed): "
+            f"the model does not fit these data; try {', or '.join(tips)}")

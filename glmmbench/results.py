@@ -11,23 +11,35 @@ Conventions follow R's reference engine for the model (lme4):
 - ``vcov``: LMM, ``sigma^2 (R_X' R_X)^{-1}``; GLMM, from the finite-difference
   Hessian of the deviance over ``(theta, beta)`` as lme4's ``use.hessian = TRUE``,
   falling back to ``(R_X' R_X)^{-1}`` with a message when it is not positive definite.
+
+Imports: the result's methods delegate to `glmmbench.inference` (confint, coef_table,
+bootstrap, ...) and to `glmmbench.fit` (``refit``, ``refit_ml``) with imports inside
+the methods, so that inference takes a result and refits through it without importing
+the fit. That leaves one import loop of two files, results <-> fit: `glmmbench.fit`
+assembles a result (``make_result``) and a result refits itself through the fit.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from functools import cached_property
+from importlib import metadata
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.linalg as sla
 
-from glmmbench.design import Design, NewLevelsWarning
-from glmmbench.deviance import GLMMDevfun, LMMDevfun, z_lambda
+from glmmbench.engine.deviance import GLMMDevfun, LMMDevfun, z_lambda
+from glmmbench.engine.linalg import ReIndex, crossproducts, factorize
+from glmmbench.engine.optimize import OptSummary
+from glmmbench.engine.quadrature import gh_rule
 from glmmbench.errors import GLMMError, NumericalError
-from glmmbench.families import Family
-from glmmbench.gamm import (
+from glmmbench.families.glm import Family
+from glmmbench.families.multinomial import expand_design, softmax_probs
+from glmmbench.families.ordinal import OrdinalFamily
+from glmmbench.families.response import GLMResponse
+from glmmbench.inference.gamm import (
     default_grid,
     fitted_smooths,
     partial_effect,
@@ -35,14 +47,9 @@ from glmmbench.gamm import (
     smooth_table,
     smooth_tests,
 )
-from glmmbench.linalg import ReIndex, crossproducts, factorize
-from glmmbench.marginal import marginal_mean, re_variance
-from glmmbench.multinomial import expand_design, softmax_probs
-from glmmbench.optimize import OptSummary
-from glmmbench.ordinal import OrdinalFamily
-from glmmbench.quadrature import gh_rule
-from glmmbench.response import GLMResponse
-from glmmbench.theta import lambdas
+from glmmbench.inference.marginal import marginal_mean, re_variance
+from glmmbench.model.design import Design, NewLevelsWarning
+from glmmbench.model.theta import lambdas
 
 __all__ = ["GLMMResult", "make_result", "NewLevelsWarning"]
 
@@ -51,9 +58,11 @@ _MARGINAL_NODES = 40  # Gauss-Hermite nodes of ordinal population-averaged predi
 
 
 def _version() -> str:
-    from glmmbench import __version__
-
-    return __version__
+    """The installed distribution's version (the package's ``__version__``)."""
+    try:
+        return metadata.version("glmmbench")
+    except metadata.PackageNotFoundError:  # run from a source tree without installing
+        return "unknown"
 
 
 @dataclass
@@ -102,10 +111,10 @@ class GLMMResult:
         return _ranef(self.design, self.theta, self.b, fac.inverse_diag_blocks(ix), scale2)
 
     def coef_table(self, ddf: str | None = None) -> pd.DataFrame:
-        """The coefficient table with R's column names (``glmmbench.inference.coef_table``):
+        """The coefficient table with R's column names (``glmmbench.inference.tables.coef_table``):
         t values (LMMs; with ``ddf="Satterthwaite"`` or ``"Kenward-Roger"`` lmerTest's df
         and p-values) or Wald z tests (GLMMs)."""
-        from glmmbench.inference import coef_table
+        from glmmbench.inference.tables import coef_table
 
         return coef_table(self, ddf)
 
@@ -113,15 +122,15 @@ class GLMMResult:
                 nsim: int = 500, seed: int | None = None, workers=None) -> pd.DataFrame:
         """Confidence intervals with lme4's row names (``.sig01``, ..., ``.sigma``, the
         fixed effects): ``"profile"``, ``"Wald"`` or ``"boot"``
-        (``glmmbench.inference.confint``)."""
-        from glmmbench.inference import confint
+        (``glmmbench.inference.tables.confint``)."""
+        from glmmbench.inference.tables import confint
 
         return confint(self, method, level, parm, nsim=nsim, seed=seed, workers=workers)
 
     def diagnostics(self) -> pd.DataFrame:
         """The fit's checks, one row each with a verdict and a message
-        (``glmmbench.diagnostics``)."""
-        from glmmbench.diagnostics import diagnostics
+        (``glmmbench.inference.diagnostics``)."""
+        from glmmbench.inference.diagnostics import diagnostics
 
         return diagnostics(self)
 
@@ -138,16 +147,30 @@ class GLMMResult:
             return "boundary"
         return "ok"
 
+    def refit(self, newresp, control=None) -> GLMMResult:
+        """The same model fitted to a new response, from this fit's design (lme4's
+        ``refit``; ``glmmbench.fit.refit``)."""
+        from glmmbench.fit import refit
+
+        return refit(self, newresp, control)
+
+    def refit_ml(self, control=None) -> GLMMResult:
+        """This model by maximum likelihood: itself unless it is a REML fit
+        (``glmmbench.fit.refit_ml``)."""
+        from glmmbench.fit import refit_ml
+
+        return refit_ml(self, control)
+
     def bootstrap(self, nsim: int, seed: int | None = None, workers=None) -> pd.DataFrame:
-        """A parametric bootstrap, one row per replicate (``glmmbench.bootstrap``)."""
-        from glmmbench.bootstrap import bootstrap
+        """A parametric bootstrap, one row per replicate (``glmmbench.inference.bootstrap``)."""
+        from glmmbench.inference.bootstrap import bootstrap
 
         return bootstrap(self, nsim, seed=seed, workers=workers)
 
     def marginal_coefs(self, std_errors: bool = True) -> pd.DataFrame:
         """Population-averaged coefficients with delta-method standard errors, as
-        GLMMadaptive's ``marginal_coefs`` (``glmmbench.marginal.marginal_coefs``)."""
-        from glmmbench.marginal import marginal_coefs
+        GLMMadaptive's ``marginal_coefs`` (``glmmbench.inference.marginal.marginal_coefs``)."""
+        from glmmbench.inference.marginal import marginal_coefs
 
         return marginal_coefs(self, std_errors)
 
@@ -202,7 +225,7 @@ class GLMMResult:
         """Predictions, conditional on the random effects' modes (``re=True``), at the
         population level (``re=False``: random effects 0) or averaged over the
         random-effect distribution (``re="marginal"``, population-averaged over each
-        observation's ``z_i' b``: ``glmmbench.marginal.marginal_mean``; ordinal models
+        observation's ``z_i' b``: ``glmmbench.inference.marginal.marginal_mean``; ordinal models
         by 40-node Gauss-Hermite quadrature). ``re`` also takes numpy booleans and the
         integers 1 and 0.
 
@@ -324,7 +347,7 @@ class GLMMResult:
         return plot_smooths(self.fitted_smooths, self.design.smooth_data)
 
     def smooth_tests(self) -> pd.DataFrame:
-        """Approximate significance of the smooths (``glmmbench.gamm.TEST_METHOD``):
+        """Approximate significance of the smooths (``glmmbench.inference.gamm.TEST_METHOD``):
         F tests for Gaussian models (estimated scale), chi-squared otherwise."""
         resid_df = self.nobs - self.edf_total if self.family.name == "gaussian" else None
         return smooth_tests(self.fitted_smooths, resid_df)
@@ -589,7 +612,7 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
                 hess: np.ndarray | None, converged: bool, messages: list[str], reml: bool,
                 nagq: int, time_s: float, checks: dict | None = None) -> GLMMResult:
     """Assemble the result from a devfun left at its optimum; ``checks`` (the
-    convergence checks as data, ``glmmbench.diagnostics`` reads them) go to
+    convergence checks as data, ``glmmbench.inference.diagnostics`` reads them) go to
     ``optinfo["checks"]``."""
     opt = stages[-1]
     # a multinomial design has K - 1 rows per observation

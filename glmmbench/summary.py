@@ -60,7 +60,7 @@ def render_summary(res: GLMMResult) -> str:
     lines.append("Fixed effects:")
     lines.append(res.coef_table().to_string(float_format=lambda v: f"{v:.5g}"))
     if res.fitted_smooths:
-        from glmmbench.gamm import TEST_METHOD
+        from glmmbench.inference.gamm import TEST_METHOD
 
         lines.append("")
         lines.append("Approximate significance of smooth terms:")

@@ -20,7 +20,7 @@ definition with ``scipy.special``, the integrals with rules built here.
   with ``v = v* + S z``. ``rule="symmetric"`` takes ``S = H^(-1/2)``, the symmetric
   root of the inverse negative Hessian; ``rule="cholesky"`` takes ``S = R^(-1)``
   with ``H = R'R`` (R upper triangular), the rule glmmbench documents for its AGQ
-  (``glmmbench/quadrature.py``: ``C_j = L_j^(-T)``). At a finite k the two rules
+  (``glmmbench/engine/quadrature.py``: ``C_j = L_j^(-T)``). At a finite k the two rules
   are different approximations; as k grows both converge to the integral. With
   ``k = 1`` either is the Laplace approximation.
 - `constrained_min` and `profile_limit`: the profile of one parameter (L-BFGS-B with

@@ -20,13 +20,14 @@ import pytest
 from scipy import integrate, optimize, stats
 
 from glmmbench import datasets, fit
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.engine.quadrature import MAX_NODES, gh_rule
 from glmmbench.errors import GLMMError
-from glmmbench.families import get_family
-from glmmbench.fit import PIRLS_TOL_DERIVS, _response
-from glmmbench.quadrature import MAX_NODES, gh_rule
-from glmmbench.response import GLMResponse
+from glmmbench.families import make_response as _response
+from glmmbench.families.glm import get_family
+from glmmbench.families.response import GLMResponse
+from glmmbench.fit import PIRLS_TOL_DERIVS
+from glmmbench.model.design import build_design
 
 INTEGRAL_REL = 1e-8  # AGQ with many nodes vs an independent integral, relative
 NAGQ1_ABS = 1e-10  # the one-node rule vs the Laplace formula

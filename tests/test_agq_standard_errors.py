@@ -19,10 +19,11 @@ import pandas as pd
 import pytest
 
 import glmmbench as gb
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
-from glmmbench.families import get_family
-from glmmbench.fit import PIRLS_TOL_DERIVS, _response
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.families import make_response as _response
+from glmmbench.families.glm import get_family
+from glmmbench.fit import PIRLS_TOL_DERIVS
+from glmmbench.model.design import build_design
 
 from .rscript import run_r
 

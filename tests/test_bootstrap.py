@@ -13,9 +13,9 @@ import pytest
 
 import glmmbench as gb
 from glmmbench import datasets
-from glmmbench.bootstrap import BootstrapWarning
 from glmmbench.errors import GLMMError
 from glmmbench.fit import refit
+from glmmbench.inference.bootstrap import BootstrapWarning
 
 SLEEP = "Reaction ~ Days + (Days | Subject)"
 

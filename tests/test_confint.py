@@ -19,9 +19,9 @@ import pytest
 
 import glmmbench as gb
 from glmmbench import datasets
-from glmmbench.bootstrap import percentile_interval
 from glmmbench.errors import GLMMError
-from glmmbench.profile import Profile, sdcor_to_theta, theta_to_sdcor
+from glmmbench.inference.bootstrap import percentile_interval
+from glmmbench.inference.profile import Profile, sdcor_to_theta, theta_to_sdcor
 
 from .rscript import run_r
 

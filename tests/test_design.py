@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glmmbench import datasets
-from glmmbench.design import FAMILIES, Design, _rank_keep, build_design
 from glmmbench.errors import DataError, FamilyError, FormulaError, GLMMError
+from glmmbench.model.design import FAMILIES, Design, _rank_keep, build_design
 
 from .rscript import run_r
 
@@ -545,7 +545,7 @@ def test_new_data_missing_predictor_column():
 
 
 def test_accepts_a_parsed_formula():
-    from glmmbench.formula import parse_formula
+    from glmmbench.model.formula import parse_formula
 
     spec = parse_formula("Reaction ~ Days + (Days | Subject)")
     d = build_design(spec, datasets.load("sleepstudy"))

@@ -45,21 +45,21 @@ from hypothesis import strategies as st
 from threadpoolctl import threadpool_limits
 
 from glmmbench import datasets, fit
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
-from glmmbench.families import FAMILIES, get_family
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.engine.optimize import check_convergence
+from glmmbench.families import make_response as _response
+from glmmbench.families.glm import FAMILIES, get_family
+from glmmbench.families.response import GLMResponse
 from glmmbench.fit import (
     NATIVE_FAMILIES,
     PIRLS_TOL_DERIVS,
     PIRLS_TOL_OPT,
     _control,
-    _response,
     optimize_glmm,
     optimize_lmm,
     optimum_derivatives,
 )
-from glmmbench.optimize import check_convergence
-from glmmbench.response import GLMResponse
+from glmmbench.model.design import build_design
 from glmmbench.results import make_result
 
 from .rscript import run_r

@@ -11,8 +11,8 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from scipy import special, stats
 
-from glmmbench import families as fam
 from glmmbench.errors import DataError, FamilyError
+from glmmbench.families import glm as fam
 
 from .rscript import run_r
 

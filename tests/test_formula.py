@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from glmmbench.errors import FormulaError, GLMMError
-from glmmbench.formula import (
+from glmmbench.model.formula import (
     BinOp,
     Call,
     Name,

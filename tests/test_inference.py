@@ -13,7 +13,7 @@ from scipy import stats
 import glmmbench as gb
 from glmmbench import datasets
 from glmmbench.errors import GLMMError
-from glmmbench.inference import RefitWarning
+from glmmbench.inference.tables import RefitWarning
 
 from .rscript import run_r
 

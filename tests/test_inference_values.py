@@ -44,7 +44,7 @@ independent integral, and ``smooth_tests()`` against mgcv.
      (measured 2e-6 and 1.2e-5).
 
 3. **``smooth_tests()``** is *not* ``summary.gam``'s test. Its definition
-   (``glmmbench.gamm.TEST_METHOD``, Wood 2006 section 4.8.5): for each smooth, the
+   (``glmmbench.inference.gamm.TEST_METHOD``, Wood 2006 section 4.8.5): for each smooth, the
    fitted values ``f = X gamma`` at the data (X the smooth's basis, unweighted) with
    the Bayesian covariance ``X Vp X'``; ``T = f' (X Vp X')^-_r f`` with the
    pseudo-inverse at rank ``r = round(edf)``; ``Ref.df = r``; Gaussian (scale
@@ -88,8 +88,8 @@ from threadpoolctl import threadpool_limits
 
 import glmmbench as gb
 from glmmbench import datasets
-from glmmbench.deviance import make_devfun
-from glmmbench.fit import _response
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.families import make_response as _response
 
 from .independent_likelihoods import MultinomialLikelihood
 from .rscript import run_r
@@ -134,7 +134,7 @@ list(lmm = I(c(lm)), glmm = I(c(gl)))
 
 def _replicate_responses(res, nsim: int, seed: int) -> list[np.ndarray]:
     """The responses ``bootstrap(nsim, seed)`` refits: replicate i draws from
-    ``default_rng(SeedSequence(seed).spawn(nsim)[i])`` (glmmbench/bootstrap.py)."""
+    ``default_rng(SeedSequence(seed).spawn(nsim)[i])`` (glmmbench/inference/bootstrap.py)."""
     return [res.simulate(1, np.random.default_rng(s)).iloc[:, 0].to_numpy()
             for s in np.random.SeedSequence(seed).spawn(nsim)]
 

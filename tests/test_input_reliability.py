@@ -33,9 +33,9 @@ import pytest
 
 import glmmbench as gb
 from glmmbench import datasets
-from glmmbench.design import _collate_key, build_design
 from glmmbench.errors import DataError, FormulaError, GLMMError, NumericalError
-from glmmbench.formula import parse_formula
+from glmmbench.model.design import _collate_key, build_design
+from glmmbench.model.formula import parse_formula
 from tests.rscript import run_r
 
 

@@ -1,4 +1,4 @@
-"""Kenward–Roger df and adjusted covariance (glmmbench.kenward_roger) against lmerTest's
+"""Kenward–Roger df and adjusted covariance (glmmbench.inference.kenward_roger) against lmerTest's
 ``summary(m, ddf = "Kenward-Roger")`` and pbkrtest's ``vcovAdj``: sleepstudy with
 random slopes (all of it, and a random half of its rows), Penicillin (crossed), an
 unbalanced simulated design.
@@ -21,8 +21,8 @@ import pytest
 import glmmbench as gb
 from glmmbench import datasets
 from glmmbench.errors import GLMMError
-from glmmbench.inference import satterthwaite_df
-from glmmbench.kenward_roger import kenward_roger
+from glmmbench.inference.kenward_roger import kenward_roger
+from glmmbench.inference.tables import satterthwaite_df
 
 from .rscript import run_r
 

@@ -15,11 +15,12 @@ import pandas as pd
 import pytest
 
 from glmmbench import datasets
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
-from glmmbench.families import get_family
-from glmmbench.fit import _response, fit
-from glmmbench.optimize import derivatives_from_gradient
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.engine.optimize import derivatives_from_gradient
+from glmmbench.families import make_response as _response
+from glmmbench.families.glm import get_family
+from glmmbench.fit import fit
+from glmmbench.model.design import build_design
 
 from .rscript import run_r
 
@@ -164,7 +165,8 @@ def test_gradient_search_reaches_the_derivative_free_optimum(family, link, formu
     the deviance, lme4's search): the same optimum."""
     data = _data(5)
     with_gradient = fit(formula, data, family, link)
-    monkeypatch.setattr("glmmbench.deviance.GLMMDevfun.has_gradient", property(lambda s: False))
+    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
+                        property(lambda s: False))
     without = fit(formula, data, family, link)
     assert with_gradient.loglik >= without.loglik - 1e-7
     assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
@@ -189,7 +191,7 @@ def test_hessian_from_gradient_equals_differences_of_the_deviance_on_cbpp():
     the same comparison against lme4's deviance differentiated in R is
     ``test_fit_derivatives_equal_lme4s_deviance_differentiated_in_r`` in
     tests/test_engine_properties.py."""
-    from glmmbench.optimize import derivatives
+    from glmmbench.engine.optimize import derivatives
 
     data = datasets.load("cbpp")
     data["prop"] = data["incidence"] / data["size"]

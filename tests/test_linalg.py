@@ -1,4 +1,4 @@
-"""The blocked Cholesky factor (glmmbench.linalg) against dense linear algebra.
+"""The blocked Cholesky factor (glmmbench.engine.linalg) against dense linear algebra.
 
 Every path of ``crossproducts`` / ``factorize`` (dense or sparse ``L21``; indexed
 or dense rest columns, such as a smooth's penalised part; cross products formed
@@ -19,11 +19,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from glmmbench import linalg
-from glmmbench.design import Design, RandomTerm
-from glmmbench.deviance import z_lambda
-from glmmbench.linalg import ReIndex, crossproducts, factorize, scale_crossproducts
-from glmmbench.theta import lambdas
+from glmmbench.engine import linalg
+from glmmbench.engine.deviance import z_lambda
+from glmmbench.engine.linalg import ReIndex, crossproducts, factorize, scale_crossproducts
+from glmmbench.model.design import Design, RandomTerm
+from glmmbench.model.theta import lambdas
 
 
 def _design(rng: np.random.Generator, n: int, terms_spec, dense_q: int, p: int) -> Design:
@@ -185,7 +185,7 @@ def test_observation_cells_equal_dense_inverse(terms, dense_q, sparse21, seed, m
 def test_dense_system_equals_blocked_factor(terms, dense_q, p, weighted, seed):
     """A small LMM's deviance terms from the one dense augmented factor equal the
     blocked factor's: log|L_Z|^2, log|R_X|^2 and r2."""
-    from glmmbench.pls import solve_pls
+    from glmmbench.engine.pls import solve_pls
 
     rng = np.random.default_rng(seed)
     design = _design(rng, 60, terms, dense_q, p)

@@ -1,4 +1,4 @@
-"""Population-averaged coefficients (``glmmbench.marginal``) against their definition,
+"""Population-averaged coefficients (``glmmbench.inference.marginal``) against their definition,
 computed here another way at the fitted parameters:
 
     mu_i^M = E_b[g^{-1}(x_i' beta + o_i + z_i' b)],  b ~ N(0, D)   (scipy's quad, dblquad)
@@ -20,8 +20,8 @@ from scipy import integrate, special
 
 import glmmbench as gb
 from glmmbench.errors import GLMMError
-from glmmbench.families import get_link
-from glmmbench.marginal import marginal_coefs, marginal_mean, re_variance
+from glmmbench.families.glm import get_link
+from glmmbench.inference.marginal import marginal_coefs, marginal_mean, re_variance
 
 # |quadrature here - marginal_coefs| on coefficients: both integrals are good to
 # about 1e-10; the brief's bound is 1e-4

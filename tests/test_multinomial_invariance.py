@@ -20,7 +20,7 @@ import pytest
 
 from glmmbench import datasets, fit
 from glmmbench.errors import GLMMError
-from glmmbench.multinomial import MAX_RE_DIM
+from glmmbench.families.multinomial import MAX_RE_DIM
 
 from .rscript import run_r
 

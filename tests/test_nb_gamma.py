@@ -25,12 +25,13 @@ from scipy import stats
 import simulate
 from glmmbench import datasets
 from glmmbench import fit as glmm_fit
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
+from glmmbench.engine.deviance import make_devfun
 from glmmbench.errors import DataError
-from glmmbench.families import get_family
-from glmmbench.fit import PIRLS_TOL_DERIVS, _response
-from glmmbench.response import GLMResponse
+from glmmbench.families import make_response as _response
+from glmmbench.families.glm import get_family
+from glmmbench.families.response import GLMResponse
+from glmmbench.fit import PIRLS_TOL_DERIVS
+from glmmbench.model.design import build_design
 
 from .rscript import run_r
 

@@ -29,7 +29,7 @@ def test_dyestuff_ml_is_sharp():
 
 
 def test_polish_keeps_a_flat_step_that_shrinks_the_gradient():
-    from glmmbench.optimize import newton_polish
+    from glmmbench.engine.optimize import newton_polish
 
     # f is flat to rounding near its minimum at 1: the step from 1 + 1e-7 barely
     # changes f but puts x on the root of the gradient
@@ -63,9 +63,9 @@ def _lmm_data(source: str):
 @pytest.mark.parametrize("sparse21", [False, True])
 @pytest.mark.parametrize(("formula", "source"), LMM_CASES)
 def test_lmm_gradient_equals_finite_differences(formula, source, reml, sparse21, monkeypatch):
-    from glmmbench import linalg
-    from glmmbench.design import build_design
-    from glmmbench.deviance import make_devfun
+    from glmmbench.engine import linalg
+    from glmmbench.engine.deviance import make_devfun
+    from glmmbench.model.design import build_design
 
     monkeypatch.setattr(linalg, "SPARSE_L21", 0 if sparse21 else 10**12)
     devfun = make_devfun(build_design(formula, _lmm_data(source)), None, reml=reml)

@@ -6,7 +6,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from glmmbench.ordinal import CUMULATIVE_LINKS, OrdinalFamily, OrdinalResponse
+from glmmbench.families.ordinal import CUMULATIVE_LINKS, OrdinalFamily, OrdinalResponse
 
 REL = 1e-9  # |eta - threshold| <= 20: both paths are accurate to rounding there
 

@@ -29,10 +29,10 @@ import pytest
 
 from glmmbench import datasets
 from glmmbench import fit as glmm_fit
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
-from glmmbench.families import get_family
-from glmmbench.fit import _response
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.families import make_response as _response
+from glmmbench.families.glm import get_family
+from glmmbench.model.design import build_design
 
 from .rscript import run_r
 

@@ -24,9 +24,9 @@ import pytest
 
 import glmmbench as gb
 from glmmbench import datasets
-from glmmbench.bootstrap import BootstrapWarning
 from glmmbench.errors import DataError, GLMMError, NumericalError
 from glmmbench.fit import refit
+from glmmbench.inference.bootstrap import BootstrapWarning
 from glmmbench.results import NewLevelsWarning
 
 from .rscript import r_available, run_r

@@ -1,4 +1,4 @@
-"""Separation in the fixed effects (glmmbench.separation).
+"""Separation in the fixed effects (glmmbench.engine.separation).
 
 R's detectseparation is not installed here (CRAN cannot be reached and Debian 12 has
 no r-cran-detectseparation), so the expected coefficient sets are derived by hand in
@@ -33,10 +33,10 @@ import pandas as pd
 import pytest
 
 from glmmbench import datasets
-from glmmbench import separation as sep
-from glmmbench.design import build_design
-from glmmbench.multinomial import expand_design
-from glmmbench.separation import Separation, detect_separation
+from glmmbench.engine import separation as sep
+from glmmbench.engine.separation import Separation, detect_separation
+from glmmbench.families.multinomial import expand_design
+from glmmbench.model.design import build_design
 
 from .rscript import run_r
 

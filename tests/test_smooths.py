@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from glmmbench.errors import DataError, FormulaError, NotSupportedError
-from glmmbench.formula import parse_formula
-from glmmbench.smooths import MAX_KNOTS, SUPPORTED_BASES, construct, mixed_split
+from glmmbench.model.formula import parse_formula
+from glmmbench.model.smooths import MAX_KNOTS, SUPPORTED_BASES, construct, mixed_split
 
 from .rscript import run_r
 

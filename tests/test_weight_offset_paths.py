@@ -64,10 +64,11 @@ import pytest
 from scipy import special
 
 import glmmbench as gb
-from glmmbench.design import build_design
-from glmmbench.deviance import make_devfun
-from glmmbench.fit import PIRLS_TOL_DERIVS, _response
-from glmmbench.multinomial import MultinomialFamily, expand_design
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.families import make_response as _response
+from glmmbench.families.multinomial import MultinomialFamily, expand_design
+from glmmbench.fit import PIRLS_TOL_DERIVS
+from glmmbench.model.design import build_design
 
 from .rscript import run_r
 

@@ -199,7 +199,7 @@ def _timeout(where: str, table: Mapping[str, Any]) -> float:
 def _names(tree) -> set[str]:
     """The variables (names) of a formula's syntax tree (iteratively: a formula of
     many terms is a deep tree)."""
-    from glmmbench import formula as fm
+    from glmmbench.model import formula as fm
 
     out, stack = set(), [tree]
     while stack:
@@ -219,7 +219,7 @@ def _names(tree) -> set[str]:
 
 def _check_formula(where: str, formula: str, columns) -> None:
     """Parse with glmmbench's parser and look the variables up in the data's columns."""
-    from glmmbench.formula import parse_expr, parse_formula
+    from glmmbench.model.formula import parse_expr, parse_formula
 
     try:
         parse_formula(formula)

@@ -48,7 +48,7 @@ import numpy as np
 from scipy import special
 
 from glmmbench.errors import FamilyError
-from glmmbench.response import CategoricalResponse, WorkingValues
+from glmmbench.families.response import CategoricalResponse, WorkingValues
 
 __all__ = ["CumulativeLink", "OrdinalFamily", "OrdinalResponse", "CUMULATIVE_LINKS",
            "THRESHOLDS", "threshold_jacobian"]

@@ -5,7 +5,7 @@ relative covariance factor ``Lambda_k`` in column-major order, so that
 ``Var(b_kj) = sigma^2 Lambda_k Lambda_k'`` (sigma = 1 for non-Gaussian families).
 Diagonal elements are bounded below by 0, the rest are free.
 
-A smooth's penalised part (``glmmbench.smooths``) is a term whose q effects are
+A smooth's penalised part (``glmmbench.model.smooths``) is a term whose q effects are
 independent with one variance: ``Lambda_k = theta_k I`` (one theta, bounded below
 by 0), as gamm4 and mgcv's ``smooth2random`` write it.
 """

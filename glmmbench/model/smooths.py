@@ -51,7 +51,7 @@ from scipy.sparse.linalg import eigsh
 from scipy.spatial.distance import cdist
 
 from glmmbench.errors import DataError, FormulaError, UnsupportedTermError
-from glmmbench.formula import SmoothTerm
+from glmmbench.model.formula import SmoothTerm
 
 __all__ = ["SUPPORTED_BASES", "MAX_KNOTS", "Smooth", "MixedSplit", "construct", "mixed_split"]
 

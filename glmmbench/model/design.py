@@ -41,7 +41,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from glmmbench.errors import DataError, FamilyError, FormulaError
-from glmmbench.formula import (
+from glmmbench.model.formula import (
     BinOp,
     Call,
     Const,
@@ -60,8 +60,8 @@ from glmmbench.formula import (
     parse_expr,
     parse_formula,
 )
-from glmmbench.smooths import Smooth, construct, mixed_split
-from glmmbench.theta import CovBlock, lambdas
+from glmmbench.model.smooths import Smooth, construct, mixed_split
+from glmmbench.model.theta import CovBlock, lambdas
 
 __all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "check_response_varies",
            "FAMILIES"]
@@ -102,7 +102,7 @@ class RandomTerm:
     term : str
         lme4's name of the term (``names(reTrms$Ztlist)``), e.g. ``"0 + Days | Subject"``.
     smooth : str or None
-        For the penalised part of a smooth (``glmmbench.smooths``): the smooth's
+        For the penalised part of a smooth (``glmmbench.model.smooths``): the smooth's
         label. Such a term has one level, a dense ``Xr`` and ``Lambda = theta I``.
     """
 

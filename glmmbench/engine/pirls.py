@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glmmbench.linalg import BlockedCholesky, ReIndex, crossproducts, factorize
-from glmmbench.response import GLMResponse, WorkingValues
+from glmmbench.engine.linalg import BlockedCholesky, ReIndex, crossproducts, factorize
+from glmmbench.families.response import GLMResponse, WorkingValues
 
 __all__ = ["PIRLSResult", "PIRLSFailure", "pirls", "checked_factor"]
 

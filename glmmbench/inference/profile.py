@@ -38,10 +38,11 @@ import pandas as pd
 from scipy import optimize as sopt
 from scipy import stats
 
-from glmmbench.deviance import make_devfun
+from glmmbench.engine.deviance import make_devfun
+from glmmbench.engine.optimize import bobyqa
 from glmmbench.errors import GLMMError
-from glmmbench.optimize import bobyqa
-from glmmbench.theta import CovBlock, _tril_colmajor, lambdas, theta_lower
+from glmmbench.families import make_response
+from glmmbench.model.theta import CovBlock, _tril_colmajor, lambdas, theta_lower
 
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult
@@ -144,8 +145,6 @@ class Profile:
     """
 
     def __init__(self, res: GLMMResult):
-        from glmmbench.fit import _response, refit_ml
-
         if res.design.smooths:
             raise GLMMError("profile intervals are not available for models with smooth "
                             "terms: their penalised parts are variance parameters without "
@@ -153,7 +152,7 @@ class Profile:
         if res.nagq == 0:
             raise GLMMError("profile intervals need the deviance over every parameter: "
                             "refit with nagq=1 (nagq=0 leaves beta to PIRLS)")
-        res = refit_ml(res)
+        res = res.refit_ml()
         self.res = res
         d = res.design
         self.blocks = d.cov_blocks
@@ -173,7 +172,7 @@ class Profile:
             self.upper = np.concatenate([var_upper, np.full(d.p, np.inf)])
             self._index = list(range(len(self.names)))
         else:
-            self.devfun = make_devfun(d, _response(d, res.family), nagq=res.nagq)
+            self.devfun = make_devfun(d, make_response(d, res.family), nagq=res.nagq)
             final = np.asarray(res.optinfo["stages"][-1]["final"], dtype=float)
             self.nextra = self.devfun.ncov - nt  # dispersion / threshold parameters
             self.estimate = np.concatenate([theta_to_sdcor(res.theta, self.blocks, 1.0),

@@ -5,7 +5,7 @@ penalized weighted residual sum of squares
 
     r2(theta) = || W^{1/2} (y - offset - X beta - Z Lambda u) ||^2 + || u ||^2 .
 
-With ``L`` the blocked Cholesky factor (``glmmbench.linalg``) the profiled
+With ``L`` the blocked Cholesky factor (``glmmbench.engine.linalg``) the profiled
 deviances (Bates et al. 2015, eqs. 34 and 41) are
 
     -2 l_ML(theta)   = log|L_Z|^2 + n (1 + log(2 pi r2 / n))            - sum log w
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from glmmbench.linalg import BlockedCholesky, CrossProducts, factorize
+from glmmbench.engine.linalg import BlockedCholesky, CrossProducts, factorize
 
 __all__ = ["PLSSolution", "solve_pls", "lmm_deviance", "profiled_deviance"]
 

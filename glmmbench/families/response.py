@@ -30,7 +30,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from glmmbench.families import FAMILIES, Family
+from glmmbench.families.glm import FAMILIES, Family
 
 __all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "RESTRICTED_LINKS",
            "CategoricalResponse"]

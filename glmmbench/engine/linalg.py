@@ -33,7 +33,7 @@ import scipy.linalg as sla
 from scipy import sparse
 from scipy.linalg import lapack
 
-from glmmbench.design import Design
+from glmmbench.model.design import Design
 
 SPARSE_L21 = 250_000  # entries of the m2 x m1 block from which it is kept sparse
 
@@ -607,7 +607,7 @@ class DenseSystem:
 
     @classmethod
     def from_design(cls, design: Design, w: np.ndarray, y: np.ndarray) -> DenseSystem:
-        from glmmbench.theta import _tril_colmajor
+        from glmmbench.model.theta import _tril_colmajor
 
         Z = design.Z().tocsc()
         WZ = Z.multiply(w[:, None]).tocsc()

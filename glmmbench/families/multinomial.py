@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
-from glmmbench.design import Design, RandomTerm
+from glmmbench.engine.linalg import batched_cholesky
 from glmmbench.errors import GLMMError
-from glmmbench.linalg import batched_cholesky
-from glmmbench.response import CategoricalResponse, WorkingValues
+from glmmbench.families.response import CategoricalResponse, WorkingValues
+from glmmbench.model.design import Design, RandomTerm
 
 __all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design", "MAX_RE_DIM"]
 

@@ -32,11 +32,11 @@ import pandas as pd
 import scipy.linalg as sla
 from scipy import special
 
-from glmmbench.design import Design
+from glmmbench.engine.quadrature import gh_rule
 from glmmbench.errors import GLMMError
-from glmmbench.families import Link
-from glmmbench.quadrature import gh_rule
-from glmmbench.theta import lambdas
+from glmmbench.families.glm import Link
+from glmmbench.model.design import Design
+from glmmbench.model.theta import lambdas
 
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult

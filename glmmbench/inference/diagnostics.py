@@ -13,7 +13,7 @@ not apply to the model) and a plain-language message; in the spirit of glmmTMB's
 - ``pirls``: the penalised IRLS found the conditional modes at the optimum (GLMMs);
 - ``dispersion``: the dispersion parameter is not on the boundary of its space;
 - ``separation``: no complete or quasi-complete separation in the fixed effects
-  (binomial, ordinal and multinomial models; ``glmmbench.separation``);
+  (binomial, ordinal and multinomial models; ``glmmbench.engine.separation``);
 - ``large_coefficients``: no fixed effect or standard error beyond ``LARGE_EFFECT`` on
   the link scale per standard deviation of its column (models with a non-identity
   link; an intercept is compared as it is);
@@ -25,20 +25,19 @@ not apply to the model) and a plain-language message; in the spirit of glmmTMB's
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
-from glmmbench.design import Design, scale_message
-from glmmbench.families import EPS
-from glmmbench.optimize import GRAD_TOL, MAX_EIGENVALUE_RATIO
-from glmmbench.profile import sdcor_names
+from glmmbench.engine.optimize import GRAD_TOL, MAX_EIGENVALUE_RATIO
+from glmmbench.inference.profile import sdcor_names
+from glmmbench.model.design import scale_message
 
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult
 
-__all__ = ["diagnostics", "pirls_failure_message", "nonfinite_deviance_message", "LARGE_EFFECT",
+__all__ = ["diagnostics", "LARGE_EFFECT",
            "MAX_VIF", "MIN_LEVELS"]
 
 LARGE_EFFECT = 10.0  # link-scale change per sd of a column (logit: an odds ratio e^10)
@@ -235,67 +234,4 @@ def _groups(res: GLMMResult) -> dict:
                 f"too few groups: {which}: a variance from fewer than {MIN_LEVELS} groups "
                 "is poorly estimated (often at 0); consider a fixed effect instead")
 
-
-# families whose fixed effects can be separated (infinite estimates)
-SEPARABLE = ("binomial", "poisson", "negative_binomial", "nbinom1", "ordinal", "multinomial")
-LOG_FLOOR_MARGIN = 1e3  # responses this close to the log link's floor (EPS) are named
-
-
-def pirls_failure_message(design: Design, family: Any, n_random: int) -> str:
-    """What to say when penalized IRLS failed at every covariance parameter tried.
-
-    A response so small that the log link's floor holds its means (R's
-    ``make.link("log")$linkinv`` is ``pmax(exp(eta), .Machine$double.eps)``, kept here
-    for lme4's values; glmmTMB has no floor) is named with the factor that rescales it;
-    separation is suggested only for the families that can have it."""
-    failed = "penalized IRLS failed at every covariance parameter tried"
-    head = (f"{failed}: the data ({design.n} observations, {n_random} random effects, "
-            f"{design.p} fixed effects) cannot support this model")
-    name = getattr(family, "name", str(family))
-    link = getattr(getattr(family, "link", None), "name", None)
-    y = np.asarray(design.y, dtype=float)
-    positive = y[y > 0]
-    if link == "log" and name in ("Gamma", "gaussian") and positive.size \
-            and np.median(positive) < LOG_FLOOR_MARGIN * EPS:
-        k = -int(np.floor(np.log10(np.median(positive))))
-        return (f"{failed}: the response {design.response_name!r} is on a scale of "
-                f"{np.median(positive):.3g} (its median), below or near {EPS:.3g}, the "
-                "smallest mean the log link gives (as R's make.link('log'), which lme4 "
-                "uses, exp(eta) is floored there), so the means cannot follow it; rescale "
-                f"it, e.g. {design.response_name} * 1e{k}: with the log link that is the "
-                f"same model, only the intercept moves (by log(1e{k}) = {k * np.log(10):.4g})")
-    if name in SEPARABLE:
-        return f"{head}; simplify it, or look for separation"
-    return f"{head}; simplify it, or look for covariates or a response on extreme scales"
-
-
-def nonfinite_deviance_message(design: Design, family: Any, nagq: int) -> str:
-    """What to say when the deviance is not finite at the end of the search.
-
-    A constant response first (lme4's design stage accepts a constant Gaussian
-    response, and lmer "fits" it with a residual sd of 0 and a REML criterion of -Inf;
-    glmer refuses it); for a linear mixed model, a residual sum of squares of 0; else
-    the mean left the family's support, and the canonical link or nagq = 1 are advised
-    only where the model has another."""
-    y = np.asarray(design.y, dtype=float)
-    if y.size and np.all(y == y[0]):
-        return (f"response {design.response_name!r} is constant (all values {y[0]:g}): "
-                "there is no variation to model")
-    name = getattr(family, "name", str(family))
-    link = getattr(getattr(family, "link", None), "name", None)
-    if name == "gaussian" and link in (None, "identity"):
-        return ("the (RE)ML deviance is not finite at the end of the search: the model "
-                f"reproduces the response {design.response_name!r} exactly (a residual sum "
-                "of squares of 0), or its scale is extreme; look for a response that is a "
-                "copy or a function of the covariates or the grouping factors")
-    tips = []
-    canonical = getattr(family, "canonical", None)
-    if link is not None and canonical is not None and link != canonical:
-        tips.append(f"the canonical link ({canonical})")
-    if nagq != 1:
-        tips.append("nagq=1")
-    tips.append("a simpler model")
-    return ("the deviance is not finite at the end of the search (every point the "
-            "optimizer tried left the mean outside the family's support, or PIRLS failed): "
-            f"the model does not fit these data; try {', or '.join(tips)}")
 

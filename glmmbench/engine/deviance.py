@@ -3,7 +3,7 @@
 ``make_devfun(design, response, nagq, reml)`` returns
 
 - for a Gaussian identity-link model, ``LMMDevfun``: ``f(theta)``, the profiled
-  ML or REML deviance of ``glmmbench.pls``;
+  ML or REML deviance of ``glmmbench.engine.pls``;
 - otherwise ``GLMMDevfun``: ``f(concat(theta, beta))``, the Laplace
   approximation to ``-2 log L``
 
@@ -23,9 +23,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from scipy import sparse
 
-from glmmbench.design import Design
-from glmmbench.errors import GLMMError
-from glmmbench.linalg import (
+from glmmbench.engine.linalg import (
     DENSE_LMM_SIZE,
     DenseSystem,
     ReIndex,
@@ -33,17 +31,19 @@ from glmmbench.linalg import (
     crossproducts,
     scale_crossproducts,
 )
-from glmmbench.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
-from glmmbench.pls import (
+from glmmbench.engine.pirls import PIRLSFailure, PIRLSResult, checked_factor, pirls
+from glmmbench.engine.pls import (
     PLSSolution,
     deviance_at_sigma,
     lmm_deviance,
     profiled_deviance,
     solve_pls,
 )
-from glmmbench.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
-from glmmbench.response import RESTRICTED_LINKS, GLMResponse
-from glmmbench.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
+from glmmbench.engine.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
+from glmmbench.errors import GLMMError
+from glmmbench.families.response import RESTRICTED_LINKS, GLMResponse
+from glmmbench.model.design import Design
+from glmmbench.model.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
 
 __all__ = ["LMMDevfun", "GLMMDevfun", "make_devfun", "z_lambda"]
 
@@ -367,7 +367,7 @@ class GLMMDevfun:
         return self._resp.minus2loglik(res.working.mu) + float(res.u @ res.u) + res.ldL2
 
     def agq(self, res: PIRLSResult | None) -> float:
-        """The AGQ deviance (``glmmbench.quadrature``) around the mode of ``res``."""
+        """The AGQ deviance (``glmmbench.engine.quadrature``) around the mode of ``res``."""
         if res is None:
             return np.inf
         ix = self.ix

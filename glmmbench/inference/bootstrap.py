@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import stats
 
 from glmmbench.errors import GLMMError
-from glmmbench.profile import interval_columns, sdcor_names, theta_to_sdcor
+from glmmbench.inference.profile import interval_columns, sdcor_names, theta_to_sdcor
 
 if TYPE_CHECKING:
     from glmmbench.results import GLMMResult
@@ -50,11 +50,9 @@ def estimates(res: GLMMResult) -> pd.Series:
 
 
 def _replicate(res: GLMMResult, seed: np.random.SeedSequence) -> dict[str, Any]:
-    from glmmbench.fit import refit
-
     rng = np.random.default_rng(seed)
     try:
-        boot = refit(res, res.simulate(1, rng).iloc[:, 0])
+        boot = res.refit(res.simulate(1, rng).iloc[:, 0])
     except ValueError as e:  # GLMMError (NumericalError included) and numpy's own
         return {"loglik": np.nan, "converged": False, "error": f"{type(e).__name__}: {e}"}
     row = estimates(boot).to_dict()

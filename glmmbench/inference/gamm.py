@@ -2,7 +2,7 @@
 partial effects, approximate tests and plots.
 
 A smooth ``f = X_s gamma`` enters the model as fixed null-space columns and a
-random term ``b ~ N(0, sd^2 I)`` (``glmmbench.design.SmoothPart``), with
+random term ``b ~ N(0, sd^2 I)`` (``glmmbench.model.design.SmoothPart``), with
 ``gamma = T concat(beta_f, b)``. At the fit, with ``L`` the factor of
 
     M = [ Lambda' Z' W Z Lambda + I    Lambda' Z' W X ]
@@ -33,8 +33,8 @@ import pandas as pd
 import scipy.linalg as sla
 from scipy import stats
 
-from glmmbench.design import Design, SmoothPart
-from glmmbench.linalg import BlockedCholesky, ReIndex
+from glmmbench.engine.linalg import BlockedCholesky, ReIndex
+from glmmbench.model.design import Design, SmoothPart
 
 __all__ = ["FittedSmooth", "fitted_smooths", "smooth_table", "smooth_tests", "partial_effect",
            "default_grid", "plot_smooths"]

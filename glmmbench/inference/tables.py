@@ -35,8 +35,6 @@ class RefitWarning(UserWarning):
 def anova(*models: GLMMResult) -> pd.DataFrame:
     """Likelihood-ratio tests of nested models fitted to the same data (lme4's
     ``anova(m0, m1, ...)``); rows indexed by formula, lme4's columns."""
-    from glmmbench.fit import refit_ml
-
     if len(models) < 2:
         raise GLMMError("anova needs at least two fitted models to compare")
     for i, m in enumerate(models):
@@ -47,7 +45,7 @@ def anova(*models: GLMMResult) -> pd.DataFrame:
     if any(m.is_lmm and m.reml for m in models):
         warnings.warn("refitting model(s) with ML (instead of REML)", RefitWarning,
                       stacklevel=2)
-        models = tuple(refit_ml(m) for m in models)
+        models = tuple(m.refit_ml() for m in models)
     ordered = sorted(models, key=lambda m: m.df)
     for small, big in zip(ordered[:-1], ordered[1:], strict=True):
         _check_nested(small, big)
@@ -111,7 +109,7 @@ def coef_table(res: GLMMResult, ddf: str | None = None) -> pd.DataFrame:
     Linear mixed models: ``Estimate, Std. Error, t value`` (lme4's ``summary``); with
     ``ddf`` one of `DDF_METHODS`, ``Estimate, Std. Error, df, t value, Pr(>|t|)`` as
     lmerTest's ``summary(m, ddf = ...)``: ``"Satterthwaite"`` (`satterthwaite_df`) or
-    ``"Kenward-Roger"`` (`glmmbench.kenward_roger`; REML fits only, and the standard
+    ``"Kenward-Roger"`` (`glmmbench.inference.kenward_roger`; REML fits only, and the standard
     errors, hence t, are the adjusted ones, ``sqrt(diag(vcovAdj))``).
     Generalized models: ``Estimate, Std. Error, z value, Pr(>|z|)`` (glmer's Wald
     tests); ``ddf`` applies to LMMs only.
@@ -132,7 +130,7 @@ def coef_table(res: GLMMResult, ddf: str | None = None) -> pd.DataFrame:
     if ddf not in DDF_METHODS:
         raise GLMMError(f"ddf must be None or one of {', '.join(DDF_METHODS)}, not {ddf!r}")
     if ddf == "Kenward-Roger":
-        from glmmbench.kenward_roger import kenward_roger
+        from glmmbench.inference.kenward_roger import kenward_roger
 
         df, vcov_adj = kenward_roger(res)
         se = np.sqrt(np.diag(vcov_adj))
@@ -162,8 +160,8 @@ def satterthwaite_df(res: GLMMResult, h: float = 1e-3) -> np.ndarray:
     """
     from scipy.linalg import solve_triangular
 
-    from glmmbench.deviance import make_devfun
-    from glmmbench.optimize import derivatives
+    from glmmbench.engine.deviance import make_devfun
+    from glmmbench.engine.optimize import derivatives
 
     if not res.is_lmm:
         raise GLMMError("Satterthwaite degrees of freedom are for linear mixed models")
@@ -201,18 +199,18 @@ def confint(res: GLMMResult, method: str = "profile", level: float = 0.95, parm=
     (LMMs), then the fixed effects; columns ``2.5 %``, ``97.5 %``.
 
     - ``"profile"`` (lme4's default): where the profiled likelihood-ratio statistic
-      crosses the normal quantile (`glmmbench.profile`); a REML fit is profiled by ML.
+      crosses the normal quantile (`glmmbench.inference.profile`); a REML fit is profiled by ML.
     - ``"Wald"``: ``estimate -+ z SE`` for the fixed effects, NaN for the variance
       parameters (as lme4).
     - ``"boot"``: percentile intervals of ``nsim`` parametric bootstrap replicates
-      (`glmmbench.bootstrap`), reproducible from ``seed``; ``workers`` as ``bootstrap``.
+      (`glmmbench.inference.bootstrap`), reproducible from ``seed``; ``workers`` as ``bootstrap``.
 
     ``parm``: names, one name, ``"theta_"`` (the variance parameters) or ``"beta_"``
     (the fixed effects), or positions in the table of all rows counted from 1 as lme4
     counts them (``parm=1`` is ``.sig01``; a sequence of positions); default all.
     """
-    from glmmbench.bootstrap import confint_boot, estimates
-    from glmmbench.profile import confint_profile, interval_columns
+    from glmmbench.inference.bootstrap import confint_boot, estimates
+    from glmmbench.inference.profile import confint_profile, interval_columns
 
     if method not in CONFINT_METHODS:
         raise GLMMError(f"method must be one of {', '.join(CONFINT_METHODS)}, not {method!r}")
