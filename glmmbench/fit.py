@@ -831,23 +831,16 @@ def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = 
     if not np.all(np.isfinite(y)):
         raise GLMMError("refit: newresp has missing or infinite values")
     # the family's range, as build_design checks the fitted response
-    bad, need = np.zeros(y.shape, dtype=bool), ""
     if levels:
         bad = (y != np.round(y)) | (y < 0) | (y > len(levels) - 1)
+        where = "the family's range"
         need = f"category codes 0 to {len(levels) - 1} (levels {list(levels)})"
-    elif fam.name == "binomial":
-        bad = (y < 0) | (y > 1)
-        if bad.any():
-            raise DataError(f"refit: binomial newresp has {int(bad.sum())} value(s) outside "
-                            f"0-1 (from {y.min():g} to {y.max():g}); it needs proportions of "
-                            "successes out of the prior weights, as simulate() draws them")
-    elif fam.name == "Gamma":
-        bad, need = y <= 0, "positive values"
-    elif fam.name in ("poisson", "negative_binomial", "nbinom1"):
-        bad, need = (y < 0) | (y != np.round(y)), "non-negative integer counts"
+    else:
+        bad, where, need = fam.outside_support(y)
     if bad.any():
         raise DataError(f"refit: {fam.name} newresp has {int(bad.sum())} value(s) outside "
-                        f"the family's range (first: {y[bad][0]:g}); it needs {need}")
+                        f"{where} (first: {y[bad][0]:g}, from {y[bad].min():g} to "
+                        f"{y[bad].max():g}); it needs {need}")
     if fam.name == "multinomial":  # the expanded design's one-hot rows (expand_design)
         y = (y[:, None] == np.arange(1, len(levels))[None, :]).astype(float).reshape(-1)
     t0 = time.perf_counter()

@@ -400,7 +400,7 @@ class GLMMResult:
                 continue
             mu = self.family.link.linkinv(eta)
             _check_mean(self.family, mu, eta, s + 1)
-            out[f"sim_{s + 1}"] = _draw(rng, self.family, mu, d.weights, self.sigma)
+            out[f"sim_{s + 1}"] = self.family.draw(rng, mu, d.weights, self.sigma)
         return pd.DataFrame(out)
 
     # ----------------------------------------------------------------- render
@@ -508,25 +508,6 @@ def _check_mean(family: Family, mu: np.ndarray, eta: np.ndarray, replicate: int)
             f"predictor {float(eta[bad][0]):.4g} -> mean {float(mu[bad][0]):.4g}; the family "
             f"needs {what}): with the random effects redrawn this link leaves the family's "
             "range, so the model cannot be simulated from as it stands")
-
-
-def _draw(rng: np.random.Generator, family: Family, mu: np.ndarray, weights: np.ndarray,
-          sigma: float) -> np.ndarray:
-    name = family.name
-    if name == "gaussian":
-        return rng.normal(mu, sigma / np.sqrt(weights))
-    if name == "poisson":
-        return rng.poisson(mu).astype(float)
-    if name == "binomial":
-        trials = np.round(weights).astype(np.int64)
-        return rng.binomial(trials, mu) / np.maximum(trials, 1)
-    if name == "negative_binomial":  # numpy's (n, p): mean n (1 - p) / p
-        return rng.negative_binomial(sigma, sigma / (sigma + mu)).astype(float)
-    if name == "nbinom1":  # size mu / phi, p = 1 / (1 + phi)
-        return rng.negative_binomial(mu / sigma, 1.0 / (1.0 + sigma)).astype(float)
-    if name == "Gamma":  # shape 1 / sigma^2, scale mu sigma^2
-        return rng.gamma(1.0 / sigma**2, mu * sigma**2)
-    raise ValueError(f"simulate() has no sampler for family {name!r}")
 
 
 # -------------------------------------------------------------------- building

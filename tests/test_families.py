@@ -1080,3 +1080,19 @@ def test_exact_laplace_equals_glmmtmb(glmmtmb_fits, case):
     g = np.array(r["g"]) - 1
     ours = _laplace(f, y, x, g, w, np.array(r["beta"]), r["sd"])
     assert ours == pytest.approx(r["loglik"], abs=1e-7)
+
+
+@pytest.mark.parametrize("name", sorted(fam.FAMILIES))
+def test_every_family_brings_its_draw_and_support(name):
+    """A family is read through its registry entry (issue 24): simulate() draws with
+    ``Family.draw`` and refit() checks ``Family.outside_support``; each entry has both,
+    and a draw lies in the family's support."""
+    fdef = fam.FAMILIES[name]
+    assert callable(fdef.draw) and callable(fdef.support)
+    family = fam.get_family(name)
+    rng = np.random.default_rng(1)
+    mu = np.full(4000, 0.3 if name == "binomial" else 2.5)
+    y = family.draw(rng, mu, np.full(4000, 5.0), 1.5)
+    bad, where, need = family.outside_support(y)
+    assert y.shape == mu.shape and not bad.any() and where and need
+    assert abs(y.mean() - mu.mean()) < 0.3  # 5 standard errors of the mean, or more

@@ -318,7 +318,7 @@ def test_refit_refuses_responses_the_family_cannot_take(formula_offset):
     binom = gb.fit("cbind(incidence, size - incidence) ~ period + (1 | herd)", cbpp,
                    "binomial")
     with pytest.raises(DataError, match=r"refit: binomial newresp has 56 value\(s\) outside "
-                                        r"0-1 \(from 3 to 3\)"):
+                                        r"0-1 \(first: 3, from 3 to 3\)"):
         refit(binom, np.full(binom.nobs, 3.0))
     with pytest.raises(DataError, match=r"refit: newresp must be numbers \(on the scale "
                                         r"simulate\(\) draws\)"):
@@ -328,7 +328,7 @@ def test_refit_refuses_responses_the_family_cannot_take(formula_offset):
         refit(binom, pd.Categorical(["a", "b"] * (binom.nobs // 2)))
     n = formula_offset.nobs
     with pytest.raises(DataError, match=r"poisson newresp has 1 value\(s\) outside the "
-                                        r"family's range \(first: -1\).*non-negative integer"):
+                                        r"family's range \(first: -1, .*non-negative integer"):
         refit(formula_offset, np.r_[-1.0, np.ones(n - 1)])
     with pytest.raises(DataError, match="poisson newresp .*first: 0.5"):
         refit(formula_offset, np.r_[0.5, np.ones(n - 1)])

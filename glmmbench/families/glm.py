@@ -693,6 +693,18 @@ class Family:
         return fdef.make(self.link, _check_dispersion(self.name, fdef.dispersion_name,
                                                       value))
 
+    def draw(self, rng: np.random.Generator, mu: ArrayLike, weights: ArrayLike,
+             dispersion: float) -> Array:
+        """Responses drawn from the family at means ``mu`` with prior ``weights`` and
+        its dispersion (glmmTMB's ``sigma()``; 1 where it has none), on the scale of
+        ``y`` (a binomial proportion of the rounded weights)."""
+        return FAMILIES[self.name].draw(rng, _f(mu), _f(weights), dispersion)
+
+    def outside_support(self, y: ArrayLike) -> tuple[Array, str, str]:
+        """Which values of ``y`` the family cannot take, the name of its range, and what
+        it needs instead."""
+        return FAMILIES[self.name].support(_f(y))
+
     def with_theta(self, theta: float) -> Family:
         """The negative_binomial family with size ``theta`` and the same link."""
         if self.name != "negative_binomial":
@@ -943,6 +955,53 @@ class FamilyDef:
     make: Callable[[Link, float | None], Family] = field(repr=False)
     dispersion_name: str | None = None
     units: bool = False  # the response is a measurement with units (not counts, 0/1)
+    # the family's own draws and support (Family.draw, Family.outside_support)
+    draw: Callable[..., Array] | None = field(default=None, repr=False)
+    support: Callable[[Array], tuple[Array, str, str]] | None = field(default=None,
+                                                                      repr=False)
+
+
+def _draw_gaussian(rng, mu, wt, sigma):
+    return rng.normal(mu, sigma / np.sqrt(wt))
+
+
+def _draw_binomial(rng, mu, wt, _):
+    trials = np.round(wt).astype(np.int64)
+    return rng.binomial(trials, mu) / np.maximum(trials, 1)
+
+
+def _draw_poisson(rng, mu, wt, _):
+    return rng.poisson(mu).astype(float)
+
+
+def _draw_nb2(rng, mu, wt, theta):  # numpy's (n, p): mean n (1 - p) / p
+    return rng.negative_binomial(theta, theta / (theta + mu)).astype(float)
+
+
+def _draw_nb1(rng, mu, wt, phi):  # size mu / phi, p = 1 / (1 + phi)
+    return rng.negative_binomial(mu / phi, 1.0 / (1.0 + phi)).astype(float)
+
+
+def _draw_gamma(rng, mu, wt, sigma):  # shape 1 / sigma^2, scale mu sigma^2
+    return rng.gamma(1.0 / sigma**2, mu * sigma**2)
+
+
+def _support_real(y):
+    return np.zeros(y.shape, dtype=bool), "the real numbers", "real numbers"
+
+
+def _support_unit(y):
+    return (y < 0) | (y > 1), "0-1", ("proportions of successes out of the prior weights, "
+                                      "as simulate() draws them")
+
+
+def _support_counts(y):
+    return ((y < 0) | (y != np.round(y)), "the family's range",
+            "non-negative integer counts")
+
+
+def _support_positive(y):
+    return y <= 0, "the family's range", "positive values"
 
 
 FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
@@ -950,15 +1009,17 @@ FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
         d.name: d
         for d in (
             FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
-                      units=True),
+                      units=True, draw=_draw_gaussian, support=_support_real),
             FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
-                      _binomial),
-            FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson),
+                      _binomial, draw=_draw_binomial, support=_support_unit),
+            FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson,
+                      draw=_draw_poisson, support=_support_counts),
             FamilyDef("negative_binomial", ("log", "identity", "sqrt"), "log",
-                      _negative_binomial, "theta"),
-            FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi"),
+                      _negative_binomial, "theta", draw=_draw_nb2, support=_support_counts),
+            FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi",
+                      draw=_draw_nb1, support=_support_counts),
             FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
-                      units=True),
+                      units=True, draw=_draw_gamma, support=_support_positive),
         )
     }
 )
