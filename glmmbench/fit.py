@@ -35,10 +35,10 @@ from glmmbench.engine.optimize import (
     lbfgsb,
     newton_polish,
 )
-from glmmbench.engine.separation import checked, detect_separation
+from glmmbench.engine.separation import SEPARABLE, checked, detect_separation
 from glmmbench.errors import FamilyError, GLMMError, NumericalError
 from glmmbench.families import make_response
-from glmmbench.families.glm import EPS, FAMILY_ALIASES, get_family
+from glmmbench.families.glm import EPS, FAMILIES, FAMILY_ALIASES, get_family
 from glmmbench.families.multinomial import MultinomialFamily, expand_design
 from glmmbench.families.ordinal import (
     THRESHOLDS,
@@ -851,8 +851,6 @@ def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = 
 
 # ------------------------------------------------------------------ messages
 
-# families whose fixed effects can be separated (infinite estimates)
-SEPARABLE = ("binomial", "poisson", "negative_binomial", "nbinom1", "ordinal", "multinomial")
 LOG_FLOOR_MARGIN = 1e3  # responses this close to the log link's floor (EPS) are named
 
 
@@ -870,7 +868,7 @@ def pirls_failure_message(design: Design, family: Any, n_random: int) -> str:
     link = getattr(getattr(family, "link", None), "name", None)
     y = np.asarray(design.y, dtype=float)
     positive = y[y > 0]
-    if link == "log" and name in ("Gamma", "gaussian") and positive.size \
+    if link == "log" and name in FAMILIES and FAMILIES[name].units and positive.size \
             and np.median(positive) < LOG_FLOOR_MARGIN * EPS:
         k = -int(np.floor(np.log10(np.median(positive))))
         return (f"{failed}: the response {design.response_name!r} is on a scale of "

@@ -487,19 +487,13 @@ def _re_argument(re) -> bool | str:
 
 
 def _check_mean(family: Family, mu: np.ndarray, eta: np.ndarray, replicate: int) -> None:
-    """The means ``simulate`` draws from lie in the family's range: positive for Gamma,
-    non-negative for the counts, in [0, 1] for binomial. A link that does not keep
+    """The means ``simulate`` draws from lie in the family's range
+    (``Family.outside_mean_range``: positive for Gamma, non-negative for the counts, in
+    [0, 1] for binomial). A link that does not keep
     them there (Gamma's inverse, identity; Poisson's identity, sqrt) can leave it once
     the random effects are redrawn."""
     name = family.name
-    if name == "Gamma":
-        bad, what = ~(mu > 0) | ~np.isfinite(mu), "a positive finite mean"
-    elif name in ("poisson", "negative_binomial", "nbinom1"):
-        bad, what = ~(mu >= 0) | ~np.isfinite(mu), "a non-negative finite mean"
-    elif name == "binomial":
-        bad, what = ~((mu >= 0) & (mu <= 1)), "a mean in [0, 1]"
-    else:
-        bad, what = ~np.isfinite(mu), "a finite mean"
+    bad, what = family.outside_mean_range(mu)
     if bad.any():
         k = int(bad.sum())
         raise NumericalError(

@@ -121,6 +121,8 @@ CERTIFY_MARGIN = 1e-3
 
 _CDF_LINKS = ("logit", "probit", "cloglog", "loglog", "cauchit")
 _COUNT_FAMILIES = ("poisson", "negative_binomial", "nbinom2", "nbinom1")
+# families whose fixed effects can be separated (infinite estimates), on some link
+SEPARABLE = ("binomial", "ordinal", "multinomial", *_COUNT_FAMILIES)
 
 
 @dataclass(frozen=True)

@@ -700,6 +700,10 @@ class Family:
         ``y`` (a binomial proportion of the rounded weights)."""
         return FAMILIES[self.name].draw(rng, _f(mu), _f(weights), dispersion)
 
+    def outside_mean_range(self, mu: ArrayLike) -> tuple[Array, str]:
+        """Which means ``mu`` lie outside the family's range, and what it needs."""
+        return FAMILIES[self.name].mean_range(_f(mu))
+
     def outside_support(self, y: ArrayLike) -> tuple[Array, str, str]:
         """Which values of ``y`` the family cannot take, the name of its range, and what
         it needs instead."""
@@ -959,6 +963,7 @@ class FamilyDef:
     draw: Callable[..., Array] | None = field(default=None, repr=False)
     support: Callable[[Array], tuple[Array, str, str]] | None = field(default=None,
                                                                       repr=False)
+    mean_range: Callable[[Array], tuple[Array, str]] | None = field(default=None, repr=False)
 
 
 def _draw_gaussian(rng, mu, wt, sigma):
@@ -986,6 +991,22 @@ def _draw_gamma(rng, mu, wt, sigma):  # shape 1 / sigma^2, scale mu sigma^2
     return rng.gamma(1.0 / sigma**2, mu * sigma**2)
 
 
+def _mean_finite(mu):
+    return ~np.isfinite(mu), "a finite mean"
+
+
+def _mean_unit(mu):
+    return ~((mu >= 0) & (mu <= 1)), "a mean in [0, 1]"
+
+
+def _mean_nonnegative(mu):
+    return ~(mu >= 0) | ~np.isfinite(mu), "a non-negative finite mean"
+
+
+def _mean_positive(mu):
+    return ~(mu > 0) | ~np.isfinite(mu), "a positive finite mean"
+
+
 def _support_real(y):
     return np.zeros(y.shape, dtype=bool), "the real numbers", "real numbers"
 
@@ -1009,17 +1030,23 @@ FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
         d.name: d
         for d in (
             FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
-                      units=True, draw=_draw_gaussian, support=_support_real),
+                      units=True, draw=_draw_gaussian, support=_support_real,
+                      mean_range=_mean_finite),
             FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
-                      _binomial, draw=_draw_binomial, support=_support_unit),
+                      _binomial, draw=_draw_binomial, support=_support_unit,
+                      mean_range=_mean_unit),
             FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson,
-                      draw=_draw_poisson, support=_support_counts),
+                      draw=_draw_poisson, support=_support_counts,
+                      mean_range=_mean_nonnegative),
             FamilyDef("negative_binomial", ("log", "identity", "sqrt"), "log",
-                      _negative_binomial, "theta", draw=_draw_nb2, support=_support_counts),
+                      _negative_binomial, "theta", draw=_draw_nb2, support=_support_counts,
+                      mean_range=_mean_nonnegative),
             FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi",
-                      draw=_draw_nb1, support=_support_counts),
+                      draw=_draw_nb1, support=_support_counts,
+                      mean_range=_mean_nonnegative),
             FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
-                      units=True, draw=_draw_gamma, support=_support_positive),
+                      units=True, draw=_draw_gamma, support=_support_positive,
+                      mean_range=_mean_positive),
         )
     }
 )

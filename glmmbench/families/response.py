@@ -185,6 +185,12 @@ class GLMResponse:
         (``_dispersion_start``; the grand mean of y when ``mu`` is None)."""
         return np.log([_dispersion_start(self, mu)]) if self.nparams else np.empty(0)
 
+    @property
+    def average_weights(self) -> np.ndarray:
+        """The prior weights, or ones where they are all 0: the weights of an average
+        of y (a start, a scale)."""
+        return self.weights if np.sum(self.weights) > 0 else np.ones_like(self.weights)
+
     def eta_scale(self) -> float:
         """The units of the linear predictor: ``|g(ybar)| / |g(1)|`` for a response with
         units (Gaussian, Gamma) under a link that carries them (identity, inverse, sqrt:
@@ -196,8 +202,7 @@ class GLMResponse:
         if not FAMILIES[self.family.name].units or link not in ("identity", "inverse",
                                                                   "sqrt"):
             return 1.0
-        w = self.weights if np.sum(self.weights) > 0 else np.ones_like(self.weights)
-        ybar = np.average(self.y, weights=w)
+        ybar = np.average(self.y, weights=self.average_weights)
         g = self.family.link.linkfun
         scale = float(np.abs(g(np.array([ybar]))[0]) / np.abs(g(np.array([1.0]))[0]))
         return scale if np.isfinite(scale) and scale > 0 else 1.0
@@ -210,8 +215,7 @@ class GLMResponse:
         applied to that unit-free part."""
         if not FAMILIES[self.family.name].units:
             return 0.0
-        w = self.weights if np.sum(self.weights) > 0 else np.ones_like(self.weights)
-        ybar = float(np.average(np.abs(self.y), weights=w))
+        ybar = float(np.average(np.abs(self.y), weights=self.average_weights))
         n = int(np.sum(self.weights > 0))
         return 2.0 * n * np.log(ybar) if np.isfinite(ybar) and ybar > 0 else 0.0
 
