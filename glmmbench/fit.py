@@ -35,16 +35,11 @@ from glmmbench.engine.optimize import (
     lbfgsb,
     newton_polish,
 )
-from glmmbench.engine.separation import SEPARABLE, checked, detect_separation
-from glmmbench.errors import FamilyError, GLMMError, NumericalError
-from glmmbench.families import make_response
-from glmmbench.families.glm import EPS, FAMILIES, FAMILY_ALIASES, get_family
-from glmmbench.families.multinomial import MultinomialFamily, expand_design
-from glmmbench.families.ordinal import (
-    THRESHOLDS,
-    OrdinalFamily,
-    get_cumulative_link,
-)
+from glmmbench.engine.separation import detect_separation
+from glmmbench.errors import GLMMError, NumericalError
+from glmmbench.families import ResponseFamily, make_family, make_response
+from glmmbench.families.glm import EPS
+from glmmbench.families.ordinal import THRESHOLDS
 from glmmbench.model.design import Design, build_design, check_response_varies
 from glmmbench.model.theta import theta_start
 from glmmbench.results import GLMMResult, make_result
@@ -52,8 +47,6 @@ from glmmbench.results import GLMMResult, make_result
 __all__ = ["fit", "optimize_lmm", "optimize_glmm", "optimum_derivatives", "finish_fit",
            "refit_ml", "DEFAULT_CONTROL"]
 
-NATIVE_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
-                   "ordinal", "multinomial")
 # PIRLS tolerances: loose while BOBYQA searches, tight for finite differences
 PIRLS_TOL_OPT = 1e-7
 PIRLS_TOL_DERIVS = 1e-12
@@ -512,7 +505,7 @@ def _require_pirls(devfun: GLMMDevfun) -> None:
     """A search after which PIRLS has never succeeded has nothing to go on."""
     if devfun.last is None:
         raise NumericalError(pirls_failure_message(
-            devfun.design, getattr(devfun.response, "family", None), devfun.ix.m))
+            devfun.design, devfun.response.family, devfun.ix.m))
 
 
 def _keep_best(devfun: GLMMDevfun, f):
@@ -580,28 +573,20 @@ def _fast_result(design, fam, devfun: GLMMDevfun, stages, ctl, nagq, t0) -> GLMM
                        time_s=time.perf_counter() - t0, checks={**checks, **flags})
 
 
-# NB2's theta (NB1's phi) counts as infinite (zero) when the extra variance,
-# mu^2 / theta (phi mu), is below this share of the Poisson variance mu everywhere
-NO_OVERDISPERSION = 1e-3
-
-
 def _dispersion_messages(devfun: GLMMDevfun, x: np.ndarray) -> list[str]:
-    """Say so when the dispersion runs off: to its bound, or (negative binomials) so
-    far that the model is Poisson's, where the likelihood is flat in it."""
+    """Say so when the dispersion runs off: to its bound, or where the family says
+    its value is a limit (``dispersion_boundary``: the negative binomials' Poisson
+    limit, where the likelihood is flat in it)."""
     i = devfun.ntheta
-    name, family = devfun.response.dispersion_name, devfun.response.family.name
+    resp = devfun.response
     value = float(np.exp(x[i]))
     mu_max = float(np.max(devfun.last.working.mu)) if devfun.last is not None else np.nan
-    if family == "negative_binomial" and mu_max / value < NO_OVERDISPERSION:
-        why = ("theta -> infinity: the counts show no overdispersion given the random "
-               "effects, and the Poisson model is the limit")
-    elif family == "nbinom1" and value < NO_OVERDISPERSION:
-        why = ("phi -> 0: the counts show no overdispersion given the random effects, "
-               "and the Poisson model is the limit")
-    elif x[i] >= devfun.upper[i] - 1e-3 or x[i] <= devfun.lower[i] + 1e-3:
+    why = resp.family.dispersion_boundary(value, mu_max)
+    if why is None and (x[i] >= devfun.upper[i] - 1e-3 or x[i] <= devfun.lower[i] + 1e-3):
         why = "the estimate runs off to the boundary of the parameter space"
-    else:
+    if why is None:
         return []
+    name = resp.dispersion_name
     return [f"dispersion {name} on the boundary ({name} = {value:.4g}): {why}"]
 
 
@@ -659,26 +644,11 @@ def _blas() -> ThreadpoolController:
 def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold, control, t0):
     if reml is not None and not isinstance(reml, bool | np.bool_):
         raise GLMMError(f"reml must be True, False or None, not {reml!r}")
-    family = FAMILY_ALIASES.get(family, family) if isinstance(family, str) else family
-    if family not in NATIVE_FAMILIES:
-        raise FamilyError(f"unknown family {family!r}; valid: {', '.join(NATIVE_FAMILIES)}")
-    if threshold is not None and family != "ordinal":
-        raise GLMMError(f"threshold={threshold!r} applies to family='ordinal' only, not "
-                        f"{family!r}")
-    if family == "ordinal":
-        fam = OrdinalFamily(get_cumulative_link(link), threshold or "flexible")
-    elif family == "multinomial":
-        if link not in (None, "logit"):
-            raise FamilyError(f"link {link!r} is not available for family 'multinomial' "
-                              "(baseline-category logits): use link=None or 'logit'")
-        fam = MultinomialFamily()
-    else:
-        fam = get_family(family, link)
+    fam = make_family(family, link, threshold=threshold)
     ctl = _control(control)
-    design = build_design(formula, data, family, weights=weights, offset=offset)
+    design = build_design(formula, data, fam, weights=weights, offset=offset)
     check_response_varies(design)
-    if family == "multinomial":
-        design = expand_design(design)
+    design = fam.prepare_design(design)
     return fit_design(design, fam, nagq=nagq, reml=reml, ctl=ctl, t0=t0)
 
 
@@ -709,7 +679,7 @@ def _fit_design(design: Design, fam, *, nagq: int, reml: bool | None,
                         "by maximum likelihood (Laplace or nagq > 1)")
     use_reml = bool(reml if reml is not None else True) if is_lmm else False
     fast = isinstance(nagq, int | np.integer) and not isinstance(nagq, bool) and nagq == 0
-    if fast and fam.name == "ordinal":
+    if fast and not fam.fast_fit:
         raise GLMMError("nagq = 0 (beta from PIRLS) is for the GLM and multinomial families; "
                         "an ordinal model's thresholds are not in PIRLS: use nagq=1 (Laplace) "
                         "or nagq > 1")
@@ -741,12 +711,11 @@ def _fit_design(design: Design, fam, *, nagq: int, reml: bool | None,
 def _separation(design: Design, fam) -> dict | None:
     """``glmmbench.engine.separation``'s verdict on the fixed effects as data (None where the
     check does not apply): the coefficients with infinite estimates and the message."""
-    if not checked(fam.name, fam.link.name):
+    if fam.separation_cone is None:
         return None
     levels = design.response_levels
     sep = detect_separation(design.X, design.y, design.weights, design.fixef_names,
-                            fam.name, link=fam.link.name,
-                            ncat=len(levels) if levels else None)
+                            fam, ncat=len(levels) if levels else None)
     return {"coefficients": list(sep.coefficients), "complete": sep.complete,
             "message": sep.message if sep.separated else ""}
 
@@ -825,24 +794,18 @@ def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = 
                 else "numbers (on the scale simulate() draws)")
         raise DataError(f"refit: newresp must be {what}; it has values that are not "
                         f"numbers ({type(newresp).__name__})") from None
-    n = d.n // (len(levels) - 1) if fam.name == "multinomial" else d.n
+    n = fam.nobs(d)
     if y.shape != (n,):
         raise GLMMError(f"refit: newresp has {y.size} values, the fit {n} observations")
     if not np.all(np.isfinite(y)):
         raise GLMMError("refit: newresp has missing or infinite values")
     # the family's range, as build_design checks the fitted response
-    if levels:
-        bad = (y != np.round(y)) | (y < 0) | (y > len(levels) - 1)
-        where = "the family's range"
-        need = f"category codes 0 to {len(levels) - 1} (levels {list(levels)})"
-    else:
-        bad, where, need = fam.outside_support(y)
+    bad, where, need = fam.outside_support(y, levels)
     if bad.any():
         raise DataError(f"refit: {fam.name} newresp has {int(bad.sum())} value(s) outside "
                         f"{where} (first: {y[bad][0]:g}, from {y[bad].min():g} to "
                         f"{y[bad].max():g}); it needs {need}")
-    if fam.name == "multinomial":  # the expanded design's one-hot rows (expand_design)
-        y = (y[:, None] == np.arange(1, len(levels))[None, :]).astype(float).reshape(-1)
+    y = fam.newresp(y, levels)
     t0 = time.perf_counter()
     with _blas().limit(limits=1, user_api="blas"):
         return fit_design(replace(d, y=y), fam, nagq=result.nagq, reml=result.reml,
@@ -854,7 +817,7 @@ def refit(result: GLMMResult, newresp: Any, control: Mapping[str, Any] | None = 
 LOG_FLOOR_MARGIN = 1e3  # responses this close to the log link's floor (EPS) are named
 
 
-def pirls_failure_message(design: Design, family: Any, n_random: int) -> str:
+def pirls_failure_message(design: Design, family: ResponseFamily, n_random: int) -> str:
     """What to say when penalized IRLS failed at every covariance parameter tried.
 
     A response so small that the log link's floor holds its means (R's
@@ -864,11 +827,9 @@ def pirls_failure_message(design: Design, family: Any, n_random: int) -> str:
     failed = "penalized IRLS failed at every covariance parameter tried"
     head = (f"{failed}: the data ({design.n} observations, {n_random} random effects, "
             f"{design.p} fixed effects) cannot support this model")
-    name = getattr(family, "name", str(family))
-    link = getattr(getattr(family, "link", None), "name", None)
     y = np.asarray(design.y, dtype=float)
     positive = y[y > 0]
-    if link == "log" and name in FAMILIES and FAMILIES[name].units and positive.size \
+    if family.link.name == "log" and family.units and positive.size \
             and np.median(positive) < LOG_FLOOR_MARGIN * EPS:
         k = -int(np.floor(np.log10(np.median(positive))))
         return (f"{failed}: the response {design.response_name!r} is on a scale of "
@@ -877,12 +838,12 @@ def pirls_failure_message(design: Design, family: Any, n_random: int) -> str:
                 "uses, exp(eta) is floored there), so the means cannot follow it; rescale "
                 f"it, e.g. {design.response_name} * 1e{k}: with the log link that is the "
                 f"same model, only the intercept moves (by log(1e{k}) = {k * np.log(10):.4g})")
-    if name in SEPARABLE:
+    if family.separable:
         return f"{head}; simplify it, or look for separation"
     return f"{head}; simplify it, or look for covariates or a response on extreme scales"
 
 
-def nonfinite_deviance_message(design: Design, family: Any, nagq: int) -> str:
+def nonfinite_deviance_message(design: Design, family: ResponseFamily, nagq: int) -> str:
     """What to say when the deviance is not finite at the end of the search.
 
     A constant response first (lme4's design stage accepts a constant Gaussian
@@ -894,16 +855,15 @@ def nonfinite_deviance_message(design: Design, family: Any, nagq: int) -> str:
     if y.size and np.all(y == y[0]):
         return (f"response {design.response_name!r} is constant (all values {y[0]:g}): "
                 "there is no variation to model")
-    name = getattr(family, "name", str(family))
-    link = getattr(getattr(family, "link", None), "name", None)
-    if name == "gaussian" and link in (None, "identity"):
+    link = family.link.name
+    if family.lmm:
         return ("the (RE)ML deviance is not finite at the end of the search: the model "
                 f"reproduces the response {design.response_name!r} exactly (a residual sum "
                 "of squares of 0), or its scale is extreme; look for a response that is a "
                 "copy or a function of the covariates or the grouping factors")
     tips = []
     canonical = getattr(family, "canonical", None)
-    if link is not None and canonical is not None and link != canonical:
+    if canonical is not None and link != canonical:
         tips.append(f"the canonical link ({canonical})")
     if nagq != 1:
         tips.append("nagq=1")

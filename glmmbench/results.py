@@ -34,9 +34,9 @@ from glmmbench.engine.deviance import GLMMDevfun, LMMDevfun, z_lambda
 from glmmbench.engine.linalg import ReIndex, crossproducts, factorize
 from glmmbench.engine.optimize import OptSummary
 from glmmbench.engine.quadrature import gh_rule
-from glmmbench.errors import GLMMError, NumericalError
+from glmmbench.errors import GLMMError
 from glmmbench.families.glm import Family
-from glmmbench.families.multinomial import expand_design, softmax_probs
+from glmmbench.families.multinomial import softmax_probs
 from glmmbench.families.ordinal import OrdinalFamily
 from glmmbench.families.response import GLMResponse
 from glmmbench.inference.gamm import (
@@ -184,14 +184,14 @@ class GLMMResult:
 
     @property
     def is_lmm(self) -> bool:
-        return self.family.name == "gaussian" and self.family.link.name == "identity"
+        return self.family.lmm
 
     @property
     def loglik_saturated(self) -> float | None:
         """``sum log f(y_i | mu_i = y_i)`` for binomial and Poisson responses (0 for
         binary ones), None otherwise. lme4's ``logLik()`` at ``nAGQ > 1`` is
         ``loglik - loglik_saturated`` (known_discrepancies ``lme4-agq-*-loglik``)."""
-        if self.family.name not in ("binomial", "poisson"):
+        if not self.family.saturated_loglik:
             return None
         d = self.design
         resp = GLMResponse(d.y, d.weights, d.offset, self.family, trials=d.trials)
@@ -246,10 +246,8 @@ class GLMMResult:
         population value for that factor, with a `NewLevelsWarning` naming the factor
         and the count of rows (lme4's ``allow.new.levels = TRUE``).
         """
-        ordinal = self.family.name == "ordinal"
-        multinomial = self.family.name == "multinomial"
-        types = (("prob", "cumprob", "class", "link") if ordinal
-                 else ("prob", "class", "link") if multinomial else ("response", "link"))
+        fam = self.family
+        types = fam.predict_types
         type = types[0] if type is None else type
         if type not in types:
             raise ValueError(f"type must be one of {', '.join(map(repr, types))}, "
@@ -266,12 +264,12 @@ class GLMMResult:
             new_levels = ("error" if re is True and not allow_new_levels
                           else "warn" if re is True else "allow")
             design = self.design.new_data(newdata, offset=offset, new_levels=new_levels)
-        if multinomial:
+        if fam.multivariate:
             return self._predict_multinomial(design, newdata is not None, type, re)
         eta = self._eta(design, re is True)
         if type == "link":
             return eta
-        if not ordinal:
+        if not fam.thresholds:
             if re == "marginal":
                 return marginal_mean(self.family.link, eta, self._re_var(design))
             return self.family.link.linkinv(eta)
@@ -292,7 +290,7 @@ class GLMMResult:
                          name="class")
 
     def _predict_multinomial(self, design: Design, new: bool, type: str, re: bool | str):
-        d = expand_design(design) if new else design
+        d = self.family.prepare_design(design) if new else design
         levels = list(self.design.response_levels)
         K1 = len(levels) - 1
         eta = self._eta(d, re is True).reshape(-1, K1)
@@ -349,7 +347,7 @@ class GLMMResult:
     def smooth_tests(self) -> pd.DataFrame:
         """Approximate significance of the smooths (``glmmbench.inference.gamm.TEST_METHOD``):
         F tests for Gaussian models (estimated scale), chi-squared otherwise."""
-        resid_df = self.nobs - self.edf_total if self.family.name == "gaussian" else None
+        resid_df = self.nobs - self.edf_total if self.family.residual else None
         return smooth_tests(self.fitted_smooths, resid_df)
 
     # ---------------------------------------------------------------- simulate
@@ -379,28 +377,15 @@ class GLMMResult:
         base = self._eta(d, re=False)  # with the fitted smooths: they are not redrawn
         smooth = np.concatenate([np.full(t.nlevels * t.q, t.smooth is not None)
                                  for t in d.terms])
+        thresholds = None if self.thresholds is None else self.thresholds.to_numpy()
         out = {}
         for s in range(nsim):
             u = np.where(smooth, 0.0, rng.standard_normal(ix.m))
             scale = self.sigma if self.is_lmm else 1.0
             eta = base + scale * ix.Zu(V, u)
-            if self.family.name == "multinomial":
-                levels = list(d.response_levels)
-                P = softmax_probs(eta.reshape(-1, len(levels) - 1))
-                codes = (rng.uniform(size=(P.shape[0], 1)) > np.cumsum(P, axis=1)).sum(axis=1)
-                out[f"sim_{s + 1}"] = pd.Categorical.from_codes(
-                    np.minimum(codes, len(levels) - 1), categories=levels)
-                continue
-            if self.family.name == "ordinal":
-                # the latent variable eta + e with e ~ F, cut at the thresholds
-                latent = eta + self.family.link.ppf(rng.uniform(size=eta.size))
-                codes = np.searchsorted(self.thresholds.to_numpy(), latent)
-                out[f"sim_{s + 1}"] = pd.Categorical.from_codes(
-                    codes, categories=list(d.response_levels), ordered=True)
-                continue
-            mu = self.family.link.linkinv(eta)
-            _check_mean(self.family, mu, eta, s + 1)
-            out[f"sim_{s + 1}"] = self.family.draw(rng, mu, d.weights, self.sigma)
+            out[f"sim_{s + 1}"] = self.family.simulate(rng, eta, d.weights, self.sigma,
+                                                       d.response_levels, thresholds,
+                                                       replicate=s + 1)
         return pd.DataFrame(out)
 
     # ----------------------------------------------------------------- render
@@ -434,8 +419,8 @@ class GLMMResult:
             "theta": [float(v) for v in self.theta],
             # glmmTMB's sigma() where the family has a dispersion (Gaussian's residual
             # sd, NB2's size, NB1's phi, Gamma's CV), None for the others (R's NA)
-            "sigma": (float(self.sigma) if self.family.name == "gaussian"
-                      or getattr(self.family, "dispersion_name", None) else None),
+            "sigma": (float(self.sigma) if self.family.residual
+                      or self.family.dispersion_name else None),
             "loglik": float(self.loglik),
             "loglik_saturated": self.loglik_saturated,
             "deviance": float(self.deviance),
@@ -484,24 +469,6 @@ def _re_argument(re) -> bool | str:
     elif _is_truth(re):
         return bool(re)
     raise GLMMError(f"re must be True, False or 'marginal', not {re!r}")
-
-
-def _check_mean(family: Family, mu: np.ndarray, eta: np.ndarray, replicate: int) -> None:
-    """The means ``simulate`` draws from lie in the family's range
-    (``Family.outside_mean_range``: positive for Gamma, non-negative for the counts, in
-    [0, 1] for binomial). A link that does not keep
-    them there (Gamma's inverse, identity; Poisson's identity, sqrt) can leave it once
-    the random effects are redrawn."""
-    name = family.name
-    bad, what = family.outside_mean_range(mu)
-    if bad.any():
-        k = int(bad.sum())
-        raise NumericalError(
-            f"simulate(): the {name} family's {family.link.name} link gives {k} "
-            f"observation(s) of replicate {replicate} a mean outside its range (linear "
-            f"predictor {float(eta[bad][0]):.4g} -> mean {float(mu[bad][0]):.4g}; the family "
-            f"needs {what}): with the random effects redrawn this link leaves the family's "
-            "range, so the model cannot be simulated from as it stands")
 
 
 # -------------------------------------------------------------------- building
@@ -619,7 +586,7 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         df = p + k
         scale2 = 1.0
         vcov = None
-        ordinal = family.name == "ordinal"
+        ordinal = family.thresholds
         # the Hessian's block of (thresholds' alpha, beta) for ordinal models, beta else
         first = devfun.ntheta if ordinal else k
         if hess is not None:
@@ -660,17 +627,17 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
                                 "definite either: no standard errors")
                 vcov = np.full((p, p), np.nan)
     vcov = 0.5 * (vcov + vcov.T)
-    if family.name != "ordinal":
+    if not family.thresholds:
         thresholds = threshold_se = None
         vcov_full = pd.DataFrame(vcov, index=names, columns=names)
     b = _random_effects(design, theta, u)
     fitted, edf_total, smooth_df = [], None, None
     if design.smooths:
         full_fac = fac if lmm else _joint_factor(devfun, res, design, theta)
-        phi = sigma**2 if family.name == "gaussian" else 1.0
+        phi = sigma**2 if family.residual else 1.0
         fitted, edf_total, Vbeta = fitted_smooths(design, full_fac, theta, beta, u, scale2, phi)
         smooth_df = smooth_table(fitted)
-        if family.name != "ordinal":
+        if not family.thresholds:
             # mgcv's and gamm4's convention: the Bayesian covariance given the variance
             # parameters (an LMM's sigma^2 (R_X' R_X)^{-1} already is)
             vcov = 0.5 * (Vbeta + Vbeta.T)
@@ -696,7 +663,7 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         formula=design.formula, family=family, design=design, fixef=fixef,
         se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se"),
         vcov=vcov_full, thresholds=thresholds, threshold_se=threshold_se,
-        varcorr=_varcorr(design, theta, sigma, lmm, residual=family.name == "gaussian"),
+        varcorr=_varcorr(design, theta, sigma, lmm, residual=family.residual),
         theta=theta, sigma=sigma,
         loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),
         bic=float(-2 * loglik + np.log(n) * df), nobs=n, df=df, ngroups=design.ngroups,

@@ -20,9 +20,7 @@ def render_summary(res: GLMMResult) -> str:
     else:
         approx = ("Laplace Approximation" if res.nagq == 1
                   else f"Adaptive Gauss-Hermite Quadrature (nAGQ = {res.nagq})")
-        kind = ("Cumulative Link Mixed Model" if res.family.name == "ordinal"
-                else "Generalized linear mixed model")
-        lines.append(f"{kind} fit by maximum likelihood ({approx})")
+        lines.append(f"{res.family.title} fit by maximum likelihood ({approx})")
         lines.append(f" Family: {res.family.name}  ( {res.family.link.name} )")
     lines.append(f"Formula: {res.formula}")
     lines.append("")
@@ -49,7 +47,7 @@ def render_summary(res: GLMMResult) -> str:
     groups = ", ".join(f"{g}, {n}" for g, n in res.ngroups.items())
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
     disp = res.optinfo.get("dispersion")
-    if disp is not None and res.family.name != "gaussian":
+    if disp is not None and not res.family.residual:
         what = {"theta": "size theta (var = mu + mu^2/theta)",
                 "phi": "phi (var = mu (1 + phi))",
                 "sigma": "coefficient of variation sigma (var = sigma^2 mu^2)"}[disp["name"]]

@@ -15,7 +15,8 @@ from hypothesis import strategies as st
 
 from glmmbench import datasets
 from glmmbench.errors import DataError, FamilyError, FormulaError, GLMMError
-from glmmbench.model.design import FAMILIES, Design, _rank_keep, build_design
+from glmmbench.families import NATIVE_FAMILIES as FAMILIES
+from glmmbench.model.design import Design, _rank_keep, build_design
 
 from .rscript import run_r
 

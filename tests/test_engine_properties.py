@@ -47,11 +47,11 @@ from threadpoolctl import threadpool_limits
 from glmmbench import datasets, fit
 from glmmbench.engine.deviance import make_devfun
 from glmmbench.engine.optimize import check_convergence
+from glmmbench.families import NATIVE_FAMILIES
 from glmmbench.families import make_response as _response
 from glmmbench.families.glm import FAMILIES, get_family
 from glmmbench.families.response import GLMResponse
 from glmmbench.fit import (
-    NATIVE_FAMILIES,
     PIRLS_TOL_DERIVS,
     PIRLS_TOL_OPT,
     _control,

@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1] / "glmmbench"
 # The layers, lowest first. A module may import from its own layer and those below,
 # never from a layer above (the result's methods are the documented exception: they
 # delegate to inference with imports inside the methods).
-LAYERS = ("errors", "model", "families", "engine", "results", "fit", "inference", "harness")
+LAYERS = ("errors", "families", "model", "engine", "results", "fit", "inference", "harness")
 
 
 def _modules() -> dict[str, Path]:
@@ -119,7 +119,7 @@ def test_no_import_loop_wider_than_three_modules():
 
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_imports_go_down_the_layers(module):
-    """model < families < engine < results < fit < inference < harness; the result's
+    """families < model < engine < results < fit < inference < harness; the result's
     methods may reach fit and inference (delegation, inside the methods)."""
     own = _layer(module)
     if own is None:
@@ -151,3 +151,60 @@ def _all_names(source: str) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             out.add(node.module)
     return out
+
+
+# ----------------------------------------------------------- families as plug-ins
+
+FAMILY_NAMES = {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "nbinom2",
+                "Gamma", "gamma", "ordinal", "multinomial"}
+MAX_NAME_BRANCHES = 12  # issue 24's bound
+
+
+def _strings(node: ast.AST) -> set[str]:
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return {node.value}
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return set().union(*(_strings(e) for e in node.elts)) if node.elts else set()
+    return set()
+
+
+def _name_branches(path: Path) -> list[str]:
+    """The comparisons in a module that test a family's name: against a literal name
+    (``fam.name == "binomial"``, ``family in ("poisson", "nbinom1")``) or against a
+    module-level tuple of names (``family in _COUNT_FAMILIES``)."""
+    tree = ast.parse(path.read_text())
+    tuples = {t.id for node in tree.body if isinstance(node, ast.Assign)
+              for t in node.targets
+              if isinstance(t, ast.Name) and _strings(node.value) & FAMILY_NAMES}
+    out = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Compare):
+            continue
+        sides = [node.left, *node.comparators]
+        if any(_strings(s) & FAMILY_NAMES for s in sides) or any(
+                isinstance(s, ast.Name) and s.id in tuples for s in sides):
+            out.append(f"{path.name}:{node.lineno}: {ast.unparse(node)}")
+    return out
+
+
+def test_few_places_outside_the_families_branch_on_a_family_name():
+    """A family is its module and registry entry (``families.base``'s interface); the
+    rest of the package reads the interface, not the family's name."""
+    found = [f"{path.parent.relative_to(ROOT.parent)}/{b}"
+             for path in sorted(ROOT.rglob("*.py"))
+             if "families" not in path.relative_to(ROOT).parts
+             for b in _name_branches(path)]
+    assert len(found) <= MAX_NAME_BRANCHES, "\n".join(found)
+
+
+def test_the_branch_counter_sees_branches(tmp_path):
+    """The counter is not blind: each spelling it claims to see, it sees."""
+    source = ("FAMS = ('poisson', 'nbinom1')\n"
+              "def f(fam, family):\n"
+              "    a = fam.name == 'binomial'\n"
+              "    b = family in ('ordinal', 'multinomial')\n"
+              "    c = family not in FAMS\n"
+              "    d = fam.link.name == 'logit'\n")
+    path = tmp_path / "probe.py"
+    path.write_text(source)
+    assert len(_name_branches(path)) == 3

@@ -526,17 +526,15 @@ class GLMMDevfun:
         """``(dD/dcov, dD/dbeta)`` at a PIRLS result (see ``gradient``); ``cov`` is theta
         and the response's dispersion. ``w'``, and the dispersion's derivatives at a
         fixed predictor, by central differences of the response's own functions
-        (O(n) each), except the canonical binomial and Poisson's closed forms."""
+        (O(n) each), except the canonical pairs' closed form ``w V'(mu)``."""
         d, ix, nt = self.design, self.ix, self.ntheta
         V = z_lambda(d, cov[:nt])
         resp, wv = self._resp, res.working
         w = resp.curvature_weights(wv)  # L's weights: -ds/deta (``has_gradient``)
         s = wv.w * wv.wres
         fam = resp.family
-        if not resp.observed and fam.name == "binomial":  # canonical: w = wt mu (1 - mu)
-            dw = w * (1.0 - 2.0 * wv.mu)
-        elif not resp.observed and fam.name == "poisson":  # canonical: w = wt mu
-            dw = w
+        if not resp.observed and fam.canonical_fast:  # w = wt V(mu), dw/deta = w V'(mu)
+            dw = w * fam.dvariance(wv.mu)
         else:
             dw = (resp.curvature_weights(resp.working(wv.eta + DELTA_ETA))
                   - resp.curvature_weights(resp.working(wv.eta - DELTA_ETA))) / (2 * DELTA_ETA)

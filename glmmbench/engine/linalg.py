@@ -27,13 +27,15 @@ blocked sparse ``L21``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 import scipy.linalg as sla
 from scipy import sparse
 from scipy.linalg import lapack
 
-from glmmbench.model.design import Design
+if TYPE_CHECKING:
+    from glmmbench.model.design import Design
 
 SPARSE_L21 = 250_000  # entries of the m2 x m1 block from which it is kept sparse
 

@@ -106,6 +106,9 @@ import numpy as np
 from scipy import linalg, special
 from scipy.optimize import linprog
 
+from glmmbench.errors import FamilyError
+from glmmbench.families import ResponseFamily, make_family
+
 __all__ = ["Separation", "detect_separation", "MARGIN_TOL"]
 
 # A row is strict (separated) when its margin a_i'd exceeds this, with columns scaled
@@ -119,10 +122,6 @@ NEWTON_MAXITER = 25
 # columns, d in the box) exceeds this; the linear program looks down to MARGIN_TOL.
 CERTIFY_MARGIN = 1e-3
 
-_CDF_LINKS = ("logit", "probit", "cloglog", "loglog", "cauchit")
-_COUNT_FAMILIES = ("poisson", "negative_binomial", "nbinom2", "nbinom1")
-# families whose fixed effects can be separated (infinite estimates), on some link
-SEPARABLE = ("binomial", "ordinal", "multinomial", *_COUNT_FAMILIES)
 
 
 @dataclass(frozen=True)
@@ -139,6 +138,7 @@ class Separation:
     coefficients: tuple[str, ...] = ()
     directions: tuple[float, ...] = ()
     family: str = "binomial"
+    counts: bool = False  # a count family's cone: separated where the counts are all 0
 
     @property
     def message(self) -> str:
@@ -147,7 +147,7 @@ class Separation:
             return "no separation in the fixed effects"
         kind = "complete" if self.complete else "quasi-complete"
         where = (" (the counts are all 0 where they apply)"
-                 if self.family in _COUNT_FAMILIES else "")
+                 if self.counts else "")
         listed = ", ".join(f"{name} ({_sign(s)})"
                            for name, s in zip(self.coefficients, self.directions, strict=True))
         return (f"{kind} separation in the fixed effects{where}: maximum likelihood "
@@ -161,8 +161,8 @@ def _sign(s: float) -> str:
 
 
 def detect_separation(X: np.ndarray, y: np.ndarray, weights: np.ndarray,
-                      names: Sequence[str], family: str, *, link: str | None = None,
-                      ncat: int | None = None) -> Separation:
+                      names: Sequence[str], family: str | ResponseFamily, *,
+                      link: str | None = None, ncat: int | None = None) -> Separation:
     """Which fixed effects have infinite maximum likelihood estimates (module docstring).
 
     Parameters
@@ -176,8 +176,8 @@ def detect_separation(X: np.ndarray, y: np.ndarray, weights: np.ndarray,
     weights : ndarray, shape (n,)
         Prior weights (binomial: the trials); rows of weight 0 are ignored.
     names : the column names of X.
-    family : the family's name.
-    link : the link's name; None for the default (logit, log).
+    family : the family, or its name (with ``link``).
+    link : the link's name with a family's name; None for the family's default.
     ncat : the number of response categories; required for multinomial.
 
     Returns
@@ -188,12 +188,11 @@ def detect_separation(X: np.ndarray, y: np.ndarray, weights: np.ndarray,
     X = np.asarray(X, dtype=float)
     if X.ndim != 2 or X.shape[1] != len(names):
         raise ValueError(f"X has shape {X.shape} but {len(names)} names were given")
-    if X.shape[1] == 0:
+    kind = _cone_kind(family, link)
+    family = family if isinstance(family, str) else family.name
+    if X.shape[1] == 0 or kind is None:
         return Separation(family=family)
-    cone = _cone(X, np.asarray(y, dtype=float), np.asarray(weights, dtype=float), family,
-                 link, ncat)
-    if cone is None:
-        return Separation(family=family)
+    cone = _CONES[kind](X, np.asarray(y, dtype=float), np.asarray(weights, dtype=float), ncat)
     A, E = _scaled(*cone)
     if A.shape[0] == 0 or _not_separated(A, E):
         return Separation(family=family)
@@ -205,40 +204,57 @@ def detect_separation(X: np.ndarray, y: np.ndarray, weights: np.ndarray,
     if idx.size == 0:
         return Separation(family=family)
     directions = tuple(float(sign[j] * np.inf) for j in idx)
-    complete = bool(strict.all()) and E.shape[0] == 0 and family not in _COUNT_FAMILIES
-    return Separation(True, complete, tuple(names[j] for j in idx), directions, family)
+    counts = kind == "counts"
+    complete = bool(strict.all()) and E.shape[0] == 0 and not counts
+    return Separation(True, complete, tuple(names[j] for j in idx), directions, family, counts)
 
 
 # ----------------------------------------------------------------------------
 # The cone of each family
 # ----------------------------------------------------------------------------
 
-def checked(family: str, link: str | None = None) -> bool:
+def _cone_kind(family: str | ResponseFamily, link: str | None) -> str | None:
+    """The family's cone (``ResponseFamily.separation_cone``), None where the family
+    and link are not checked (or do not exist)."""
+    if not isinstance(family, ResponseFamily):
+        try:
+            family = make_family(family, link)
+        except FamilyError:
+            return None
+    return family.separation_cone
+
+
+def checked(family: str | ResponseFamily, link: str | None = None) -> bool:
     """Whether `detect_separation` checks models of this family and link."""
-    if family in ("binomial", "ordinal"):
-        return (link or "logit") in _CDF_LINKS
-    if family in _COUNT_FAMILIES:
-        return (link or "log") == "log"
-    return family == "multinomial"
+    return _cone_kind(family, link) is not None
 
 
 def _cone(X, y, weights, family, link, ncat) -> tuple[np.ndarray, np.ndarray] | None:
     """``(A, E)``: the rows of ``A d >= 0`` and ``E d = 0``; None if not checked."""
-    if not checked(family, link):
-        return None
+    kind = _cone_kind(family, link)
+    return None if kind is None else _CONES[kind](X, y, weights, ncat)
+
+
+def _counts_cone(X, y, weights, ncat):
     keep = weights > 0
-    if family == "binomial":
-        return _binary_cone(X[keep], y[keep])
-    if family in _COUNT_FAMILIES:
-        X, y = X[keep], y[keep]
-        return -X[y == 0], X[y > 0]
-    if family == "ordinal":
-        return _ordinal_cone(X[keep], y[keep])
-    if family == "multinomial":
-        if ncat is None:
-            raise ValueError("multinomial separation needs ncat, the number of categories")
-        return _multinomial_cone(X, y, weights, ncat)
-    return None
+    X, y = X[keep], y[keep]
+    return -X[y == 0], X[y > 0]
+
+
+def _multinomial_rows(X, y, weights, ncat):
+    if ncat is None:
+        raise ValueError("multinomial separation needs ncat, the number of categories")
+    return _multinomial_cone(X, y, weights, ncat)
+
+
+# the cones by ``ResponseFamily.separation_cone``: ``(X, y, weights, ncat) -> (A, E)``,
+# the rows of ``A d >= 0`` and ``E d = 0``
+_CONES = {
+    "binary": lambda X, y, w, ncat: _binary_cone(X[w > 0], y[w > 0]),
+    "counts": _counts_cone,
+    "ordinal": lambda X, y, w, ncat: _ordinal_cone(X[w > 0], y[w > 0]),
+    "multinomial": _multinomial_rows,
+}
 
 
 def _binary_cone(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

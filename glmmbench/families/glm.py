@@ -21,7 +21,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import special
 
-from glmmbench.errors import DataError, FamilyError
+from glmmbench.errors import DataError, FamilyError, NumericalError
+from glmmbench.families.base import (
+    CodedResponse,
+    ResponseFamily,
+    ResponseVariable,
+    non_integer,
+    reject_cbind,
+)
 
 __all__ = ["Link", "Family", "FamilyDef", "LINKS", "FAMILIES", "FAMILY_ALIASES", "get_link",
            "get_family"]
@@ -513,7 +520,7 @@ def _log_dgamma(y: Array, shape: float, mu: Array) -> Array:
 
 
 @dataclass(frozen=True, eq=False)
-class Family:
+class Family(ResponseFamily):
     """A GLM family with its link, as R's ``family`` object.
 
     Attributes
@@ -704,7 +711,8 @@ class Family:
         """Which means ``mu`` lie outside the family's range, and what it needs."""
         return FAMILIES[self.name].mean_range(_f(mu))
 
-    def outside_support(self, y: ArrayLike) -> tuple[Array, str, str]:
+    def outside_support(self, y: ArrayLike, levels: tuple[str, ...] | None = None
+                        ) -> tuple[Array, str, str]:
         """Which values of ``y`` the family cannot take, the name of its range, and what
         it needs instead."""
         return FAMILIES[self.name].support(_f(y))
@@ -714,6 +722,97 @@ class Family:
         if self.name != "negative_binomial":
             raise FamilyError(f"theta applies to negative_binomial only, not {self.name!r}")
         return self.with_dispersion(theta)
+
+    # ------------------------------------------------ the plug-in interface (base)
+    # the registry entry's facts (FamilyDef)
+    @property
+    def residual(self) -> bool:
+        return FAMILIES[self.name].residual
+
+    @property
+    def units(self) -> bool:
+        return FAMILIES[self.name].units
+
+    @property
+    def r_engines(self) -> tuple[str, ...]:
+        fdef = FAMILIES[self.name]
+        if fdef.lme4_links is None or self.link.name in fdef.lme4_links:
+            return fdef.r_engines
+        return tuple(e for e in fdef.r_engines if e != "lme4")
+
+    def dvariance(self, mu: Array) -> Array:
+        """``V'(mu)`` (``FamilyDef.dvariance``): with a canonical link (``canonical_fast``)
+        the working weights' slope in eta is ``w V'(mu)``."""
+        return FAMILIES[self.name].dvariance(mu)
+
+    @property
+    def separable(self) -> bool:
+        return FAMILIES[self.name].separation is not None
+
+    @property
+    def observed_information(self) -> bool:
+        return FAMILIES[self.name].observed_information
+
+    @property
+    def saturated_loglik(self) -> bool:
+        return FAMILIES[self.name].saturated
+
+    @property
+    def marginal(self) -> bool:
+        return FAMILIES[self.name].marginal
+
+    @property
+    def separation_cone(self) -> str | None:
+        fdef = FAMILIES[self.name]
+        return fdef.separation if self.link.name in fdef.separation_links else None
+
+    def code_response(self, var: ResponseVariable, weights: Array) -> CodedResponse:
+        """A numeric response (a binomial one may also be a factor, whose first level
+        is failure, or ``cbind(successes, failures)``), checked by the family's
+        ``FamilyDef.check``; a constant response is an error except for the Gaussian
+        family, whose design stage accepts it as lme4's ``lFormula`` does
+        (``model.design.check_response_varies`` refuses it before the fit)."""
+        fdef, name = FAMILIES[self.name], var.name
+        if var.kind == "cbind" and fdef.cbind:
+            return _code_cbind(var, weights)
+        reject_cbind(var, self.name)
+        if var.kind in ("fac", "chr") and fdef.cbind:  # binomial: a two-level factor
+            codes, levels, _ = var.factor()
+            if len(levels) < 2:
+                raise DataError(f"response {name!r} is constant (only level {levels[0]!r})")
+            return CodedResponse((codes > 0).astype(float), weights)
+        if var.kind not in ("num", "lgl"):
+            raise DataError(f"response {name!r} is categorical (a factor or text); the "
+                            f"{self.name} family needs numbers")
+        y = var.values.astype(float)
+        if fdef.units:
+            _check_response_scale(y, name)
+        messages = fdef.check(y, name, weights, self.name) if fdef.check else ()
+        if not fdef.residual and y.size and np.all(y == y[0]):
+            raise DataError(f"response {name!r} is constant (all values {y[0]:g})")
+        return CodedResponse(y, weights, messages=tuple(messages))
+
+    def dispersion_boundary(self, value: float, mu_max: float) -> str | None:
+        boundary = FAMILIES[self.name].boundary
+        return boundary(value, mu_max) if boundary else None
+
+    def simulate(self, rng: np.random.Generator, eta: Array, weights: Array,
+                 dispersion: float, levels: tuple[str, ...] | None = None,
+                 thresholds: Array | None = None, *, replicate: int = 1) -> Array:
+        """Draws at the means ``linkinv(eta)``; a mean outside the family's range (a
+        link that does not keep it there, e.g. Gamma's inverse link at ``eta <= 0``)
+        is a `NumericalError` naming the link."""
+        mu = self.link.linkinv(eta)
+        bad, what = self.outside_mean_range(mu)
+        if bad.any():
+            raise NumericalError(
+                f"simulate(): the {self.name} family's {self.link.name} link gives "
+                f"{int(bad.sum())} observation(s) of replicate {replicate} a mean "
+                f"outside its range (linear predictor {float(eta[bad][0]):.4g} -> mean "
+                f"{float(mu[bad][0]):.4g}; the family needs {what}): with the random "
+                "effects redrawn this link leaves the family's range, so the model cannot "
+                "be simulated from as it stands")
+        return self.draw(rng, mu, weights, dispersion)
 
 
 _CANONICAL_PAIRS = frozenset({("gaussian", "identity"), ("binomial", "logit"),
@@ -950,20 +1049,151 @@ def _gamma(link: Link, sigma: float | None) -> Family:
 
 @dataclass(frozen=True)
 class FamilyDef:
-    """A registry entry: the links R's family allows (R's order), the constructor
-    ``make(link, dispersion)`` and the name of the family's dispersion parameter."""
+    """A registry entry: everything the layers above read of a GLM family
+    (``families.base``), so that adding one is an entry here and its functions.
+
+    name, links (R's order), canonical, make : the constructor ``make(link,
+        dispersion)``; dispersion_name : its dispersion parameter's name;
+    units : the response is a measurement with units (not counts or 0/1): its scale
+        is checked, the log link's floor matters;
+    residual : a residual variance (Gaussian): lme4's LMM checks, varcorr's Residual;
+    observed_information : glmmTMB's exact Hessian in the Laplace factor (False:
+        lme4's Fisher information, for the families whose reference is glmer);
+    saturated : lme4's AGQ log-likelihood is relative to the saturated model;
+    marginal : population-averaged coefficients exist for every link it allows;
+    cbind : a ``cbind(successes, failures)`` or two-level factor response is allowed;
+    separation, separation_links : Konis's cone that applies and the links it is
+        checked on (``engine.separation``);
+    check : ``(y, name, weights, family) -> messages``, the data checks beyond the
+        response's kind (a `DataError` naming the column);
+    dvariance : ``V'(mu)`` for the families with a canonical link in ``_CANONICAL_PAIRS``
+        (there ``w = wt V(mu)`` and ``dw / deta = w V'(mu)``);
+    r_engines, lme4_links : the R engines that fit the family (``reference_r``), and
+        the links lme4 fits where it fits fewer (glmer.nb: log);
+    boundary : ``(value, mu_max) -> reason | None``, why an estimated dispersion sits
+        on its boundary beyond reaching the optimizer's bound;
+    draw, support, mean_range : ``Family.draw``, ``.outside_support``,
+        ``.outside_mean_range``.
+    """
 
     name: str
     links: tuple[str, ...]
     canonical: str
     make: Callable[[Link, float | None], Family] = field(repr=False)
     dispersion_name: str | None = None
-    units: bool = False  # the response is a measurement with units (not counts, 0/1)
-    # the family's own draws and support (Family.draw, Family.outside_support)
+    units: bool = False
+    residual: bool = False
+    observed_information: bool = True
+    saturated: bool = False
+    marginal: bool = False
+    cbind: bool = False
+    separation: str | None = None
+    separation_links: tuple[str, ...] = ()
+    check: Callable[..., list[str]] | None = field(default=None, repr=False)
+    dvariance: Callable[[Array], Array] | None = field(default=None, repr=False)
+    r_engines: tuple[str, ...] = ("lme4", "glmmTMB")
+    lme4_links: tuple[str, ...] | None = None
+    boundary: Callable[[float, float], str | None] | None = field(default=None, repr=False)
     draw: Callable[..., Array] | None = field(default=None, repr=False)
     support: Callable[[Array], tuple[Array, str, str]] | None = field(default=None,
                                                                       repr=False)
     mean_range: Callable[[Array], tuple[Array, str]] | None = field(default=None, repr=False)
+
+
+# ------------------------------------------------------------- the families' data
+
+# A measured response whose largest value is below this is refused: its squares
+# underflow double precision (see _check_response_scale).
+MIN_ABS_RESPONSE = 1e-100
+
+# NB2's theta (NB1's phi) counts as infinite (zero) when the extra variance,
+# mu^2 / theta (phi mu), is below this share of the Poisson variance mu everywhere
+NO_OVERDISPERSION = 1e-3
+
+# Konis's cones (engine.separation) are checked on these links
+CDF_LINKS = ("logit", "probit", "cloglog", "loglog", "cauchit")
+
+
+def _check_response_scale(y: Array, name: str) -> None:
+    """A measured response on a scale so small that its squares underflow: refused,
+    naming it and the factor that brings it to a usable scale (lme4 "fits" a Gaussian
+    response in units of 1e-200 with log-likelihood +Inf and a residual sd of 0)."""
+    top = float(np.max(np.abs(y), initial=0.0))
+    if not 0.0 < top < MIN_ABS_RESPONSE:
+        return
+    k = -int(np.floor(np.log10(top)))
+    raise DataError(
+        f"response {name!r} has values no larger than {top:.3g} in absolute value (below "
+        f"{MIN_ABS_RESPONSE:g}): on that scale its squares, and the model's residual sum of "
+        f"squares, underflow double precision; rescale it, e.g. {name} * 1e{k}, and fit "
+        "that (the same model in other units: estimates and standard deviations on the "
+        "response's scale are multiplied by the factor)")
+
+
+def _code_cbind(var: ResponseVariable, weights: Array) -> CodedResponse:
+    """``cbind(successes, failures)``: the proportion of successes, weights times the
+    trials."""
+    name, parts, messages = var.name, [], []
+    for label, kind, values in var.parts:
+        if kind not in ("num", "lgl"):
+            raise DataError(f"{label!r} in response {name!r} must be numeric counts")
+        if np.any(values < 0):
+            raise DataError(f"{label!r} in response {name!r} has "
+                            f"{int(np.sum(values < 0))} negative counts")
+        parts.append(values)
+    s, f = parts
+    trials = s + f
+    if non_integer(s) or non_integer(f):
+        messages.append(f"non-integer counts in response {name!r}")
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = np.where(trials > 0, s / trials, 0.0)
+    if np.unique(np.column_stack([s, f]), axis=0).shape[0] < 2:
+        raise DataError(f"response {name!r} is constant")
+    return CodedResponse(y, trials * weights, None, trials, tuple(messages))
+
+
+def _check_binomial(y, name, w, family):
+    out = (y < 0) | (y > 1)
+    if out.any():
+        raise DataError(
+            f"binomial response {name!r} must lie in [0, 1] (found values from "
+            f"{y.min():g} to {y.max():g}); for counts of successes use "
+            "cbind(successes, failures), or a proportion with weights = trials")
+    if non_integer(y * w):
+        return [f"non-integer number of successes in binomial response {name!r}"]
+    return []
+
+
+def _check_positive(y, name, w, family):
+    if np.any(y <= 0):
+        raise DataError(f"{family} response {name!r} has {int(np.sum(y <= 0))} non-positive "
+                        f"values (the {family} family needs y > 0, as R's {family}())")
+    return []
+
+
+def _check_counts(y, name, w, family):
+    if np.any(y < 0):
+        raise DataError(f"{family} response {name!r} has {int(np.sum(y < 0))} "
+                        "negative counts")
+    if non_integer(y):
+        raise DataError(f"{family} response {name!r} has {int(np.sum(y != np.round(y)))} "
+                        "non-integer counts (its log-likelihood is -Inf there, as R's "
+                        "dpois / dnbinom)")
+    return []
+
+
+def _boundary_nb2(theta: float, mu_max: float) -> str | None:
+    if mu_max / theta < NO_OVERDISPERSION:
+        return ("theta -> infinity: the counts show no overdispersion given the random "
+                "effects, and the Poisson model is the limit")
+    return None
+
+
+def _boundary_nb1(phi: float, mu_max: float) -> str | None:
+    if phi < NO_OVERDISPERSION:
+        return ("phi -> 0: the counts show no overdispersion given the random effects, "
+                "and the Poisson model is the limit")
+    return None
 
 
 def _draw_gaussian(rng, mu, wt, sigma):
@@ -1030,23 +1260,34 @@ FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
         d.name: d
         for d in (
             FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
-                      units=True, draw=_draw_gaussian, support=_support_real,
-                      mean_range=_mean_finite),
+                      units=True, residual=True, dvariance=np.zeros_like, draw=_draw_gaussian,
+                      support=_support_real, mean_range=_mean_finite),
             FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
-                      _binomial, draw=_draw_binomial, support=_support_unit,
-                      mean_range=_mean_unit),
+                      _binomial, observed_information=False, saturated=True,
+                      marginal=True, cbind=True, separation="binary",
+                      dvariance=lambda mu: 1.0 - 2.0 * mu,
+                      separation_links=CDF_LINKS, check=_check_binomial,
+                      draw=_draw_binomial, support=_support_unit, mean_range=_mean_unit),
             FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson,
+                      observed_information=False, saturated=True, marginal=True,
+                      separation="counts", separation_links=("log",), check=_check_counts,
+                      dvariance=np.ones_like,
                       draw=_draw_poisson, support=_support_counts,
                       mean_range=_mean_nonnegative),
             FamilyDef("negative_binomial", ("log", "identity", "sqrt"), "log",
-                      _negative_binomial, "theta", draw=_draw_nb2, support=_support_counts,
+                      _negative_binomial, "theta", marginal=True, separation="counts",
+                      lme4_links=("log",),
+                      separation_links=("log",), check=_check_counts,
+                      boundary=_boundary_nb2, draw=_draw_nb2, support=_support_counts,
                       mean_range=_mean_nonnegative),
             FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi",
-                      draw=_draw_nb1, support=_support_counts,
-                      mean_range=_mean_nonnegative),
+                      r_engines=("glmmTMB",), marginal=True, separation="counts",
+                      separation_links=("log",),
+                      check=_check_counts, boundary=_boundary_nb1, draw=_draw_nb1,
+                      support=_support_counts, mean_range=_mean_nonnegative),
             FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
-                      units=True, draw=_draw_gamma, support=_support_positive,
-                      mean_range=_mean_positive),
+                      units=True, check=_check_positive, draw=_draw_gamma,
+                      support=_support_positive, mean_range=_mean_positive),
         )
     }
 )

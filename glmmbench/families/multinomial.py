@@ -24,14 +24,24 @@ the Laplace approximation and AGQ are those of every other response.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import pandas as pd
 
 from glmmbench.engine.linalg import batched_cholesky
 from glmmbench.errors import GLMMError
+from glmmbench.families.base import (
+    CodedResponse,
+    ResponseFamily,
+    ResponseVariable,
+    categorical_support,
+    code_categorical,
+)
 from glmmbench.families.response import CategoricalResponse, WorkingValues
-from glmmbench.model.design import Design, RandomTerm
+
+if TYPE_CHECKING:
+    from glmmbench.model.design import Design
 
 __all__ = ["MultinomialFamily", "MultinomialResponse", "expand_design", "MAX_RE_DIM"]
 
@@ -47,12 +57,53 @@ class _LogitName:
 
 
 @dataclass(frozen=True)
-class MultinomialFamily:
-    """The ``family`` of a multinomial fit (baseline-category logits)."""
+class MultinomialFamily(ResponseFamily):
+    """The ``family`` of a multinomial fit (baseline-category logits; the plug-in
+    interface: ``families.base``)."""
 
     name: str = "multinomial"
     link: Any = field(default_factory=_LogitName)
     dispersion: None = None
+
+    multivariate = True
+    smooths = False  # mgcv's multinom is not a mixed model: no reference for smooths
+    predict_types = ("prob", "class", "link")
+    separation_cone = "multinomial"
+    r_engines = ("mgcv",)  # gam's multinom: independent category effects
+
+    def code_response(self, var: ResponseVariable, weights: np.ndarray) -> CodedResponse:
+        """A factor's, text's or integer codes' 0-based codes (the first level is the
+        baseline)."""
+        return code_categorical(var, weights, self.name, ordered=False)
+
+    def prepare_design(self, design: Design) -> Design:
+        """The design on K - 1 rows per observation (`expand_design`)."""
+        return expand_design(design)
+
+    def make_response(self, design: Design) -> MultinomialResponse:
+        """On the expanded design (`expand_design`): its one-hot rows back to codes."""
+        K1 = len(design.response_levels) - 1
+        Y = design.y.reshape(-1, K1)
+        codes = np.where(Y.any(axis=1), Y.argmax(axis=1) + 1, 0)
+        return MultinomialResponse(codes, design.weights[::K1], design.offset,
+                                   design.response_levels, self)
+
+    def nobs(self, design: Design) -> int:
+        return design.n // (len(design.response_levels) - 1)
+
+    def newresp(self, y: np.ndarray, levels: tuple[str, ...] | None) -> np.ndarray:
+        """0-based codes as the expanded design's one-hot rows."""
+        return (y[:, None] == np.arange(1, len(levels))[None, :]).astype(float).reshape(-1)
+
+    def simulate(self, rng, eta, weights, dispersion, levels, thresholds, *, replicate=1):
+        """A category drawn from the softmax probabilities of each observation."""
+        P = softmax_probs(eta.reshape(-1, len(levels) - 1))
+        codes = (rng.uniform(size=(P.shape[0], 1)) > np.cumsum(P, axis=1)).sum(axis=1)
+        return pd.Categorical.from_codes(np.minimum(codes, len(levels) - 1),
+                                         categories=list(levels))
+
+    def outside_support(self, y, levels=None):
+        return categorical_support(y, levels)
 
 
 def _blocks(A: np.ndarray, K1: int) -> np.ndarray:
@@ -88,11 +139,10 @@ def expand_design(design: Design) -> Design:
         cnames = tuple(f"{c}~{n}" for c in levels[1:] for n in t.cnames)
         if double:  # (x || g): one term per category and column
             for a, cn in enumerate(cnames):
-                terms.append(RandomTerm(t.group, t.varcorr_name, (cn,), t.levels, codes,
-                                        np.ascontiguousarray(Xr[:, a:a + 1]), t.term))
+                terms.append(replace(t, cnames=(cn,), codes=codes,
+                                     Xr=np.ascontiguousarray(Xr[:, a:a + 1])))
         else:
-            terms.append(RandomTerm(t.group, t.varcorr_name, cnames, t.levels, codes, Xr,
-                                    t.term))
+            terms.append(replace(t, cnames=cnames, codes=codes, Xr=Xr))
     onehot = (design.y[:, None] == np.arange(1, K1 + 1)[None, :]).astype(float).reshape(-1)
     return replace(design, y=onehot, X=X, fixef_names=names, weights=rep(design.weights, K1),
                    offset=rep(design.offset, K1), terms=tuple(terms),

@@ -45,9 +45,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from scipy import special
 
 from glmmbench.errors import FamilyError
+from glmmbench.families.base import (
+    CodedResponse,
+    ResponseFamily,
+    ResponseVariable,
+    categorical_support,
+    code_categorical,
+)
+from glmmbench.families.glm import CDF_LINKS
 from glmmbench.families.response import CategoricalResponse, WorkingValues
 
 __all__ = ["CumulativeLink", "OrdinalFamily", "OrdinalResponse", "CUMULATIVE_LINKS",
@@ -182,13 +191,42 @@ def get_cumulative_link(name: str | None) -> CumulativeLink:
 
 
 @dataclass(frozen=True)
-class OrdinalFamily:
-    """The ``family`` of an ordinal fit: its cumulative link and threshold structure."""
+class OrdinalFamily(ResponseFamily):
+    """The ``family`` of an ordinal fit: its cumulative link and threshold structure
+    (the plug-in interface: ``families.base``)."""
 
     link: CumulativeLink
     threshold: str = "flexible"
     name: str = "ordinal"
     dispersion: None = None
+
+    thresholds = True  # the cut points take the intercept's place
+    fast_fit = False  # the thresholds are not in PIRLS: no nAGQ = 0
+    predict_types = ("prob", "cumprob", "class", "link")
+    title = "Cumulative Link Mixed Model"
+    r_engines = ("ordinal",)
+
+    @property
+    def separation_cone(self) -> str | None:
+        return "ordinal" if self.link.name in CDF_LINKS else None
+
+    def code_response(self, var: ResponseVariable, weights: np.ndarray) -> CodedResponse:
+        """An ordered factor's 0-based codes (clmm's ``ordered`` response)."""
+        return code_categorical(var, weights, self.name, ordered=True)
+
+    def make_response(self, design) -> OrdinalResponse:
+        return OrdinalResponse(design.y, design.weights, design.offset, self,
+                               design.response_levels)
+
+    def simulate(self, rng, eta, weights, dispersion, levels, thresholds, *, replicate=1):
+        """The latent variable ``eta + e``, ``e ~ F`` (the link's distribution), cut at
+        the thresholds."""
+        latent = eta + self.link.ppf(rng.uniform(size=eta.size))
+        codes = np.searchsorted(np.asarray(thresholds), latent)
+        return pd.Categorical.from_codes(codes, categories=list(levels), ordered=True)
+
+    def outside_support(self, y, levels=None):
+        return categorical_support(y, levels)
 
 
 def threshold_jacobian(nlevels: int, threshold: str) -> tuple[np.ndarray, tuple[str, ...]]:

@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 import simulate
+from glmmbench.errors import FamilyError
+from glmmbench.families import ResponseFamily, make_family
 
 __all__ = [
     "DEFINITION_KEYS",
@@ -157,7 +159,8 @@ class Problem:
             raise ValueError(f"problem {self.name!r}: unknown R engine(s) {sorted(unknown)}")
         if set(self.options) - set(self.engines):
             raise ValueError(f"problem {self.name!r}: options for engines it does not use")
-        lmm = self.family == "gaussian" and self.link in (None, "identity")
+        fam = problem_family(self.family, self.link)
+        lmm = fam is not None and fam.lmm
         if lmm and self.nagq != 1:
             raise ValueError(f"problem {self.name!r}: nagq = {self.nagq} on a linear mixed "
                              "model, whose likelihood is exact (nagq applies to GLMMs)")
@@ -215,18 +218,20 @@ def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:
     """The R engines that fit a scenario's true model."""
     if scenario.smooth is not None:
         # mgcv's gam is the Gaussian REML reference; a GAMM's Laplace fit is gamm4's
-        return ("mgcv", "gamm4") if scenario.family == "gaussian" else ("gamm4",)
-    family, link = scenario.family, scenario.resolved_link
-    if family == "ordinal":
-        return ("ordinal",)
-    if family == "multinomial":
-        # two categories: glmer's logistic model (reference_r names it as ours)
-        return ("lme4", "mgcv") if scenario.n_categories == 2 else ("mgcv",)
-    if family == "negative_binomial" and link != "log":
-        return ("glmmTMB",)  # glmer.nb fits the log link only
-    if family == "nbinom1":
-        return ("glmmTMB",)  # lme4 has no NB1
-    return ("lme4", "glmmTMB")
+        return ("mgcv", "gamm4") if make_family(scenario.family).residual else ("gamm4",)
+    fam = make_family(scenario.family, scenario.resolved_link)
+    if fam.multivariate and scenario.n_categories == 2:
+        return ("lme4", *fam.r_engines)  # glmer's logistic model (reference_r names it as ours)
+    return fam.r_engines
+
+
+def problem_family(name: str, link: str | None) -> ResponseFamily | None:
+    """The family of a problem, None for a name or link that is not one (the fit
+    says so)."""
+    try:
+        return make_family(name, link)
+    except FamilyError:
+        return None
 
 
 def _sim(name: str, scenario: str | simulate.Scenario | None = None, **kw) -> Problem:

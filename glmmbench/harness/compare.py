@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from glmmbench.harness.catalogue import NATIVE
+from glmmbench.harness.catalogue import NATIVE, problem_family
 
 __all__ = [
     "PARITY_TOL",
@@ -339,8 +339,9 @@ def _models(fits: pd.DataFrame) -> dict[tuple, dict]:
     for f in fits.itertuples(index=False):
         model = {"family": f.family, "link": f.link, "nagq": f.nagq, "formula": f.formula,
                  "converged": None if pd.isna(f.converged) else bool(f.converged)}
-        if f.family == "multinomial" and isinstance(f.record, dict):
-            cats = {k.split("~")[0] for k in (f.record.get("fixef") or {}) if "~" in k}
+        cats = ({k.split("~")[0] for k in (f.record.get("fixef") or {}) if "~" in k}
+                if isinstance(f.record, dict) else set())
+        if cats:  # a multinomial model's names are category~term
             model["n_categories"] = len(cats) + 1
         out[(f.problem, int(f.replicate), f.engine)] = model
     return out
@@ -485,8 +486,9 @@ def model_class(family: str, link: str | None, nagq, formula: str | None) -> str
         return "GAMM (smooths)"
     if nagq is not None and int(nagq) > 1:
         return "adaptive quadrature (nagq > 1)"
-    if family == "gaussian":
-        return "LMM (Gaussian)" if link in (None, "identity") else "Gaussian GLMM (link)"
+    fam = problem_family(family, link)
+    if fam is not None and fam.residual:
+        return "LMM (Gaussian)" if fam.lmm else "Gaussian GLMM (link)"
     return _FAMILY_CLASS.get(family, family)
 
 

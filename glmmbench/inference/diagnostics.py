@@ -163,7 +163,7 @@ def _separation(res: GLMMResult, checks: dict) -> dict:
 
 def _parametric_X(res: GLMMResult) -> tuple[np.ndarray, list[str]]:
     d = res.design
-    if res.family.name == "multinomial":  # one block of rows per category: the first
+    if res.family.multivariate:  # one block of rows per category: the first
         K1 = len(d.response_levels) - 1
         p = d.p // K1
         return d.X[::K1, :p], [n.split("~", 1)[1] for n in d.fixef_names[:p]]
@@ -178,7 +178,7 @@ def _large_coefficients(res: GLMMResult) -> dict:
                     "identity link: coefficients are on the response's own scale")
     X, _ = _parametric_X(res)
     beta, se = res.fixef.to_numpy(), res.se.to_numpy()
-    if res.family.name == "multinomial":
+    if res.family.multivariate:
         X = np.tile(X, (1, beta.size // X.shape[1]))
     sd = X.std(axis=0)
     size = np.where(sd > 0, np.abs(beta) * sd, np.abs(beta))

@@ -34,7 +34,7 @@ from scipy import special
 
 from glmmbench.engine.quadrature import gh_rule
 from glmmbench.errors import GLMMError
-from glmmbench.families.glm import Link
+from glmmbench.families.glm import FAMILIES, Link
 from glmmbench.model.design import Design
 from glmmbench.model.theta import lambdas
 
@@ -44,7 +44,8 @@ if TYPE_CHECKING:
 __all__ = ["marginal_coefs", "marginal_mean", "marginal_nodes", "re_variance",
            "MARGINAL_FAMILIES"]
 
-MARGINAL_FAMILIES = ("binomial", "poisson", "negative_binomial", "nbinom1")
+# the families whose registry entry says so (FamilyDef.marginal), for messages
+MARGINAL_FAMILIES = tuple(name for name, d in FAMILIES.items() if d.marginal)
 # Gauss-Hermite nodes per unit variance v = s^2 of z_i' b: the error of a k-node rule
 # for E[F(eta + s t)] falls as exp(-c sqrt(k) / s), c set by F's poles (logit,
 # cauchit) or growth (cloglog) off the real axis. These (40 to 300 nodes) keep it
@@ -199,7 +200,7 @@ def _check_model(res: GLMMResult) -> None:
     """The families whose mean is ``g^{-1}(eta)`` and whose integral exists for
     every link they allow; no smooths (their random parts are not averaged over)."""
     fam = res.family
-    if not res.is_lmm and fam.name not in MARGINAL_FAMILIES:
+    if not res.is_lmm and not fam.marginal:
         raise GLMMError(
             f"marginal_coefs is not available for the {fam.name} family (link "
             f"{fam.link.name}); it supports {', '.join(MARGINAL_FAMILIES)} models, and "

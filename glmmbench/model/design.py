@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from glmmbench.errors import DataError, FamilyError, FormulaError
+from glmmbench.errors import DataError, FormulaError
+from glmmbench.families import ResponseFamily, ResponseVariable, make_family
 from glmmbench.model.formula import (
     BinOp,
     Call,
@@ -63,19 +64,13 @@ from glmmbench.model.formula import (
 from glmmbench.model.smooths import Smooth, construct, mixed_split
 from glmmbench.model.theta import CovBlock, lambdas
 
-__all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "check_response_varies",
-           "FAMILIES"]
+__all__ = ["RandomTerm", "SmoothPart", "Design", "build_design", "check_response_varies"]
 
 # larger numbers overflow the cross products (their squares times n) or leave them
 # without a digit of the other columns: refused, naming the column
 MAX_ABS_VALUE = 1e100
-# a gaussian or Gamma response whose values are all below this in absolute value is
-# refused, naming it: its squares (the residual sum of squares) underflow
-MIN_ABS_RESPONSE = 1e-100
 EXACT_FIT_TOL = 1e-10  # a Gaussian response this close to X's column space is refused
 
-FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma",
-            "ordinal", "multinomial")
 RANK_TOL = 1e-7  # lme4's chkRank.drop.cols tolerance (qr, LINPACK dqrdc2)
 
 
@@ -1176,14 +1171,8 @@ def _numeric_argument(data: pd.DataFrame, arg: Any, what: str, n: int) -> np.nda
     return values
 
 
-def _check_family(family: Any) -> str:
-    if not isinstance(family, str) or family not in FAMILIES:
-        raise FamilyError(f"unknown family {family!r}; valid families: "
-                          f"{', '.join(repr(f) for f in FAMILIES)}")
-    return family
-
-
-def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "gaussian", *,
+def build_design(formula: str | FormulaSpec, data: pd.DataFrame,
+                 family: str | ResponseFamily = "gaussian", *,
                  weights=None, offset=None) -> Design:
     """Parse ``formula`` (lme4 syntax) against ``data`` and return the frozen Design.
 
@@ -1208,29 +1197,29 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     FormulaError, DataError, FamilyError
         Every problem with the formula or data, naming the column or term.
     """
-    family = _check_family(family)
+    fam = make_family(family, aliases=False)
     spec = parse_formula(formula)
-    if spec.smooths and family == "multinomial":
+    if spec.smooths and not fam.smooths:
         raise FormulaError("smooth terms are fitted for the gaussian, binomial, poisson, "
                            "negative binomial, Gamma and ordinal families; not with family "
-                           f"'multinomial' ({', '.join(sm.text for sm in spec.smooths)})")
+                           f"{fam.name!r} ({', '.join(sm.text for sm in spec.smooths)})")
     data = _as_frame(data)
     ev = _Evaluator(data)
     frame = _model_frame(spec, data, ev, weights, offset)
-    y, w, response_levels, trials, resp_msgs = _response(spec, frame.variables, family,
-                                                         frame.n, frame.weights)
+    w = np.ones(frame.n) if frame.weights is None else frame.weights
+    coded = fam.code_response(_response_variable(spec, frame.variables), w)
     # clmm: the thresholds take the intercept's place
     X, names, keep_cols, x_msgs = _fixed_matrix(spec.fixed, frame.variables, frame.n,
-                                                drop_intercept=family == "ordinal")
-    terms, order = _random_terms(spec, frame.variables, frame.n, family)
+                                                drop_intercept=fam.thresholds)
+    terms, order = _random_terms(spec, frame.variables, frame.n, fam.residual)
     smooth_data = _smooth_frame(spec, frame.variables) if spec.smooths else None
     X, names, smooths, terms, s_msgs = _add_smooths(spec, smooth_data, X, names, terms,
-                                                    thresholds=family == "ordinal")
+                                                    thresholds=fam.thresholds)
     x_msgs += s_msgs
-    _check_fixed_df(X, names, spec, frame.variables, data, family,
+    _check_fixed_df(X, names, spec, frame.variables, data, fam,
                     [m for m in x_msgs if m.startswith("fixed-effect model matrix is rank")])
     design_spec = _DesignSpec(
-        formula=spec, family=family, state=dict(ev.state),
+        formula=spec, family=fam.name, state=dict(ev.state),
         levels={name: (var.levels, var.ordered) for name, var in frame.variables.items()
                 if var.kind == "fac"},
         fixed_keep=tuple(keep_cols), random=tuple(spec.random[i] for i in order),
@@ -1240,11 +1229,12 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame, family: str = "
     )
     return Design(
         formula=spec.text or str(formula), response_name=spec.response_name,
-        y=_frozen(y), X=_frozen(X), fixef_names=names, weights=_frozen(w),
-        trials=None if trials is None else _frozen(trials),
-        offset=_frozen(frame.offset), terms=terms, response_levels=response_levels,
-        n_dropped=frame.n_dropped, messages=tuple(frame.messages + resp_msgs + x_msgs),
-        spec=design_spec, family=family, row_index=_frozen(frame.rows), smooths=smooths,
+        y=_frozen(coded.y), X=_frozen(X), fixef_names=names, weights=_frozen(coded.weights),
+        trials=None if coded.trials is None else _frozen(coded.trials),
+        offset=_frozen(frame.offset), terms=terms, response_levels=coded.levels,
+        n_dropped=frame.n_dropped,
+        messages=tuple(frame.messages + list(coded.messages) + x_msgs),
+        spec=design_spec, family=fam.name, row_index=_frozen(frame.rows), smooths=smooths,
         smooth_data=smooth_data,
     )
 
@@ -1257,7 +1247,7 @@ def check_response_varies(design: Design) -> None:
     hundred. Other families' constant responses are refused by ``build_design``
     itself, as glmer refuses them."""
     y = design.y
-    if design.family != "gaussian" or not y.size:
+    if not make_family(design.family).residual or not y.size:
         return
     if np.all(y == y[0]):
         raise DataError(f"response {design.response_name!r} is constant (all values "
@@ -1462,7 +1452,7 @@ _SHOW_COLUMNS = 8  # fixed-effect columns named in the error when there are too 
 
 
 def _check_fixed_df(X: np.ndarray, names: Sequence[str], spec: FormulaSpec,
-                    variables: Mapping[str, _Var], data: pd.DataFrame, family: str,
+                    variables: Mapping[str, _Var], data: pd.DataFrame, family: ResponseFamily,
                     dropped: Sequence[str] = ()) -> None:
     """As many fixed-effect coefficients as observations (after lme4's dropping of
     rank-deficient columns): a `DataError` naming the columns and the terms that make
@@ -1475,7 +1465,7 @@ def _check_fixed_df(X: np.ndarray, names: Sequence[str], spec: FormulaSpec,
     variances of 1e-16 on such data), and a GLMM's fixed effects saturate the model.
     An ordinal model's thresholds count as one coefficient (its intercept)."""
     n, p = X.shape
-    p_model = p + (1 if family == "ordinal" else 0)
+    p_model = p + (1 if family.thresholds else 0)
     if n > p_model:
         return
     shown = ", ".join(names[:_SHOW_COLUMNS]) + (
@@ -1498,9 +1488,9 @@ def _check_fixed_df(X: np.ndarray, names: Sequence[str], spec: FormulaSpec,
             break
     what = "; ".join(causes) if causes else (
         "drop covariates or collect more data")
-    kind = "coefficients (with the thresholds' intercept)" if family == "ordinal" \
+    kind = "coefficients (with the thresholds' intercept)" if family.thresholds \
         else "coefficients"
-    left = "the residual variance and the random effects" if family == "gaussian" else \
+    left = "the residual variance and the random effects" if family.residual else \
         "the random effects (the model is saturated)"
     raise DataError(
         f"the fixed effects have {p_model} {kind} for {n} observations ({shown}): "
@@ -1570,121 +1560,30 @@ def _na_columns(data: pd.DataFrame, nodes: list[Node], args) -> str:
 # Response
 # ----------------------------------------------------------------------------
 
-def _non_integer(x: np.ndarray) -> bool:
-    return bool(np.any(np.abs(x - np.round(x)) > 1e-3))
-
-
-def _response(spec: FormulaSpec, variables: Mapping[str, _Var], family: str, n: int,
-              user_w: np.ndarray | None
-              ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...] | None, np.ndarray | None,
-                         list[str]]:
-    """``(y, weights, response levels, binomial trials of a cbind() response, messages)``."""
+def _response_variable(spec: FormulaSpec, variables: Mapping[str, _Var]) -> ResponseVariable:
+    """The evaluated response, for its family to code and check (``families.base``)."""
     name = spec.response_name
-    w = np.ones(n) if user_w is None else user_w
-    messages: list[str] = []
     if spec.is_cbind:
-        if family != "binomial":
-            raise FormulaError(f"a cbind(successes, failures) response is for the binomial "
-                               f"family, not {family!r}")
-        parts = []
-        for node in spec.response_parts:
-            var = variables[deparse(node)]
-            if var.kind not in ("num", "lgl"):
-                raise DataError(f"{deparse(node)!r} in response {name!r} must be numeric counts")
-            if np.any(var.values < 0):
-                raise DataError(f"{deparse(node)!r} in response {name!r} has "
-                                f"{int(np.sum(var.values < 0))} negative counts")
-            parts.append(var.values)
-        s, f = parts
-        trials = s + f
-        if _non_integer(s) or _non_integer(f):
-            messages.append(f"non-integer counts in response {name!r}")
-        with np.errstate(invalid="ignore", divide="ignore"):
-            y = np.where(trials > 0, s / trials, 0.0)
-        if np.unique(np.column_stack([s, f]), axis=0).shape[0] < 2:
-            raise DataError(f"response {name!r} is constant")
-        return y, trials * w, None, trials, messages
-
+        parts = tuple((deparse(node), variables[deparse(node)].kind,
+                       variables[deparse(node)].values) for node in spec.response_parts)
+        return ResponseVariable(name, "cbind", None, parts=parts)
     var = variables[deparse(spec.response_parts[0])]
-    if family in ("ordinal", "multinomial"):
-        y, w, levels, msgs = _categorical_response(var, name, family, w)
-        return y, w, levels, None, msgs
-    if family == "binomial" and var.kind in ("fac", "chr"):
+
+    def factor():
         fac = _drop_unused(_factorize(var))
-        if len(fac.levels) < 2:
-            raise DataError(f"response {name!r} is constant (only level {fac.levels[0]!r})")
-        return (fac.values > 0).astype(float), w, None, None, messages
-    if var.kind not in ("num", "lgl"):
-        raise DataError(f"response {name!r} is categorical (a factor or text); the {family} "
-                        "family needs numbers")
-    y = var.values.astype(float)
-    if family in ("gaussian", "Gamma"):
-        _check_response_scale(y, name)
-    if family == "binomial":
-        out = (y < 0) | (y > 1)
-        if out.any():
-            raise DataError(
-                f"binomial response {name!r} must lie in [0, 1] (found values from "
-                f"{y.min():g} to {y.max():g}); for counts of successes use "
-                "cbind(successes, failures), or a proportion with weights = trials")
-        if _non_integer(y * w):
-            messages.append(f"non-integer number of successes in binomial response {name!r}")
-    elif family == "Gamma":
-        if np.any(y <= 0):
-            raise DataError(f"Gamma response {name!r} has {int(np.sum(y <= 0))} non-positive "
-                            "values (the Gamma family needs y > 0, as R's Gamma())")
-    elif family in ("poisson", "negative_binomial", "nbinom1"):
-        if np.any(y < 0):
-            raise DataError(f"{family} response {name!r} has {int(np.sum(y < 0))} "
-                            "negative counts")
-        if _non_integer(y):
-            raise DataError(f"{family} response {name!r} has {int(np.sum(y != np.round(y)))} "
-                            "non-integer counts (its log-likelihood is -Inf there, as R's "
-                            "dpois / dnbinom)")
-    if family != "gaussian" and y.size and np.all(y == y[0]):
-        raise DataError(f"response {name!r} is constant (all values {y[0]:g})")
-    return y, w, None, None, messages
+        return fac.values, tuple(fac.levels), var.kind == "fac" and var.ordered
 
-
-def _check_response_scale(y: np.ndarray, name: str) -> None:
-    """A measured response on a scale so small that its squares underflow: refused,
-    naming it and the factor that brings it to a usable scale (lme4 "fits" a Gaussian
-    response in units of 1e-200 with log-likelihood +Inf and a residual sd of 0)."""
-    top = float(np.max(np.abs(y), initial=0.0))
-    if not 0.0 < top < MIN_ABS_RESPONSE:
-        return
-    k = -int(np.floor(np.log10(top)))
-    raise DataError(
-        f"response {name!r} has values no larger than {top:.3g} in absolute value (below "
-        f"{MIN_ABS_RESPONSE:g}): on that scale its squares, and the model's residual sum of "
-        f"squares, underflow double precision; rescale it, e.g. {name} * 1e{k}, and fit "
-        "that (the same model in other units: estimates and standard deviations on the "
-        "response's scale are multiplied by the factor)")
-
-
-def _categorical_response(var: _Var, name: str, family: str, w: np.ndarray):
-    if var.kind == "num" and _non_integer(var.values) and family != "ordinal":
-        raise DataError(f"{family} response {name!r} must be categorical (a factor, text "
-                        "or integer codes), not continuous numbers")
-    fac = _drop_unused(_factorize(var))
-    if len(fac.levels) < 2:
-        raise DataError(f"{family} response {name!r} needs at least 2 categories, "
-                        f"found {len(fac.levels)}")
-    if family == "ordinal" and not (var.kind == "fac" and var.ordered):
-        what = "an unordered factor" if var.kind in ("fac", "chr") else "numeric"
-        raise DataError(
-            f"ordinal response {name!r} is {what}: it must be an ordered categorical, "
-            f"e.g. data[{name!r}] = pd.Categorical(data[{name!r}], categories=[...], "
-            "ordered=True) with the categories in their order")
-    return fac.values.astype(float), w, tuple(fac.levels), []
+    return ResponseVariable(name, var.kind, var.values, factor)
 
 
 # ----------------------------------------------------------------------------
 # Random-effects terms
 # ----------------------------------------------------------------------------
 
-def _random_terms(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, family: str
+def _random_terms(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, lmm: bool
                   ) -> tuple[tuple[RandomTerm, ...], list[int]]:
+    """The random-effect terms in lme4's order; lme4's identifiability checks, stricter
+    for a model with a residual variance (``lmm``: lFormula's)."""
     built = []
     for rs in spec.random:
         g = _group_factor(rs.group, variables)
@@ -1697,7 +1596,6 @@ def _random_terms(spec: FormulaSpec, variables: Mapping[str, _Var], n: int, fami
     built = [built[i] for i in order]
     names = [rs.group_name for rs, *_ in built]
     vc_names = _make_names(names) if len(set(names)) < len(names) else names
-    lmm = family == "gaussian"
     for rs, g, Xr, _ in built:
         nl = len(g.levels)
         if nl < 2:
