@@ -7,5 +7,7 @@
 - `smooths`: mgcv's bases and penalties and their mixed-model split;
 - `theta`: lme4's relative covariance factor ``Lambda(theta)`` per block.
 
-Nothing here imports the families, the engine, results or inference.
+The design asks the family (``glmmbench.families``, the layer below) how to code and
+check the response and what shapes the design; nothing here imports the engine,
+results or inference.
 """
