@@ -253,13 +253,16 @@ def optimize_glmm(devfun: GLMMDevfun,
         # d beta / d x = LXX^{-T}, so the beta part is LXX^{-1} g_beta
         def g2(x: np.ndarray) -> np.ndarray:
             g = devfun.gradient(to_params(x))
-            return np.concatenate([D * g[:k], sla.solve_triangular(LXX, g[k:], lower=True)])
+            g_center = g[k:] if shift is None else np.concatenate([g[nt + shift:nt + shift + 1],
+                                                                    g[k:]])
+            return np.concatenate([(D * g[:k])[free],
+                                   sla.solve_triangular(LXX, g_center, lower=True)])
 
         # the envelope theorem needs the mode: PIRLS to the tighter tolerance
         devfun.tol = PIRLS_TOL_GRADIENT
 
         def search(start: np.ndarray) -> OptSummary:
-            return _preconditioned_lbfgsb(f2, g2, start, lower, upper, k, ctl["ftol_rel"],
+            return _preconditioned_lbfgsb(f2, g2, start, lower, upper, kf, ctl["ftol_rel"],
                                           ctl)
     else:
         # theta: a quarter of its value (at least 0.05); the response's parameters (a

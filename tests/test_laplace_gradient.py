@@ -205,3 +205,81 @@ def test_hessian_from_gradient_equals_differences_of_the_deviance_on_cbpp():
     g_fd, H_fd = derivatives(devfun, x, devfun(x))
     np.testing.assert_allclose(H, H_fd, rtol=1e-4, atol=1e-4 * np.max(np.abs(H_fd)))
     np.testing.assert_allclose(g, g_fd, atol=1e-5)
+
+
+# ------------------------------------------------------------------ ordinal responses
+
+ORDINAL_CASES = [
+    ("wine", "rating ~ temp + contact + (1 | judge)", None, None),
+    ("wine", "rating ~ temp + contact + (1 | judge)", "probit", None),
+    ("wine", "rating ~ temp + contact + (1 | judge)", "cloglog", "equidistant"),
+    ("wine", "rating ~ temp + (1 + contact | judge)", "logit", "symmetric"),
+    ("soup", "SURENESS ~ PROD + (1 | RESP) + (1 | PRODID)", None, None),
+]
+
+
+def _ordinal_devfun(dataset: str, formula: str, link: str | None, threshold: str | None):
+    from glmmbench.families import make_family
+
+    family = make_family("ordinal", link, threshold=threshold)
+    design = build_design(formula, datasets.load(dataset), family)
+    devfun = make_devfun(design, _response(design, family), 1)
+    devfun.tol = 1e-13
+    return devfun
+
+
+@pytest.mark.parametrize("dataset, formula, link, threshold", ORDINAL_CASES)
+def test_ordinal_gradient_equals_differences(dataset, formula, link, threshold):
+    """An ordinal model's threshold parameters enter as response parameters (as a
+    dispersion does): their derivatives, theta's and beta's against central
+    differences of the native deviance, also with a variance at 0. Measured: at
+    most 1.4e-9 of max(1, max |g|) on these models."""
+    devfun = _ordinal_devfun(dataset, formula, link, threshold)
+    assert devfun.has_gradient
+    params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(devfun.design.p, 0.1)])
+    for at_zero in (False, True):
+        x = params.copy()
+        if at_zero:
+            x[0] = 0.0
+        fd = _central(devfun, x)
+        np.testing.assert_allclose(devfun.gradient(x), fd, rtol=1e-6,
+                                   atol=1e-6 * max(1.0, np.max(np.abs(fd))))
+        cov = x[:devfun.ncov]
+        fd1 = _central(devfun.stage1, cov)
+        np.testing.assert_allclose(devfun.stage1_gradient(cov), fd1, rtol=1e-6,
+                                   atol=1e-6 * max(1.0, np.max(np.abs(fd1))))
+
+
+@pytest.mark.parametrize("dataset, formula, link, threshold",
+                         [ORDINAL_CASES[0], ORDINAL_CASES[2], ORDINAL_CASES[4]])
+def test_ordinal_gradient_search_reaches_the_derivative_free_optimum(
+        dataset, formula, link, threshold, monkeypatch):
+    """With the gradient (L-BFGS-B, thresholds whitened with beta) and without it
+    (BOBYQA): the same optimum, thresholds and standard errors."""
+    data = datasets.load(dataset)
+    y = formula.split(" ~")[0]
+    with_gradient = fit(formula, data, "ordinal", link, threshold=threshold)
+    assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
+    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
+                        property(lambda s: False))
+    without = fit(formula, data, "ordinal", link, threshold=threshold)
+    assert with_gradient.loglik >= without.loglik - 1e-7, y
+    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
+    np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(with_gradient.thresholds, without.thresholds, rtol=1e-3,
+                               atol=1e-4)
+    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
+    assert with_gradient.converged and without.converged
+
+
+def test_no_gradient_for_multinomial_and_ordinal_agq():
+    """The multinomial's weights are (K - 1) x (K - 1) blocks, and AGQ's deviance is
+    another function: both keep the derivative-free search."""
+    from glmmbench.families import make_family
+
+    data = datasets.load("wine")
+    for family, nagq in (("multinomial", 1), ("ordinal", 5)):
+        fam = make_family(family)
+        design = fam.prepare_design(build_design("rating ~ temp + (1 | judge)", data, fam))
+        devfun = make_devfun(design, _response(design, fam), nagq)
+        assert not devfun.has_gradient, family

@@ -451,17 +451,19 @@ class GLMMDevfun:
 
     @property
     def has_gradient(self) -> bool:
-        """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a GLM
-        response whose factor ``L`` has the observed information (the exact-Hessian
-        families: negative binomials, Gamma, Gaussian with a link; or a canonical
-        link, where it equals the expected), so that one factor serves the
-        log-determinant and the derivative of the mode. lme4's expected information
-        for non-canonical binomial and Poisson links is not the mode's curvature.
-        Links whose predictor must stay in a bounded domain (identity, sqrt, inverse)
-        keep the derivative-free search, which steps around points where PIRLS fails."""
+        """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a
+        response whose factor ``L`` has the observed information, one weight per
+        observation (``scalar_curvature``: the exact-Hessian GLM families, negative
+        binomials, Gamma, Gaussian with a link; a canonical link, where it equals the
+        expected; ordinal responses, whose thresholds are response parameters like a
+        dispersion), so that one factor serves the log-determinant and the
+        derivative of the mode. lme4's expected information for non-canonical
+        binomial and Poisson links is not the mode's curvature, and the multinomial's
+        weights are blocks. Links whose predictor must stay in a bounded domain
+        (identity, sqrt, inverse) keep the derivative-free search, which steps around
+        points where PIRLS fails."""
         r = self.response
-        return (self.nagq == 1 and isinstance(r, GLMResponse)
-                and (r.observed or r.family.canonical_fast)
+        return (self.nagq == 1 and r.scalar_curvature
                 and r.family.link.name not in RESTRICTED_LINKS)
 
     def gradient(self, params: np.ndarray) -> np.ndarray:
@@ -483,8 +485,9 @@ class GLMMDevfun:
 
         ``Lambda_k = d Lambda / d theta_k`` (``Lambda`` is linear in theta). The first
         part is the envelope theorem at the mode; the selected entries of ``A^{-1}``
-        come from ``BlockedCholesky.inverse_blocks``. A log-dispersion ``p`` moves
-        ``-2 log f``, ``s`` and ``w`` at a fixed predictor and the mode through ``s``:
+        come from ``BlockedCholesky.inverse_blocks``. A response parameter ``p`` (a
+        log-dispersion; an ordinal model's threshold parameters) moves ``-2 log f``,
+        ``s`` and ``w`` at a fixed predictor and the mode through ``s``:
 
             dD/dp = d(-2 sum log f)/dp + h' dw/dp + rho' ds/dp.
 

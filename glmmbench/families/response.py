@@ -151,6 +151,13 @@ class GLMResponse:
         """``(V, w, X, z)`` for ``crossproducts``: diagonal weights, nothing to whiten."""
         return V, wv.w, X, z
 
+    @property
+    def scalar_curvature(self) -> bool:
+        """Whether ``L``'s weights are the mode's exact curvature, one number per
+        observation (``engine.deviance.GLMMDevfun.has_gradient``): the exact-Hessian
+        families, and canonical links, where Fisher's weights equal it."""
+        return self.observed or self.family.canonical_fast
+
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
         if self.observed:
@@ -357,6 +364,9 @@ class CategoricalResponse:
 
     dispersion_name = None
     newton = False  # PIRLS's own weights (see each response's ``curvature_weights``)
+    # L's weights are the exact curvature per observation (ordinal: clmm's exact
+    # Hessian); the multinomial's are (K - 1) x (K - 1) blocks (GLMResponse's twin)
+    scalar_curvature = False
 
     def sigma(self, params: np.ndarray) -> float:
         return 1.0
