@@ -217,7 +217,6 @@ class LMMDevfun:
 # central-difference steps of the gradient's response derivatives: in eta (w') and
 # in a log-dispersion; errors of order step^2, far below PIRLS's
 DELTA_ETA = 1e-5
-DELTA_PARAM = 1e-5
 
 
 @dataclass
@@ -550,21 +549,9 @@ class GLMMDevfun:
         r, r_beta = res.fac.backward(c1, c2, cX)
         rho = ix.Zu(V, r) if r_beta is None else ix.Zu(V, r) + d.X @ r_beta
         a = c - 2.0 * s - w * rho
-        g_params = np.empty(resp.nparams)
-        for j in range(resp.nparams):
-            # a dispersion moves -2 log f, s and w at a fixed predictor; the mode
-            # follows s: dD/dp = d(-2 log f)/dp + h' dw/dp + rho' ds/dp
-            parts = []
-            for step in (DELTA_PARAM, -DELTA_PARAM):
-                q = cov[nt:].copy()
-                q[j] += step
-                r_q = self.response.with_params(q)
-                wv_q = r_q.working(wv.eta)
-                parts.append((r_q.minus2loglik(wv_q.mu), wv_q.w * wv_q.wres,
-                              r_q.curvature_weights(wv_q)))
-            (m_hi, s_hi, w_hi), (m_lo, s_lo, w_lo) = parts
-            g_params[j] = ((m_hi - m_lo) + h @ (w_hi - w_lo) + rho @ (s_hi - s_lo)) / (
-                2 * DELTA_PARAM)
+        # a response parameter moves -2 log f, s and w at a fixed predictor; the mode
+        # follows s: dD/dp = d(-2 log f)/dp + h' dw/dp + rho' ds/dp
+        g_params = resp.param_gradient(cov[nt:], wv.eta, h, rho)
         # dD/dtheta_k = <Z Lambda_k, M> with M = a U + s R + 2 w PV (U, R: each
         # observation's u and r under the columns); Z Lambda_k = Xr_t E_k for the
         # unit E_k, so it is entry E_k of Xr_t' M_t

@@ -33,6 +33,7 @@ import numpy as np
 from glmmbench.families.glm import FAMILIES, Family
 
 __all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "RESTRICTED_LINKS",
+           "param_gradient_by_differences",
            "CategoricalResponse"]
 
 _KERNEL_FAMILIES = ("binomial", "poisson")
@@ -150,6 +151,12 @@ class GLMResponse:
                  z: np.ndarray | None):
         """``(V, w, X, z)`` for ``crossproducts``: diagonal weights, nothing to whiten."""
         return V, wv.w, X, z
+
+    def param_gradient(self, params: np.ndarray, eta: np.ndarray, h: np.ndarray,
+                       rho: np.ndarray) -> np.ndarray:
+        """The Laplace deviance's derivative in the dispersion parameter
+        (`param_gradient_by_differences`)."""
+        return param_gradient_by_differences(self, params, eta, h, rho)
 
     @property
     def scalar_curvature(self) -> bool:
@@ -330,6 +337,38 @@ class GLMResponse:
 
     def mustart(self) -> np.ndarray:
         return self.family.mustart(self.y, self.weights)
+
+
+# central-difference step of a response parameter (a log-dispersion; an ordinal cut
+# point) in ``param_gradient``
+DELTA_PARAM = 1e-5
+
+
+def param_gradient_by_differences(response, params: np.ndarray, eta: np.ndarray,
+                                  h: np.ndarray, rho: np.ndarray) -> np.ndarray:
+    """``dD/dp`` of the Laplace deviance for each response parameter ``p``
+    (``engine.deviance.GLMMDevfun.gradient``): ``p`` moves ``-2 log f``, the score
+    ``s`` and the weights ``w`` at the fixed predictor ``eta``, and the mode through
+    ``s``, so
+
+        dD/dp = d(-2 sum log f)/dp + h' dw/dp + rho' ds/dp,
+
+    with the leverages ``h`` and ``rho = Z Lambda A^{-1} Lambda' Z' (w' h)``; the
+    three derivatives by central differences of the response's own functions at
+    ``params +- DELTA_PARAM`` (O(n) each, two evaluations per parameter)."""
+    out = np.empty(response.nparams)
+    for j in range(response.nparams):
+        parts = []
+        for step in (DELTA_PARAM, -DELTA_PARAM):
+            q = np.array(params, dtype=float)
+            q[j] += step
+            r_q = response.with_params(q)
+            wv_q = r_q.working(eta)
+            parts.append((r_q.minus2loglik(wv_q.mu), wv_q.w * wv_q.wres,
+                          r_q.curvature_weights(wv_q)))
+        (m_hi, s_hi, w_hi), (m_lo, s_lo, w_lo) = parts
+        out[j] = ((m_hi - m_lo) + h @ (w_hi - w_lo) + rho @ (s_hi - s_lo)) / (2 * DELTA_PARAM)
+    return out
 
 
 def _dispersion_start(response: GLMResponse, mu: np.ndarray | None = None) -> float:

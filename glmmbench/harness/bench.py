@@ -1,6 +1,6 @@
 """Speed benchmark: native fit vs the R engines on the same data, in one run.
 
-    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--big]
+    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--small] [--big]
 
 For each model the native ``fit()`` is timed in this process (formula and
 DataFrame to result) and each of its R engines (glmer unless a model names
@@ -12,7 +12,8 @@ lme4's scale, which leaves out the saturated log-likelihood:
 ``known_discrepancies`` ``lme4-agq-*``; mgcv's logLik is conditional:
 ``mgcv-loglik-is-conditional``). Models no R engine fits (vector AGQ) are timed
 natively only. ``--wide`` times the speed table (``WIDE_MODELS``: each model
-against lme4 and glmmTMB). ``--big`` instead times (and reports the peak memory
+against lme4 and glmmTMB); ``--small`` the small real data sets (``SMALL_MODELS``),
+where a fit's fixed costs dominate. ``--big`` instead times (and reports the peak memory
 of) a native random-intercept binomial model with n = 1,000,000.
 This is a benchmark, not a test: nothing here asserts a time.
 """
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["BENCH_MODELS", "run_benchmark"]
+__all__ = ["BENCH_MODELS", "WIDE_MODELS", "SMALL_MODELS", "run_benchmark"]
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,10 @@ def _dataset(name: str) -> Callable[[np.random.Generator], pd.DataFrame]:
 verbagg = _dataset("VerbAgg")
 instevaldata = _dataset("InstEval")
 sleepstudy = _dataset("sleepstudy")
+cbpp = _dataset("cbpp")
+wine = _dataset("wine")
+soup = _dataset("soup")
+grouseticks = _dataset("grouseticks")
 
 
 def _factor(codes: np.ndarray, prefix: str, nlev: int) -> pd.Categorical:
@@ -200,6 +205,26 @@ WIDE_MODELS = (
 )
 
 
+# Small real data sets (issue 25's second table), where fixed costs dominate: each
+# against the R engine users fit it with. Run with --repeat 5 (best of 5 each side).
+_CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+SMALL_MODELS = (
+    BenchModel("cbpp Laplace", _CBPP, "binomial", cbpp, r_engines=("lme4", "glmmTMB")),
+    BenchModel("cbpp nAGQ=9", _CBPP, "binomial", cbpp, nagq=9),
+    BenchModel("sleepstudy (Days | Subject), REML", "Reaction ~ Days + (Days | Subject)",
+               "gaussian", sleepstudy, r_engines=("lme4", "glmmTMB")),
+    BenchModel("grouseticks NB2 (1 | LOCATION)", "TICKS ~ YEAR + (1 | LOCATION)",
+               "negative_binomial", grouseticks, r_engines=("lme4", "glmmTMB")),
+    BenchModel("grouseticks Poisson crossed",
+               "TICKS ~ YEAR + scale(HEIGHT) + (1 | BROOD) + (1 | LOCATION)", "poisson",
+               grouseticks, r_engines=("lme4", "glmmTMB")),
+    BenchModel("wine ordinal (1 | judge)", "rating ~ temp + contact + (1 | judge)",
+               "ordinal", wine, r_engines=("ordinal",)),
+    BenchModel("soup ordinal crossed", "SURENESS ~ PROD + (1 | RESP) + (1 | PRODID)",
+               "ordinal", soup, r_engines=("ordinal",)),
+)
+
+
 def _time_native(model: BenchModel, data: pd.DataFrame):
     from glmmbench.fit import fit
 
@@ -294,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wide", action="store_true",
                         help="the speed table: each model against lme4 and glmmTMB, "
                              "native / fastest (InstEval, sleepstudy, large binomials)")
+    parser.add_argument("--small", action="store_true",
+                        help="small real data sets, where fixed costs dominate (cbpp, "
+                             "sleepstudy, grouseticks, wine, soup); use --repeat 5")
     args = parser.parse_args(argv)
-    pool = WIDE_MODELS if args.wide else BENCH_MODELS
+    pool = WIDE_MODELS if args.wide else SMALL_MODELS if args.small else BENCH_MODELS
     models = tuple(m for m in pool if args.match is None or args.match in m.name)
     out = ({"big": run_big(args.seed)} if args.big
            else run_benchmark(args.repeat, args.seed, models))
