@@ -460,10 +460,17 @@ class GLMMDevfun:
         binomial and Poisson links is not the mode's curvature, and the multinomial's
         weights are blocks. Links whose predictor must stay in a bounded domain
         (identity, sqrt, inverse) keep the derivative-free search, which steps around
-        points where PIRLS fails."""
+        points where PIRLS fails. AGQ (``nagq > 1``): over one scalar term, for
+        responses without parameters of their own (``agq_gradient``)."""
         r = self.response
-        return (self.nagq == 1 and r.scalar_curvature
-                and r.family.link.name not in RESTRICTED_LINKS)
+        if not r.scalar_curvature or r.family.link.name in RESTRICTED_LINKS:
+            return False
+        return self.nagq == 1 or self._scalar_agq and r.nparams == 0
+
+    @property
+    def _scalar_agq(self) -> bool:
+        """AGQ over one scalar random-effects term (``agq_gradient``'s case)."""
+        return self.nagq > 1 and self.ix.q1 == 1 and len(self.design.terms) == 1
 
     def gradient(self, params: np.ndarray) -> np.ndarray:
         """The analytic gradient of the Laplace deviance over ``concat(theta, beta)``.
@@ -496,8 +503,88 @@ class GLMMDevfun:
         res = self._cached(params, False)
         if res is None:
             return np.full(params.size, np.nan)
+        if self.nagq > 1:
+            return self.agq_gradient(res, params[:self.ncov])
         g_cov, g_beta = self._gradient(res, params[:self.ncov], joint=False)
         return np.concatenate([g_cov, g_beta])
+
+    def _weight_slopes(self, resp, wv, w: np.ndarray) -> np.ndarray:
+        """``w' = dw/deta`` of L's weights ``w`` at ``wv``: the canonical pairs' closed
+        form ``w V'(mu)``, else central differences of the response's own functions."""
+        fam = resp.family
+        if not resp.observed and getattr(fam, "canonical_fast", False):
+            return w * fam.dvariance(wv.mu)  # w = wt V(mu), dw/deta = w V'(mu)
+        return (resp.curvature_weights(resp.working(wv.eta + DELTA_ETA))
+                - resp.curvature_weights(resp.working(wv.eta - DELTA_ETA))) / (2 * DELTA_ETA)
+
+    def agq_gradient(self, res: PIRLSResult, cov: np.ndarray) -> np.ndarray:
+        """The gradient of the AGQ deviance over ``concat(theta, beta)`` for one scalar
+        term ``theta z_i u_j`` (``_scalar_agq``).
+
+        Group j's nodes are ``U_jk = u_j + t_k / sqrt(a_j)`` around its mode ``u_j``
+        with the curvature ``a_j = 1 + theta^2 sum_i w_i z_i^2`` (the exact one:
+        ``has_gradient``), ``eta_ik = x_i' beta + o_i + theta z_i U_jk``, and
+
+            D = sum_j [log a_j - 2 log sum_k exp(acc_jk)],
+            acc_jk = sum_i log f(y_i | eta_ik) - U_jk^2 / 2 + t_k^2 / 2 + log omega_k.
+
+        Along a parameter ``p`` the nodes move with the mode and the curvature:
+        ``dU_jk = du_j + t_k d(a_j^{-1/2})``, ``du_j = (dh'_j / dp) / a_j`` (the mode's
+        implicit derivative, ``h_j`` its log-integrand), ``da_j`` through ``theta`` and
+        through ``w(eta*)`` (``w'``, as the Laplace gradient), so with the scores
+        ``s_ik`` at the nodes, ``g_jk = theta sum_i z_i s_ik - U_jk`` (``h_j'`` there)
+        and the nodes' posterior weights ``pi_jk = softmax_k acc_jk``:
+
+            dD/dp = sum_j [da_j / a_j - 2 sum_k pi_jk (sum_i s_ik d_p eta_ik|_U
+                                                       + g_jk dU_jk/dp)],
+
+        ``d_p eta|_U`` = ``x_i`` for beta, ``z_i U_jk`` for theta. The scores at the
+        nodes are central differences of the response's log-density (two more
+        evaluations at the nodes)."""
+        d, ix = self.design, self.ix
+        resp, wv = self._resp, res.working
+        theta, X, codes = float(cov[0]), d.X, ix.codes1
+        z = d.terms[0].Xr[:, 0]
+        v = theta * z
+        w = resp.curvature_weights(wv)
+        s = wv.w * wv.wres
+        dw = self._weight_slopes(resp, wv, w)
+
+        def gsum(x: np.ndarray) -> np.ndarray:
+            return self._group_sum @ x
+
+        u = res.u
+        a = res.fac.L11[:, 0, 0] ** 2
+        C = 1.0 / np.sqrt(a)
+        t, logw = self.rule.z[:, 0], self.rule.logw
+        U = u[:, None] + C[:, None] * t[None, :]  # (G, K)
+        A = (v * C[codes])[:, None]
+        T = t[:, None]
+        ll = resp.loglik_affine(wv.eta, A, T)
+        S = (resp.loglik_affine(wv.eta + DELTA_ETA, A, T)
+             - resp.loglik_affine(wv.eta - DELTA_ETA, A, T)) / (2 * DELTA_ETA)
+        acc = gsum(ll) - 0.5 * U**2 + (0.5 * t**2 + logw)[None, :]
+        pi = np.exp(acc - np.max(acc, axis=1, keepdims=True))
+        pi /= pi.sum(axis=1, keepdims=True)
+        g = theta * gsum(z[:, None] * S) - U
+        # the mode and the curvature along beta and theta
+        du_b = -theta * gsum((w * z)[:, None] * X) / a[:, None]  # (G, p)
+        du_t = (gsum(s * z) - theta * u * gsum(w * z * z)) / a  # (G,)
+        deta_b = X + v[:, None] * du_b[codes]
+        deta_t = z * u[codes] + v * du_t[codes]
+        da_b = theta**2 * gsum((dw * z * z)[:, None] * deta_b)
+        da_t = theta**2 * gsum(dw * z * z * deta_t) + 2.0 * theta * gsum(w * z * z)
+        dC_b = -0.5 * (a ** -1.5)[:, None] * da_b
+        dC_t = -0.5 * a ** -1.5 * da_t
+        pi_i = pi[codes]
+        S_bar = np.sum(pi_i * S, axis=1)
+        SU_bar = np.sum(pi_i * S * U[codes], axis=1)
+        g_bar, gt_bar = np.sum(pi * g, axis=1), np.sum(pi * g * t[None, :], axis=1)
+        dacc_b = X.T @ S_bar + g_bar @ du_b + gt_bar @ dC_b
+        dacc_t = float(np.sum(SU_bar * z)) + g_bar @ du_t + gt_bar @ dC_t
+        g_beta = np.sum(da_b / a[:, None], axis=0) - 2.0 * dacc_b
+        g_theta = float(np.sum(da_t / a)) - 2.0 * dacc_t
+        return np.concatenate([[g_theta], g_beta])
 
     def stage1_gradient(self, cov: np.ndarray) -> np.ndarray:
         """The gradient of ``stage1``, where beta is at its joint mode with ``u``.
@@ -534,12 +621,7 @@ class GLMMDevfun:
         resp, wv = self._resp, res.working
         w = resp.curvature_weights(wv)  # L's weights: -ds/deta (``has_gradient``)
         s = wv.w * wv.wres
-        fam = resp.family
-        if not resp.observed and fam.canonical_fast:  # w = wt V(mu), dw/deta = w V'(mu)
-            dw = w * fam.dvariance(wv.mu)
-        else:
-            dw = (resp.curvature_weights(resp.working(wv.eta + DELTA_ETA))
-                  - resp.curvature_weights(resp.working(wv.eta - DELTA_ETA))) / (2 * DELTA_ETA)
+        dw = self._weight_slopes(resp, wv, w)
         Vc = np.hstack(V)
         PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)
         h = np.sum(Vc * PV, axis=1)  # leverages v_i' A^{-1} v_i
