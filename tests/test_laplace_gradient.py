@@ -49,6 +49,9 @@ CASES = [
     ("nbinom1", None, "c ~ x + (1 + x | g)"),
     ("Gamma", "log", "pos ~ x + (1 | g) + (1 | h)"),
     ("gaussian", "log", "pos ~ x + (1 | g)"),
+    # lme4's non-canonical links: Fisher weights in L, the mode moves with the exact ones
+    ("binomial", "probit", "y ~ x + (1 | g) + (1 | h)"),
+    ("binomial", "cloglog", "y ~ x + (1 + x | g)"),
 ]
 
 
@@ -136,13 +139,14 @@ def test_gradient_with_weights_trials_and_offset():
 
 
 @pytest.mark.parametrize("family, link, nagq, re", [
-    ("binomial", "probit", 1, "(1 | g)"), ("poisson", "sqrt", 1, "(1 | g)"),
+    ("binomial", "cauchit", 1, "(1 | g)"), ("poisson", "sqrt", 1, "(1 | g)"),
     ("binomial", None, 5, "(1 + x | g)"), ("binomial", "probit", 5, "(1 | g)"),
     ("negative_binomial", None, 5, "(1 | g)")])
 def test_no_gradient_where_the_formula_does_not_hold(family, link, nagq, re):
-    """lme4's non-canonical binomial and Poisson links (Fisher weights in L, not the
-    mode's curvature), vector AGQ and AGQ with a response parameter (NB2's theta)
-    keep the derivative-free search."""
+    """A link whose log-likelihood is not concave in eta (cauchit: the mode's exact
+    curvature may not be positive definite), links confined to a domain (sqrt),
+    vector AGQ, AGQ with Fisher weights in L (probit) and AGQ with a response
+    parameter (NB2's theta) keep the derivative-free search."""
     data = _data()
     y = "y" if family == "binomial" else "c"
     design = build_design(f"{y} ~ x + {re}", data, family)
@@ -160,6 +164,7 @@ def test_hessian_from_gradient_on_a_quadratic():
 
 @pytest.mark.parametrize("family, link, formula", [
     ("binomial", None, "y ~ x + (1 + x | g)"), ("binomial", None, "y ~ x + (1 | g) + (1 | h)"),
+    ("binomial", "probit", "y ~ x + (1 + x | g)"),
     ("negative_binomial", None, "c ~ x + (1 | g) + (1 | h)"),
     ("Gamma", "log", "pos ~ x + (1 | g)")])
 def test_gradient_search_reaches_the_derivative_free_optimum(family, link, formula,
@@ -335,3 +340,35 @@ def test_agq_gradient_search_reaches_the_derivative_free_optimum(nagq, monkeypat
     np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
     assert with_gradient.converged and without.converged
+
+
+@pytest.mark.r
+def test_noncanonical_gradient_equals_lme4s_deviance_differentiated_in_r():
+    """lme4's own Laplace deviance for probit and cloglog links (Fisher weights in its
+    factor: ``glmer(..., devFunOnly = TRUE)`` at ``tolPwrss = 1e-12``) differentiated
+    by numDeriv, against the analytic gradient (the mode moving with the exact
+    weights). Measured: at most 2.2e-7 of max(1, max |g|) (numDeriv's own error: the
+    canonical links' check above measures 2.1e-7)."""
+    data = _data()
+    cases = [("probit", "y ~ x + (1 | g) + (1 | h)"), ("cloglog", "y ~ x + (1 + x | g)")]
+    points, ours = {}, {}
+    for i, (link, formula) in enumerate(cases):
+        devfun = _devfun("binomial", link, formula, data)
+        params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(devfun.design.p, 0.1)])
+        points[f"p{i}"], ours[f"g{i}"] = params, devfun.gradient(params)
+    calls = ",\n".join(f"glmer({formula}, d, binomial(link = '{link}'), control = ctl, "
+                        "devFunOnly = TRUE)" for link, formula in cases)
+    pars = pd.DataFrame({k: pd.Series(v) for k, v in points.items()})
+    ref = run_r(f"""
+        ctl <- glmerControl(tolPwrss = 1e-12)
+        fs <- list({calls})
+        out <- list()
+        for (i in seq_along(fs)) {{
+          x <- p[[sprintf("p%d", i - 1)]]
+          out[[sprintf("g%d", i - 1)]] <- I(numDeriv::grad(fs[[i]], x[!is.na(x)]))
+        }}
+        out""", d=data, p=pars)
+    for key, g in ours.items():
+        theirs = np.asarray(ref[key])
+        np.testing.assert_allclose(g, theirs, rtol=0,
+                                   atol=1e-6 * max(1.0, np.max(np.abs(theirs))), err_msg=key)

@@ -451,21 +451,20 @@ class GLMMDevfun:
     @property
     def has_gradient(self) -> bool:
         """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a
-        response whose factor ``L`` has the observed information, one weight per
-        observation (``scalar_curvature``: the exact-Hessian GLM families, negative
-        binomials, Gamma, Gaussian with a link; a canonical link, where it equals the
-        expected; ordinal responses, whose thresholds are response parameters like a
-        dispersion), so that one factor serves the log-determinant and the
-        derivative of the mode. lme4's expected information for non-canonical
-        binomial and Poisson links is not the mode's curvature, and the multinomial's
-        weights are blocks. Links whose predictor must stay in a bounded domain
+        response with one weight per observation in ``L`` and a positive definite
+        exact curvature at the mode (``scalar_curvature``: the exact-Hessian GLM
+        families, negative binomials, Gamma, Gaussian with a link; canonical links;
+        lme4's probit and cloglog binomial links, whose Fisher weights in ``L`` give
+        the log-determinant while the mode moves with the exact ones; ordinal
+        responses, whose thresholds are response parameters like a dispersion). The
+        multinomial's weights are blocks. Links whose predictor must stay in a bounded domain
         (identity, sqrt, inverse) keep the derivative-free search, which steps around
         points where PIRLS fails. AGQ (``nagq > 1``): over one scalar term, for
         responses without parameters of their own (``agq_gradient``)."""
         r = self.response
         if not r.scalar_curvature or r.family.link.name in RESTRICTED_LINKS:
             return False
-        return self.nagq == 1 or self._scalar_agq and r.nparams == 0
+        return self.nagq == 1 or (self._scalar_agq and r.nparams == 0 and not r.fisher_in_L)
 
     @property
     def _scalar_agq(self) -> bool:
@@ -483,7 +482,10 @@ class GLMMDevfun:
         ``d log|A| = tr(A^{-1} dA)`` has a direct part and one through ``w(eta)``. With
         the leverages ``h_i = v_i' A^{-1} v_i`` (``v_i`` row i of ``Z Lambda``),
         ``c = w' h``, ``r = A^{-1} Lambda' Z' c``, ``rho = Z Lambda r`` and
-        ``a = c - 2 s - w rho``:
+        ``a = c - 2 s - w rho``. (Where ``L`` has lme4's Fisher weights ``w_F`` for a
+        non-canonical link, ``A``, ``w`` and ``w'`` in the log-determinant are
+        Fisher's, and the mode's movement, ``r`` and the ``w rho`` in ``a``, takes the
+        exact weights ``w_E = -ds/deta``: ``A_E = Lambda' Z' W_E Z Lambda + I``.)
 
             dD/dbeta    = X' a,
             dD/dtheta_k = a' (Z Lambda_k u) + s' (Z Lambda_k r)
@@ -626,11 +628,16 @@ class GLMMDevfun:
         PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)
         h = np.sum(Vc * PV, axis=1)  # leverages v_i' A^{-1} v_i
         c = dw * h
-        c1, c2, cX = res.fac.forward(*np.split(ix.Ztv(V, c), [ix.m1]),
-                                     d.X.T @ c if joint else None)
-        r, r_beta = res.fac.backward(c1, c2, cX)
+        # the mode moves with its exact curvature: L's factor where its weights are
+        # that, else (lme4's Fisher weights in L) a factor with the exact weights
+        w_mode = resp.mode_weights(wv, w)
+        fac = res.fac if w_mode is w else checked_factor(
+            crossproducts(ix, V, w_mode, d.X if joint else None, None), ix.q1)
+        c1, c2, cX = fac.forward(*np.split(ix.Ztv(V, c), [ix.m1]),
+                                 d.X.T @ c if joint else None)
+        r, r_beta = fac.backward(c1, c2, cX)
         rho = ix.Zu(V, r) if r_beta is None else ix.Zu(V, r) + d.X @ r_beta
-        a = c - 2.0 * s - w * rho
+        a = c - 2.0 * s - w_mode * rho
         # a response parameter moves -2 log f, s and w at a fixed predictor; the mode
         # follows s: dD/dp = d(-2 log f)/dp + h' dw/dp + rho' ds/dp
         g_params = resp.param_gradient(cov[nt:], wv.eta, h, rho)

@@ -1068,6 +1068,9 @@ class FamilyDef:
         response's kind (a `DataError` naming the column);
     dvariance : ``V'(mu)`` for the families with a canonical link in ``_CANONICAL_PAIRS``
         (there ``w = wt V(mu)`` and ``dw / deta = w V'(mu)``);
+    concave_links : the links, besides the canonical one, whose log-likelihood is
+        concave in eta (exact weights >= 0: the Laplace gradient of a Fisher-weighted
+        ``L`` solves for the mode's movement with them);
     r_engines, lme4_links : the R engines that fit the family (``reference_r``), and
         the links lme4 fits where it fits fewer (glmer.nb: log);
     boundary : ``(value, mu_max) -> reason | None``, why an estimated dispersion sits
@@ -1091,6 +1094,7 @@ class FamilyDef:
     separation_links: tuple[str, ...] = ()
     check: Callable[..., list[str]] | None = field(default=None, repr=False)
     dvariance: Callable[[Array], Array] | None = field(default=None, repr=False)
+    concave_links: tuple[str, ...] = ()
     r_engines: tuple[str, ...] = ("lme4", "glmmTMB")
     lme4_links: tuple[str, ...] | None = None
     boundary: Callable[[float, float], str | None] | None = field(default=None, repr=False)
@@ -1265,7 +1269,7 @@ FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
             FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
                       _binomial, observed_information=False, saturated=True,
                       marginal=True, cbind=True, separation="binary",
-                      dvariance=lambda mu: 1.0 - 2.0 * mu,
+                      dvariance=lambda mu: 1.0 - 2.0 * mu, concave_links=("probit", "cloglog"),
                       separation_links=CDF_LINKS, check=_check_binomial,
                       draw=_draw_binomial, support=_support_unit, mean_range=_mean_unit),
             FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson,

@@ -159,11 +159,29 @@ class GLMResponse:
         return param_gradient_by_differences(self, params, eta, h, rho)
 
     @property
+    def fisher_in_L(self) -> bool:
+        """lme4's expected information in ``L`` where it is not the mode's curvature
+        (binomial and Poisson with a non-canonical link)."""
+        return not self.observed and not self.family.canonical_fast
+
+    @property
     def scalar_curvature(self) -> bool:
-        """Whether ``L``'s weights are the mode's exact curvature, one number per
-        observation (``engine.deviance.GLMMDevfun.has_gradient``): the exact-Hessian
-        families, and canonical links, where Fisher's weights equal it."""
-        return self.observed or self.family.canonical_fast
+        """Whether the Laplace gradient applies (``engine.deviance.GLMMDevfun.
+        has_gradient``): one weight per observation in ``L``, and a mode whose exact
+        curvature (``mode_weights``) is positive definite: the exact-Hessian families,
+        canonical links (Fisher's weights are the exact ones), and lme4's
+        non-canonical links whose log-likelihood is concave in eta
+        (``FamilyDef.concave_links``: binomial probit and cloglog)."""
+        return not self.fisher_in_L or self.family.link.name in FAMILIES[
+            self.family.name].concave_links
+
+    def mode_weights(self, wv: WorkingValues, w: np.ndarray) -> np.ndarray:
+        """``-ds/deta`` at ``wv``, the curvature that moves the mode, given ``L``'s
+        weights ``w`` (returned as they are where they are that curvature)."""
+        if not self.fisher_in_L:
+            return w
+        w_exact = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
+        return w_exact / self.scale if self.scale != 1.0 else w_exact
 
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
@@ -406,6 +424,10 @@ class CategoricalResponse:
     # L's weights are the exact curvature per observation (ordinal: clmm's exact
     # Hessian); the multinomial's are (K - 1) x (K - 1) blocks (GLMResponse's twin)
     scalar_curvature = False
+    fisher_in_L = False
+
+    def mode_weights(self, wv: WorkingValues, w: np.ndarray) -> np.ndarray:
+        return w
 
     def sigma(self, params: np.ndarray) -> float:
         return 1.0
