@@ -452,19 +452,21 @@ class GLMMDevfun:
     def has_gradient(self) -> bool:
         """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a
         response with one weight per observation in ``L`` and a positive definite
-        exact curvature at the mode (``scalar_curvature``: the exact-Hessian GLM
+        exact curvature at the mode (``laplace_gradient``: the exact-Hessian GLM
         families, negative binomials, Gamma, Gaussian with a link; canonical links;
         lme4's probit and cloglog binomial links, whose Fisher weights in ``L`` give
         the log-determinant while the mode moves with the exact ones; ordinal
-        responses, whose thresholds are response parameters like a dispersion). The
-        multinomial's weights are blocks. Links whose predictor must stay in a bounded domain
+        responses, whose thresholds are response parameters like a dispersion;
+        multinomial responses, whose weights are (K - 1) x (K - 1) blocks:
+        ``curvature_blocks``). Links whose predictor must stay in a bounded domain
         (identity, sqrt, inverse) keep the derivative-free search, which steps around
         points where PIRLS fails. AGQ (``nagq > 1``): over one scalar term, for
         responses without parameters of their own (``agq_gradient``)."""
         r = self.response
-        if not r.scalar_curvature or r.family.link.name in RESTRICTED_LINKS:
+        if not r.laplace_gradient or r.family.link.name in RESTRICTED_LINKS:
             return False
-        return self.nagq == 1 or (self._scalar_agq and r.nparams == 0 and not r.fisher_in_L)
+        return self.nagq == 1 or (self._scalar_agq and r.nparams == 0 and not r.fisher_in_L
+                                  and r.block_size == 1)
 
     @property
     def _scalar_agq(self) -> bool:
@@ -621,30 +623,48 @@ class GLMMDevfun:
         d, ix, nt = self.design, self.ix, self.ntheta
         V = z_lambda(d, cov[:nt])
         resp, wv = self._resp, res.working
-        w = resp.curvature_weights(wv)  # L's weights: -ds/deta (``has_gradient``)
-        s = wv.w * wv.wres
-        dw = self._weight_slopes(resp, wv, w)
         Vc = np.hstack(V)
-        PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)
-        h = np.sum(Vc * PV, axis=1)  # leverages v_i' A^{-1} v_i
-        c = dw * h
-        # the mode moves with its exact curvature: L's factor where its weights are
-        # that, else (lme4's Fisher weights in L) a factor with the exact weights
-        w_mode = resp.mode_weights(wv, w)
-        fac = res.fac if w_mode is w else checked_factor(
-            crossproducts(ix, V, w_mode, d.X if joint else None, None), ix.q1)
+        PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)  # rows of A^{-1} v_i
+        fac = res.fac
+        if resp.block_size == 1:
+            w = resp.curvature_weights(wv)  # L's weights: -ds/deta (``has_gradient``)
+            s = wv.w * wv.wres
+            h = np.sum(Vc * PV, axis=1)  # leverages v_i' A^{-1} v_i
+            c = self._weight_slopes(resp, wv, w) * h
+            # the mode moves with its exact curvature: L's factor where its weights
+            # are that, else (lme4's Fisher weights in L) one with the exact weights
+            w_mode = resp.mode_weights(wv, w)
+            if w_mode is not w:
+                fac = checked_factor(crossproducts(ix, V, w_mode, d.X if joint else None,
+                                                   None), ix.q1)
+            W_rho, W_PV = (lambda x: w_mode * x), w[:, None] * PV
+        else:
+            # blocks W_i over an observation's K rows (multinomial): h_i becomes the
+            # block H_i = V_i A^{-1} V_i', c_ik = tr(H_i dW_i/deta_ik), and w times a
+            # row vector the block product
+            s, W, dW = resp.curvature_blocks(wv.eta)
+            K = resp.block_size
+            PVr = PV.reshape(-1, K, PV.shape[1])
+            H = np.einsum("ikm,ilm->ikl", Vc.reshape(PVr.shape), PVr)
+            c = np.einsum("iab,ikba->ik", H, dW).reshape(-1)
+            h = None  # no response parameters (param_gradient is empty)
+
+            def W_rho(x: np.ndarray) -> np.ndarray:
+                return np.einsum("ikl,il->ik", W, x.reshape(-1, K)).reshape(-1)
+
+            W_PV = np.einsum("ikl,ilm->ikm", W, PVr).reshape(PV.shape)
         c1, c2, cX = fac.forward(*np.split(ix.Ztv(V, c), [ix.m1]),
                                  d.X.T @ c if joint else None)
         r, r_beta = fac.backward(c1, c2, cX)
         rho = ix.Zu(V, r) if r_beta is None else ix.Zu(V, r) + d.X @ r_beta
-        a = c - 2.0 * s - w_mode * rho
+        a = c - 2.0 * s - W_rho(rho)
         # a response parameter moves -2 log f, s and w at a fixed predictor; the mode
         # follows s: dD/dp = d(-2 log f)/dp + h' dw/dp + rho' ds/dp
         g_params = resp.param_gradient(cov[nt:], wv.eta, h, rho)
-        # dD/dtheta_k = <Z Lambda_k, M> with M = a U + s R + 2 w PV (U, R: each
+        # dD/dtheta_k = <Z Lambda_k, M> with M = a U + s R + 2 W PV (U, R: each
         # observation's u and r under the columns); Z Lambda_k = Xr_t E_k for the
         # unit E_k, so it is entry E_k of Xr_t' M_t
-        M = a[:, None] * ix.gather(res.u) + s[:, None] * ix.gather(r) + 2.0 * w[:, None] * PV
+        M = a[:, None] * ix.gather(res.u) + s[:, None] * ix.gather(r) + 2.0 * W_PV
         g_theta = np.empty(nt)
         pos, col = 0, 0
         for t, block in zip(d.terms, self.blocks, strict=True):

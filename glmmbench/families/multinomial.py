@@ -276,6 +276,31 @@ class MultinomialResponse(CategoricalResponse):
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         return wv.w
 
+    @property
+    def block_size(self) -> int:
+        return self.K1
+
+    def curvature_blocks(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The Laplace gradient's quantities on the expanded rows at ``eta``: the score
+        ``s_ik = w_i (y_ik - p_ik)`` (``(n K1,)``), the blocks ``W_i = w_i (diag(p) -
+        p p')`` (``(n, K1, K1)``) and their derivatives ``dW_i / deta_ik`` (``(n, K1,
+        K1, K1)``, k first): with ``dp = dp / deta_k = p (e_k - p_k)``,
+        ``dW / deta_k = w (diag(dp) - dp p' - p dp')``."""
+        n, K1 = self.nobs, self.K1
+        full, lse = _with_baseline(eta.reshape(n, K1))
+        P = np.exp(full - lse[:, None])[:, 1:]
+        wt = self.weights[:, None]
+        s = (wt * (self._Y - P)).reshape(-1)
+        W = -P[:, :, None] * P[:, None, :]
+        idx = np.arange(K1)
+        W[:, idx, idx] += P
+        W *= self.weights[:, None, None]
+        dP = P[:, None, :] * (np.eye(K1)[None] - P[:, :, None])  # [i, k, j] = dp_j/deta_k
+        dW = -(dP[:, :, :, None] * P[:, None, None, :] + P[:, None, :, None] * dP[:, :, None, :])
+        dW[:, :, idx, idx] += dP
+        dW *= self.weights[:, None, None, None]
+        return s, W, dW
+
     def deviance_at(self, wv: MultinomialWorkingValues) -> float:
         return float(np.sum(wv.dev))
 

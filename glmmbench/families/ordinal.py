@@ -309,7 +309,6 @@ class OrdinalResponse(CategoricalResponse):
     levels: tuple[str, ...]
     q: np.ndarray | None = None
     observed: bool = True  # clmm's Laplace: the exact Hessian
-    scalar_curvature = True  # its exact weights, one per observation (the gradient's)
     fast: bool = True  # the logit kernel (module docstring); False: the general path
     tJac: np.ndarray = field(init=False, repr=False)
     alpha_names: tuple[str, ...] = field(init=False)

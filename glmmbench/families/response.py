@@ -158,6 +158,8 @@ class GLMResponse:
         (`param_gradient_by_differences`)."""
         return param_gradient_by_differences(self, params, eta, h, rho)
 
+    block_size = 1  # one row of the design per observation
+
     @property
     def fisher_in_L(self) -> bool:
         """lme4's expected information in ``L`` where it is not the mode's curvature
@@ -165,7 +167,7 @@ class GLMResponse:
         return not self.observed and not self.family.canonical_fast
 
     @property
-    def scalar_curvature(self) -> bool:
+    def laplace_gradient(self) -> bool:
         """Whether the Laplace gradient applies (``engine.deviance.GLMMDevfun.
         has_gradient``): one weight per observation in ``L``, and a mode whose exact
         curvature (``mode_weights``) is positive definite: the exact-Hessian families,
@@ -421,10 +423,16 @@ class CategoricalResponse:
 
     dispersion_name = None
     newton = False  # PIRLS's own weights (see each response's ``curvature_weights``)
-    # L's weights are the exact curvature per observation (ordinal: clmm's exact
-    # Hessian); the multinomial's are (K - 1) x (K - 1) blocks (GLMResponse's twin)
-    scalar_curvature = False
+    # the Laplace gradient applies (GLMResponse's twin): the exact curvature is L's,
+    # one weight per observation (ordinal: clmm's exact Hessian) or (K - 1) x (K - 1)
+    # blocks (multinomial: ``curvature_blocks``)
+    laplace_gradient = True
     fisher_in_L = False
+    block_size = 1  # rows of the expanded design per observation
+
+    def param_gradient(self, params: np.ndarray, eta: np.ndarray, h: np.ndarray,
+                       rho: np.ndarray) -> np.ndarray:
+        return param_gradient_by_differences(self, params, eta, h, rho)
 
     def mode_weights(self, wv: WorkingValues, w: np.ndarray) -> np.ndarray:
         return w
