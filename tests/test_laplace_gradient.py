@@ -280,13 +280,19 @@ def test_ordinal_gradient_search_reaches_the_derivative_free_optimum(
     assert with_gradient.converged and without.converged
 
 
-def test_no_gradient_for_ordinal_agq():
-    """AGQ's gradient is for responses without parameters of their own: an ordinal
-    model's thresholds keep AGQ derivative-free."""
+def test_no_gradient_for_ordinal_and_multinomial_agq():
+    """AGQ's gradient is for responses without parameters of their own and with one
+    weight per observation: an ordinal model's thresholds and the multinomial's
+    blocks keep AGQ derivative-free."""
     from glmmbench.families import make_family
 
     fam = make_family("ordinal")
     design = build_design("rating ~ temp + (1 | judge)", datasets.load("wine"), fam)
+    assert not make_devfun(design, _response(design, fam), 5).has_gradient
+    # nor the multinomial's blocks (two categories: AGQ applies, its gradient not yet)
+    fam = make_family("multinomial")
+    design = fam.prepare_design(build_design("r2 ~ Anger + (1 | id)",
+                                             datasets.load("VerbAgg").iloc[:500], fam))
     assert not make_devfun(design, _response(design, fam), 5).has_gradient
 
 
@@ -296,6 +302,7 @@ MULTINOMIAL_CASES = [
     "resp ~ Anger + Gender + (1 | id)",  # correlated category effects
     "resp ~ Anger + (1 || item)",  # independent ones
     "resp ~ Anger + (1 | item) + (1 | id)",  # crossed
+    "r2 ~ Anger + Gender + (1 | id)",  # two categories: 1 x 1 blocks, still blocks
 ]
 
 

@@ -451,8 +451,8 @@ class GLMMDevfun:
     @property
     def has_gradient(self) -> bool:
         """Whether ``gradient`` applies: the Laplace deviance (``nagq = 1``) of a
-        response with one weight per observation in ``L`` and a positive definite
-        exact curvature at the mode (``laplace_gradient``: the exact-Hessian GLM
+        response with a positive definite exact curvature at the mode
+        (``laplace_gradient``: the exact-Hessian GLM
         families, negative binomials, Gamma, Gaussian with a link; canonical links;
         lme4's probit and cloglog binomial links, whose Fisher weights in ``L`` give
         the log-determinant while the mode moves with the exact ones; ordinal
@@ -461,12 +461,13 @@ class GLMMDevfun:
         ``curvature_blocks``). Links whose predictor must stay in a bounded domain
         (identity, sqrt, inverse) keep the derivative-free search, which steps around
         points where PIRLS fails. AGQ (``nagq > 1``): over one scalar term, for
-        responses without parameters of their own (``agq_gradient``)."""
+        responses without parameters of their own and with the exact curvature in
+        ``L`` (``agq_gradient``)."""
         r = self.response
         if not r.laplace_gradient or r.family.link.name in RESTRICTED_LINKS:
             return False
         return self.nagq == 1 or (self._scalar_agq and r.nparams == 0 and not r.fisher_in_L
-                                  and r.block_size == 1)
+                                  and not r.weight_blocks)
 
     @property
     def _scalar_agq(self) -> bool:
@@ -626,7 +627,7 @@ class GLMMDevfun:
         Vc = np.hstack(V)
         PV = ix.cell_products(*res.fac.inverse_blocks(ix), Vc)  # rows of A^{-1} v_i
         fac = res.fac
-        if resp.block_size == 1:
+        if not resp.weight_blocks:
             w = resp.curvature_weights(wv)  # L's weights: -ds/deta (``has_gradient``)
             s = wv.w * wv.wres
             h = np.sum(Vc * PV, axis=1)  # leverages v_i' A^{-1} v_i
@@ -643,7 +644,7 @@ class GLMMDevfun:
             # block H_i = V_i A^{-1} V_i', c_ik = tr(H_i dW_i/deta_ik), and w times a
             # row vector the block product
             s, W, dW = resp.curvature_blocks(wv.eta)
-            K = resp.block_size
+            K = W.shape[1]
             PVr = PV.reshape(-1, K, PV.shape[1])
             H = np.einsum("ikm,ilm->ikl", Vc.reshape(PVr.shape), PVr)
             c = np.einsum("iab,ikba->ik", H, dW).reshape(-1)

@@ -276,9 +276,9 @@ class MultinomialResponse(CategoricalResponse):
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         return wv.w
 
-    @property
-    def block_size(self) -> int:
-        return self.K1
+    # L's weights are the (K - 1) x (K - 1) blocks W_i (the gradient reads
+    # curvature_blocks; wv.w are ones on the whitened rows), for K = 2 too
+    weight_blocks = True
 
     def curvature_blocks(self, eta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The Laplace gradient's quantities on the expanded rows at ``eta``: the score

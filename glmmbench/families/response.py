@@ -158,7 +158,7 @@ class GLMResponse:
         (`param_gradient_by_differences`)."""
         return param_gradient_by_differences(self, params, eta, h, rho)
 
-    block_size = 1  # one row of the design per observation
+    weight_blocks = False  # one weight per observation in L
 
     @property
     def fisher_in_L(self) -> bool:
@@ -428,7 +428,7 @@ class CategoricalResponse:
     # blocks (multinomial: ``curvature_blocks``)
     laplace_gradient = True
     fisher_in_L = False
-    block_size = 1  # rows of the expanded design per observation
+    weight_blocks = False  # L's weights: one per row (multinomial: blocks of K - 1 rows)
 
     def param_gradient(self, params: np.ndarray, eta: np.ndarray, h: np.ndarray,
                        rho: np.ndarray) -> np.ndarray:
