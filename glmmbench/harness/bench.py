@@ -1,6 +1,6 @@
 """Speed benchmark: native fit vs the R engines on the same data, in one run.
 
-    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--small] [--big]
+    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--small] [--big] [--peers]
 
 For each model the native ``fit()`` is timed in this process (formula and
 DataFrame to result) and each of its R engines (glmer unless a model names
@@ -13,8 +13,10 @@ lme4's scale, which leaves out the saturated log-likelihood:
 ``mgcv-loglik-is-conditional``). Models no R engine fits (vector AGQ) are timed
 natively only. ``--wide`` times the speed table (``WIDE_MODELS``: each model
 against lme4 and glmmTMB); ``--small`` the small real data sets (``SMALL_MODELS``),
-where a fit's fixed costs dominate. ``--big`` instead times (and reports the peak memory
-of) a native random-intercept binomial model with n = 1,000,000.
+where a fit's fixed costs dominate; ``--peers`` the Python peers (``PEERS``, in an
+environment of their own) on issue 25's models, peer time / native time. ``--big``
+instead times (and reports the peak memory of) a native random-intercept binomial
+model with n = 1,000,000.
 This is a benchmark, not a test: nothing here asserts a time.
 """
 
@@ -22,10 +24,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
+import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -254,6 +261,110 @@ def run_big(seed: int = 20261125) -> dict:
             "loglik": res.loglik, "converged": res.converged}
 
 
+# --------------------------------------------------------------- Python peers
+
+# The Python packages a user would pick instead, pinned, installed into their own
+# environment (never a dependency of the engine): PEERS_VENV, made on first use.
+PEERS = {"glmm": "glmm==0.6.2", "mixedlm": "mixedlm==1.3.0"}
+PEERS_VENV = Path(os.environ.get("GLMMBENCH_PEERS_VENV",
+                                 Path(__file__).resolve().parents[2] / ".peers"))
+# issue 25's peer table: (model, cbpp's response as the peers take it: glmm's cbind()
+# of two columns, mixedlm's proportion with weights)
+_CBPP_PROP = ("prop ~ period + (1 | herd)", "size")
+_CBPP_CBIND = "cbind(incidence, failures) ~ period + (1 | herd)"
+
+
+def _peer_models() -> tuple[tuple[BenchModel, tuple[str, str] | None], ...]:
+    by_name = {m.name: m for m in (*WIDE_MODELS, *SMALL_MODELS)}
+    return (
+        (by_name["sleepstudy (Days | Subject), ML"], None),
+        (by_name["InstEval LMM, ML"], None),
+        (by_name["VerbAgg crossed"], None),
+        (by_name["binomial (1 + x | g) n=1e5, 2000 groups"], None),
+        (by_name["binomial (1 | g) n=2e5, 4000 groups"], None),
+        (by_name["Poisson crossed n=2e4, 500 x 100"], None),
+        (by_name["cbpp Laplace"], _CBPP_PROP),
+        (by_name["cbpp nAGQ=9"], _CBPP_PROP),
+        (by_name["grouseticks NB2 (1 | LOCATION)"], None),
+    )
+
+
+def peers_python() -> Path:
+    """The peers' interpreter: ``PEERS_VENV`` made and filled with ``PEERS`` (and
+    pandas, to read the data) on first use."""
+    python = PEERS_VENV / "bin" / "python"
+    if not python.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(PEERS_VENV)], check=True)
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "pandas", *PEERS.values()],
+                   check=True)
+    return python
+
+
+def run_peers(repeat: int = 3, seed: int = 20261125, match: str | None = None) -> dict:
+    """Each peer model fitted natively and by each peer (best of ``repeat`` each, the
+    peers in their own process: ``peer_fits.py``); ratios are peer time / native
+    time, log-likelihood differences peer - native."""
+    python = peers_python()
+    versions = subprocess.run(
+        [str(python), "-c", "import importlib.metadata as m, json; print(json.dumps("
+         f"{{p: m.version(p) for p in {list(PEERS)!r}}}))"],
+        check=True, capture_output=True, text=True).stdout
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for model, prop in _peer_models():
+            if match is not None and match not in model.name:
+                continue
+            data = model.make_data(np.random.default_rng(seed))
+            if prop is not None:
+                data = data.assign(prop=data["incidence"] / data["size"],
+                                   failures=data["size"] - data["incidence"])
+            t_nat, res = min((_time_native(model, data) for _ in range(repeat)),
+                             key=lambda tr: tr[0])
+            csv = Path(tmp) / "data.csv"
+            data.to_csv(csv, index=False)
+            spec = {"csv": str(csv), "family": model.family,
+                    "formula": _CBPP_CBIND if prop is not None else model.formula,
+                    "link": None, "nagq": model.nagq,
+                    "reml": True if model.reml is None else model.reml,
+                    "factors": [c for c in data.columns
+                                if isinstance(data[c].dtype, pd.CategoricalDtype)
+                                or data[c].dtype == object],
+                    "prop_formula": prop[0] if prop else None,
+                    "weights": prop[1] if prop else None,
+                    "peers": list(PEERS), "repeat": repeat}
+            spec_path = Path(tmp) / "spec.json"
+            spec_path.write_text(json.dumps(spec))
+            peer_script = Path(__file__).with_name("peer_fits.py")
+            out = json.loads(subprocess.run([str(python), str(peer_script), str(spec_path)],
+                                            check=True, capture_output=True,
+                                            text=True).stdout.strip().splitlines()[-1])
+            rows.append({"model": model.name, "native_s": t_nat, "loglik": res.loglik,
+                         "peers": {p: {**r, "ratio": r["time_s"] / t_nat,
+                                       "loglik_diff": r["loglik"] - res.loglik}
+                                   if "error" not in r else r for p, r in out.items()}})
+    return {"peers": rows, "versions": json.loads(versions)}
+
+
+def format_peers(out: dict) -> str:
+    names = list(out["versions"])
+    head = (f"{'model':42s} {'native s':>9s} "
+            + " ".join(f"{p + ' s':>11s} {p + '/native':>15s} {'dloglik':>9s}" for p in names))
+    lines = [head]
+    for r in out["peers"]:
+        cells = []
+        for p in names:
+            v = r["peers"].get(p, {})
+            cells.append(f"{v['time_s']:11.3f} {v['ratio']:15.2f} {v['loglik_diff']:9.1e}"
+                         if "time_s" in v else f"{'error':>11s} {'-':>15s} {'-':>9s}")
+        lines.append(f"{r['model'][:42]:42s} {r['native_s']:9.3f} " + " ".join(cells))
+    lines.append("peer versions: " + ", ".join(f"{p} {v}" for p, v in out["versions"].items()))
+    lines.append("ratio = peer time / native time (above 1: glmmbench is faster); dloglik = "
+                 "peer - native (above 0: the peer found a higher likelihood)")
+    errors = [f"{r['model']}: {p}: {v['error']}" for r in out["peers"]
+              for p, v in r["peers"].items() if "error" in v]
+    return "\n".join(lines + errors)
+
+
 def run_benchmark(repeat: int = 3, seed: int = 20261125,
                   models: tuple[BenchModel, ...] | None = None) -> dict:
     """Time every model natively and with each of its R engines, alternating, keeping
@@ -322,12 +433,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", action="store_true",
                         help="small real data sets, where fixed costs dominate (cbpp, "
                              "sleepstudy, grouseticks, wine, soup); use --repeat 5")
+    parser.add_argument("--peers", action="store_true",
+                        help="the Python peers (glmm, mixedlm) on issue 25's models, in "
+                             "their own environment (.peers/, made on first use)")
     args = parser.parse_args(argv)
-    pool = WIDE_MODELS if args.wide else SMALL_MODELS if args.small else BENCH_MODELS
-    models = tuple(m for m in pool if args.match is None or args.match in m.name)
-    out = ({"big": run_big(args.seed)} if args.big
-           else run_benchmark(args.repeat, args.seed, models))
-    print(format_benchmark(out))
+    if args.peers:
+        out = run_peers(args.repeat, args.seed, args.match)
+        print(format_peers(out))
+    else:
+        pool = WIDE_MODELS if args.wide else SMALL_MODELS if args.small else BENCH_MODELS
+        models = tuple(m for m in pool if args.match is None or args.match in m.name)
+        out = ({"big": run_big(args.seed)} if args.big
+               else run_benchmark(args.repeat, args.seed, models))
+        print(format_benchmark(out))
     if args.json:
         with open(args.json, "w") as fh:
             json.dump(out, fh, indent=2, default=str)
