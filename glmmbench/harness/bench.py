@@ -1,6 +1,7 @@
 """Speed benchmark: native fit vs the R engines on the same data, in one run.
 
-    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--small] [--big] [--peers]
+    glmmbench bench [--repeat 3] [--match TEXT] [--wide] [--small] [--big] [--huge]
+                    [--peers]
 
 For each model the native ``fit()`` is timed in this process (formula and
 DataFrame to result) and each of its R engines (glmer unless a model names
@@ -16,7 +17,8 @@ against lme4 and glmmTMB); ``--small`` the small real data sets (``SMALL_MODELS`
 where a fit's fixed costs dominate; ``--peers`` the Python peers (``PEERS``, in an
 environment of their own) on issue 25's models, peer time / native time. ``--big``
 instead times (and reports the peak memory of) a native random-intercept binomial
-model with n = 1,000,000.
+model with n = 1,000,000, ``--huge`` the scale models (``HUGE_MODELS``), each in a
+fresh process.
 This is a benchmark, not a test: nothing here asserts a time.
 """
 
@@ -144,6 +146,13 @@ def binomial_big(rng: np.random.Generator) -> pd.DataFrame:
     return binomial_intercept(rng, n=1_000_000, ngroups=10_000, sd=0.7)
 
 
+# issue 25's scale goals (``--huge``): n = 1e7 with 1e5 groups; crossed 1e4 x 1e3 levels
+def binomial_huge(rng: np.random.Generator) -> pd.DataFrame:
+    return binomial_intercept(rng, n=10_000_000, ngroups=100_000, sd=0.7)
+
+
+def poisson_crossed_huge(rng: np.random.Generator) -> pd.DataFrame:
+    return poisson_crossed(rng, n=1_000_000, na=10_000, nb=1_000)
 
 
 
@@ -320,6 +329,11 @@ def run_peers(repeat: int = 3, seed: int = 20261125, match: str | None = None) -
                                    failures=data["size"] - data["incidence"])
             t_nat, res = min((_time_native(model, data) for _ in range(repeat)),
                              key=lambda tr: tr[0])
+            response = model.formula.split("~")[0].strip()
+            if response in data.columns and isinstance(data[response].dtype,
+                                                       pd.CategoricalDtype):
+                # a two-level factor response as 0/1 (glmm takes numbers only)
+                data = data.assign(**{response: data[response].cat.codes.astype(float)})
             csv = Path(tmp) / "data.csv"
             data.to_csv(csv, index=False)
             spec = {"csv": str(csv), "family": model.family,
@@ -363,6 +377,27 @@ def format_peers(out: dict) -> str:
     errors = [f"{r['model']}: {p}: {v['error']}" for r in out["peers"]
               for p, v in r["peers"].items() if "error" in v]
     return "\n".join(lines + errors)
+
+
+HUGE_MODELS = (
+    BenchModel("binomial (1 | g) n=1e7, 1e5 groups", "y ~ x + (1 | g)", "binomial",
+               binomial_huge),
+    BenchModel("Poisson crossed n=1e6, 1e4 x 1e3", "y ~ x + (1 | a) + (1 | b)", "poisson",
+               poisson_crossed_huge),
+)
+
+
+def run_huge(name: str, seed: int = 20261125) -> dict:
+    """One ``HUGE_MODELS`` fit natively (by name): time, peak RSS, log-likelihood. Run
+    each in a fresh process (``bench --huge``), so that the peak is that fit's."""
+    model = next(m for m in HUGE_MODELS if m.name == name)
+    t0 = time.perf_counter()
+    data = model.make_data(np.random.default_rng(seed))
+    t_data = time.perf_counter() - t0
+    t, res = _time_native(model, data)
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {"model": model.name, "native_s": t, "data_s": t_data, "peak_rss_mb": peak_mb,
+            "loglik": res.loglik, "converged": res.converged}
 
 
 def run_benchmark(repeat: int = 3, seed: int = 20261125,
@@ -436,8 +471,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--peers", action="store_true",
                         help="the Python peers (glmm, mixedlm) on issue 25's models, in "
                              "their own environment (.peers/, made on first use)")
+    parser.add_argument("--huge", action="store_true",
+                        help="issue 25's scale models (n = 1e7 binomial, n = 1e6 Poisson "
+                             "crossed 1e4 x 1e3), each in a fresh process: time, peak RSS")
+    parser.add_argument("--huge-one", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.peers:
+    if args.huge_one:
+        print(json.dumps(run_huge(args.huge_one, args.seed)))
+    elif args.huge:
+        for model in HUGE_MODELS:
+            done = subprocess.run([sys.executable, "-m", "glmmbench.harness.bench",
+                                   "--huge-one", model.name, "--seed", str(args.seed)],
+                                  check=True, capture_output=True, text=True)
+            r = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"{r['model']}: {r['native_s']:.1f} s (data {r['data_s']:.1f} s), peak RSS "
+                  f"{r['peak_rss_mb']:.0f} MB, loglik {r['loglik']:.4f}, converged "
+                  f"{r['converged']}")
+    elif args.peers:
         out = run_peers(args.repeat, args.seed, args.match)
         print(format_peers(out))
     else:
