@@ -12,7 +12,7 @@ manual chain equals the one-line call.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -264,7 +264,8 @@ def optimize_glmm(devfun: GLMMDevfun,
         def search(start: np.ndarray) -> OptSummary:
             return _preconditioned_lbfgsb(f2, g2, start, lower, upper, kf, ctl["ftol_rel"],
                                           ctl)
-    else:
+
+    def derivative_free() -> tuple[Callable[[np.ndarray], OptSummary], int]:
         # theta: a quarter of its value (at least 0.05); the response's parameters (a
         # log-dispersion, thresholds) are on unit scales: 0.25; whitened beta: 1 ...
         default = np.concatenate([np.maximum(0.25 * np.maximum(s1.final[:nt], 0.1), 0.05),
@@ -273,7 +274,7 @@ def optimize_glmm(devfun: GLMMDevfun,
         # (variances, dispersions and threshold gaps are often far sharper). Measured:
         # stage 2 on binomial (1 + x | g), n = 1e5, 83 -> 41 evaluations; NB2 crossed
         # 65 -> 34
-        step, nfd = _curvature_steps(f2, x0, default, lower)
+        step, n = _curvature_steps(f2, x0, default, lower)
         step = np.concatenate([step, np.ones(center.size)])
 
         def search(start: np.ndarray) -> OptSummary:
@@ -281,7 +282,18 @@ def optimize_glmm(devfun: GLMMDevfun,
                           ftol_rel=ctl["ftol_rel"], ftol_abs=ctl["ftol_abs"],
                           xtol_abs=ctl["xtol_abs"], maxfeval=ctl["maxfeval"])
 
+        return search, n
+
+    if not gradient:
+        search, nfd = derivative_free()
     s2 = search(x0)
+    if gradient and not (np.isfinite(s2.fmin) and s2.fmin < 1e299):
+        # PIRLS failed wherever the gradient search went (a link whose predictor must
+        # stay in its domain: identity, sqrt, inverse): the derivative-free search
+        # steps around such points
+        search, nfd = derivative_free()
+        nfd += s2.feval
+        s2 = search(x0)
     s2.feval += nfd
     # A variance that reached 0 may be a true boundary optimum or a point BOBYQA
     # could not leave (seen with multinomial category effects, whose correlated

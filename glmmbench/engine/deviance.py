@@ -41,7 +41,7 @@ from glmmbench.engine.pls import (
 )
 from glmmbench.engine.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.errors import GLMMError
-from glmmbench.families.response import RESTRICTED_LINKS, GLMResponse
+from glmmbench.families.response import GLMResponse
 from glmmbench.model.design import Design
 from glmmbench.model.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
 
@@ -217,6 +217,7 @@ class LMMDevfun:
 # central-difference steps of the gradient's response derivatives: in eta (w') and
 # in a log-dispersion; errors of order step^2, far below PIRLS's
 DELTA_ETA = 1e-5
+ETA_STEP_FLOOR = 1e-2  # w' steps: DELTA_ETA * max(|eta|, this in eta's units)
 
 
 @dataclass
@@ -459,12 +460,13 @@ class GLMMDevfun:
         responses, whose thresholds are response parameters like a dispersion;
         multinomial responses, whose weights are (K - 1) x (K - 1) blocks:
         ``curvature_blocks``). Links whose predictor must stay in a bounded domain
-        (identity, sqrt, inverse) keep the derivative-free search, which steps around
-        points where PIRLS fails. AGQ (``nagq > 1``): over one scalar term, for
+        (identity, sqrt, inverse) search with it too; where PIRLS fails wherever the
+        search goes, ``fit.optimize_glmm`` falls back to the derivative-free search.
+        AGQ (``nagq > 1``): over one scalar term, for
         responses without parameters of their own and with the exact curvature in
         ``L`` (``agq_gradient``)."""
         r = self.response
-        if not r.laplace_gradient or r.family.link.name in RESTRICTED_LINKS:
+        if not r.laplace_gradient:
             return False
         return self.nagq == 1 or (self._scalar_agq and r.nparams == 0 and not r.fisher_in_L
                                   and not r.weight_blocks)
@@ -519,8 +521,12 @@ class GLMMDevfun:
         fam = resp.family
         if not resp.observed and getattr(fam, "canonical_fast", False):
             return w * fam.dvariance(wv.mu)  # w = wt V(mu), dw/deta = w V'(mu)
-        return (resp.curvature_weights(resp.working(wv.eta + DELTA_ETA))
-                - resp.curvature_weights(resp.working(wv.eta - DELTA_ETA))) / (2 * DELTA_ETA)
+        # a step relative to eta (above a floor): an inverse or identity link's eta
+        # may sit close to the pole of its weights (Gamma(inverse): eta = 0.002 for
+        # the largest means), where a fixed step of 1e-5 is 0.5 % of the distance
+        step = DELTA_ETA * np.maximum(np.abs(wv.eta), ETA_STEP_FLOOR * self.param_scale[0])
+        return (resp.curvature_weights(resp.working(wv.eta + step))
+                - resp.curvature_weights(resp.working(wv.eta - step))) / (2 * step)
 
     def agq_gradient(self, res: PIRLSResult, cov: np.ndarray) -> np.ndarray:
         """The gradient of the AGQ deviance over ``concat(theta, beta)`` for one scalar
