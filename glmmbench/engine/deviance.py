@@ -258,6 +258,7 @@ class GLMMDevfun:
                 shape=(self.ix.n1, self.design.n))
         self._u = None
         self._start = None
+        self._agq_loglik = None  # (PIRLS result, its (groups, nodes) log-densities)
         self._beta0 = self._safe_beta()
         self._resp = self.response
         self._at: tuple | None = None  # (x, joint, PIRLS result) of the last evaluation
@@ -377,7 +378,10 @@ class GLMMDevfun:
             # eta at u*_j + C_j z is eta* + A z with A_i = (Z Lambda)_i C_j
             A = (V1 * C[codes, 0, 0][:, None] if ix.q1 == 1
                  else np.einsum("ia,iab->ib", V1, C[codes]))
-            return self._group_sum @ self._resp.loglik_affine(eta_star, A, z)
+            out = self._group_sum @ self._resp.loglik_affine(eta_star, A, z)
+            if z.shape[0] == self.rule.nnodes:  # all nodes at once: agq_gradient reuses it
+                self._agq_loglik = (res, out)
+            return out
 
         value = agq_deviance(self.rule, res.u.reshape(ix.n1, ix.q1), res.fac.L11,
                              res.fac.L11inv, group_loglik, self.design.n)
@@ -462,19 +466,19 @@ class GLMMDevfun:
         ``curvature_blocks``). Links whose predictor must stay in a bounded domain
         (identity, sqrt, inverse) search with it too; where PIRLS fails wherever the
         search goes, ``fit.optimize_glmm`` falls back to the derivative-free search.
-        AGQ (``nagq > 1``): over one scalar term, for
-        responses without parameters of their own and with the exact curvature in
-        ``L`` (``agq_gradient``)."""
+        AGQ (``nagq > 1``, one term, scalar or vector): for responses without
+        parameters of their own and with the exact curvature in ``L``
+        (``agq_gradient``)."""
         r = self.response
         if not r.laplace_gradient:
             return False
-        return self.nagq == 1 or (self._scalar_agq and r.nparams == 0 and not r.fisher_in_L
+        return self.nagq == 1 or (self._one_term_agq and r.nparams == 0 and not r.fisher_in_L
                                   and not r.weight_blocks)
 
     @property
-    def _scalar_agq(self) -> bool:
-        """AGQ over one scalar random-effects term (``agq_gradient``'s case)."""
-        return self.nagq > 1 and self.ix.q1 == 1 and len(self.design.terms) == 1
+    def _one_term_agq(self) -> bool:
+        """AGQ over one random-effects term, scalar or vector (``agq_gradient``'s case)."""
+        return self.nagq > 1 and len(self.design.terms) == 1
 
     def gradient(self, params: np.ndarray) -> np.ndarray:
         """The analytic gradient of the Laplace deviance over ``concat(theta, beta)``.
@@ -529,73 +533,92 @@ class GLMMDevfun:
                 - resp.curvature_weights(resp.working(wv.eta - step))) / (2 * step)
 
     def agq_gradient(self, res: PIRLSResult, cov: np.ndarray) -> np.ndarray:
-        """The gradient of the AGQ deviance over ``concat(theta, beta)`` for one scalar
-        term ``theta z_i u_j`` (``_scalar_agq``).
+        """The gradient of the AGQ deviance over ``concat(theta, beta)`` for one term
+        ``V_i u_j`` (``V = Z Lambda``, ``q`` effects per group; ``_one_term_agq``).
 
-        Group j's nodes are ``U_jk = u_j + t_k / sqrt(a_j)`` around its mode ``u_j``
-        with the curvature ``a_j = 1 + theta^2 sum_i w_i z_i^2`` (the exact one:
-        ``has_gradient``), ``eta_ik = x_i' beta + o_i + theta z_i U_jk``, and
+        Group j's nodes are ``U_jk = u_j + C_j z_k`` around its mode ``u_j``, with
+        ``C_j = L_j^{-T}`` from the exact curvature ``A_j = I + sum_i w_i V_i' V_i =
+        L_j L_j'`` (``has_gradient``), ``eta_ik = x_i' beta + o_i + V_i U_jk`` and
 
-            D = sum_j [log a_j - 2 log sum_k exp(acc_jk)],
-            acc_jk = sum_i log f(y_i | eta_ik) - U_jk^2 / 2 + t_k^2 / 2 + log omega_k.
+            D = sum_j [log|A_j| - 2 log sum_k exp(acc_jk)],
+            acc_jk = sum_i log f(y_i | eta_ik) - |U_jk|^2 / 2 + |z_k|^2 / 2 + log omega_k.
 
-        Along a parameter ``p`` the nodes move with the mode and the curvature:
-        ``dU_jk = du_j + t_k d(a_j^{-1/2})``, ``du_j = (dh'_j / dp) / a_j`` (the mode's
-        implicit derivative, ``h_j`` its log-integrand), ``da_j`` through ``theta`` and
-        through ``w(eta*)`` (``w'``, as the Laplace gradient), so with the scores
-        ``s_ik`` at the nodes, ``g_jk = theta sum_i z_i s_ik - U_jk`` (``h_j'`` there)
-        and the nodes' posterior weights ``pi_jk = softmax_k acc_jk``:
+        Along a parameter ``p`` (``d_p eta_i = e_i`` at a fixed ``u``, ``d_p V_i``) the
+        nodes move with the mode and the curvature: ``du_j = A_j^{-1} sum_i (s_i d_p V_i'
+        - w_i V_i' e_i)`` (the mode's implicit derivative), ``dA_j = sum_i [w'_i
+        (e_i + V_i du_j) V_i' V_i + w_i (d_p V_i' V_i + V_i' d_p V_i)]`` (``w'`` as the
+        Laplace gradient), ``dL = L Phi(L^{-1} dA L^{-T})`` (Phi: the lower triangle,
+        half the diagonal), ``dC = -C dL' C``. With the scores ``s_ik`` at the nodes,
+        ``g_jk = sum_i s_ik V_i' - U_jk`` (``h_j'`` there) and the nodes' posterior
+        weights ``pi_jk = softmax_k acc_jk``:
 
-            dD/dp = sum_j [da_j / a_j - 2 sum_k pi_jk (sum_i s_ik d_p eta_ik|_U
-                                                       + g_jk dU_jk/dp)],
+            dD/dp = sum_j [tr(A_j^{-1} dA_j) - 2 sum_k pi_jk (sum_i s_ik d_p eta_ik|_U
+                                                       + g_jk' (du_j + dC_j z_k))],
 
-        ``d_p eta|_U`` = ``x_i`` for beta, ``z_i U_jk`` for theta. The scores at the
-        nodes are central differences of the response's log-density (two more
+        ``d_p eta_ik|_U`` = ``x_i`` for beta, ``d_p V_i U_jk`` for theta. The scores
+        at the nodes are central differences of the response's log-density (two more
         evaluations at the nodes)."""
         d, ix = self.design, self.ix
         resp, wv = self._resp, res.working
-        theta, X, codes = float(cov[0]), d.X, ix.codes1
-        z = d.terms[0].Xr[:, 0]
-        v = theta * z
+        X, codes, G, q = d.X, ix.codes1, ix.n1, ix.q1
+        Xr, V = d.terms[0].Xr, self._V[0]  # (n, q): V = Xr Lambda
         w = resp.curvature_weights(wv)
         s = wv.w * wv.wres
         dw = self._weight_slopes(resp, wv, w)
 
-        def gsum(x: np.ndarray) -> np.ndarray:
-            return self._group_sum @ x
+        def gsum(x: np.ndarray) -> np.ndarray:  # group sums over the first axis
+            return (self._group_sum @ x.reshape(x.shape[0], -1)).reshape(G, *x.shape[1:])
 
-        u = res.u
-        a = res.fac.L11[:, 0, 0] ** 2
-        C = 1.0 / np.sqrt(a)
-        t, logw = self.rule.z[:, 0], self.rule.logw
-        U = u[:, None] + C[:, None] * t[None, :]  # (G, K)
-        A = (v * C[codes])[:, None]
-        T = t[:, None]
-        ll = resp.loglik_affine(wv.eta, A, T)
-        S = (resp.loglik_affine(wv.eta + DELTA_ETA, A, T)
-             - resp.loglik_affine(wv.eta - DELTA_ETA, A, T)) / (2 * DELTA_ETA)
-        acc = gsum(ll) - 0.5 * U**2 + (0.5 * t**2 + logw)[None, :]
+        u = res.u.reshape(G, q)
+        L = res.fac.L11
+        C = np.swapaxes(res.fac.L11inv, 1, 2)  # C_j = L_j^{-T}
+        z, logw = self.rule.z, self.rule.logw
+        Cz = np.einsum("jab,kb->jka", C, z)  # (G, K, q)
+        U = u[:, None, :] + Cz
+        A = np.einsum("ia,iab->ib", V, C[codes])  # eta_ik = eta*_i + A_i z_k
+        cached = self._agq_loglik
+        gll = (cached[1] if cached is not None and cached[0] is res
+               else gsum(resp.loglik_affine(wv.eta, A, z)))
+        S = (resp.loglik_affine(wv.eta + DELTA_ETA, A, z)
+             - resp.loglik_affine(wv.eta - DELTA_ETA, A, z)) / (2 * DELTA_ETA)
+        acc = gll - 0.5 * np.sum(U**2, axis=2) + (0.5 * np.sum(z**2, axis=1) + logw)
         pi = np.exp(acc - np.max(acc, axis=1, keepdims=True))
         pi /= pi.sum(axis=1, keepdims=True)
-        g = theta * gsum(z[:, None] * S) - U
-        # the mode and the curvature along beta and theta
-        du_b = -theta * gsum((w * z)[:, None] * X) / a[:, None]  # (G, p)
-        du_t = (gsum(s * z) - theta * u * gsum(w * z * z)) / a  # (G,)
-        deta_b = X + v[:, None] * du_b[codes]
-        deta_t = z * u[codes] + v * du_t[codes]
-        da_b = theta**2 * gsum((dw * z * z)[:, None] * deta_b)
-        da_t = theta**2 * gsum(dw * z * z * deta_t) + 2.0 * theta * gsum(w * z * z)
-        dC_b = -0.5 * (a ** -1.5)[:, None] * da_b
-        dC_t = -0.5 * a ** -1.5 * da_t
+        g = gsum(S[:, :, None] * V[:, None, :]) - U  # (G, K, q)
         pi_i = pi[codes]
-        S_bar = np.sum(pi_i * S, axis=1)
-        SU_bar = np.sum(pi_i * S * U[codes], axis=1)
-        g_bar, gt_bar = np.sum(pi * g, axis=1), np.sum(pi * g * t[None, :], axis=1)
-        dacc_b = X.T @ S_bar + g_bar @ du_b + gt_bar @ dC_b
-        dacc_t = float(np.sum(SU_bar * z)) + g_bar @ du_t + gt_bar @ dC_t
-        g_beta = np.sum(da_b / a[:, None], axis=0) - 2.0 * dacc_b
-        g_theta = float(np.sum(da_t / a)) - 2.0 * dacc_t
-        return np.concatenate([[g_theta], g_beta])
+        S_bar = np.sum(pi_i * S, axis=1)  # (n,)
+        SU = np.einsum("ik,ika->ia", pi_i * S, U[codes])  # (n, q)
+        g_bar = np.einsum("jk,jka->ja", pi, g)
+        Gz = np.einsum("jk,jka,kb->jab", pi, g, z)  # sum_k pi g z'
+        A_inv = np.einsum("jab,jcb->jac", C, C)  # C C'
+        half = np.tril(np.ones((q, q)), -1) + 0.5 * np.eye(q)
+
+        def direction(e: np.ndarray, dV: np.ndarray | None) -> float:
+            """dD/dp for a direction with ``d_p eta|_u = e`` and ``d_p V = dV``."""
+            rhs = -gsum((w * e)[:, None] * V)
+            if dV is not None:
+                rhs += gsum(s[:, None] * dV)
+            du = np.einsum("jab,jb->ja", A_inv, rhs)
+            deta = e + np.einsum("ia,ia->i", V, du[codes])
+            dA = gsum((dw * deta)[:, None, None] * V[:, :, None] * V[:, None, :])
+            if dV is not None:
+                VdV = (w[:, None, None] * dV[:, :, None] * V[:, None, :])
+                dA += gsum(VdV + np.swapaxes(VdV, 1, 2))
+            M = np.einsum("jba,jbc,jcd->jad", C, dA, C)  # L^{-1} dA L^{-T}
+            dL = np.einsum("jab,jbc->jac", L, M * half)
+            dC = -np.einsum("jab,jcb,jcd->jad", C, dL, C)
+            direct = float(S_bar @ e) if dV is None else float(np.sum(SU * dV))
+            nodes = float(np.sum(g_bar * du) + np.sum(dC * Gz))
+            return float(np.sum(A_inv * dA)) - 2.0 * (direct + nodes)
+
+        g_theta = []
+        rows, cols = np.tril_indices(q)
+        for r_, c_ in zip(*(a[np.lexsort((rows, cols))] for a in (rows, cols)), strict=True):
+            dV = np.zeros_like(V)
+            dV[:, c_] = Xr[:, r_]  # d(Xr Lambda)/d Lambda_rc
+            g_theta.append(direction(np.einsum("ia,ia->i", dV, u[codes]), dV))
+        g_beta = [direction(X[:, m], None) for m in range(X.shape[1])]
+        return np.array([*g_theta, *g_beta])
 
     def stage1_gradient(self, cov: np.ndarray) -> np.ndarray:
         """The gradient of ``stage1``, where beta is at its joint mode with ``u``.
