@@ -593,32 +593,34 @@ class GLMMDevfun:
         A_inv = np.einsum("jab,jcb->jac", C, C)  # C C'
         half = np.tril(np.ones((q, q)), -1) + 0.5 * np.eye(q)
 
-        def direction(e: np.ndarray, dV: np.ndarray | None) -> float:
-            """dD/dp for a direction with ``d_p eta|_u = e`` and ``d_p V = dV``."""
-            rhs = -gsum((w * e)[:, None] * V)
+        def directions(E: np.ndarray, dV: np.ndarray | None) -> np.ndarray:
+            """dD/dp for P directions at once: ``d_p eta|_u = E[:, p]`` (``(n, P)``) and
+            ``d_p V = dV[:, p]`` (``(n, P, q)``; None: 0, as for beta)."""
+            rhs = -gsum((w[:, None] * E)[:, :, None] * V[:, None, :])  # (G, P, q)
             if dV is not None:
-                rhs += gsum(s[:, None] * dV)
-            du = np.einsum("jab,jb->ja", A_inv, rhs)
-            deta = e + np.einsum("ia,ia->i", V, du[codes])
-            dA = gsum((dw * deta)[:, None, None] * V[:, :, None] * V[:, None, :])
+                rhs += gsum(s[:, None, None] * dV)
+            du = np.einsum("jab,jpb->jpa", A_inv, rhs)
+            deta = E + np.einsum("ia,ipa->ip", V, du[codes])
+            VV = V[:, :, None] * V[:, None, :]  # (n, q, q)
+            dA = gsum((dw[:, None] * deta)[:, :, None, None] * VV[:, None])  # (G, P, q, q)
             if dV is not None:
-                VdV = (w[:, None, None] * dV[:, :, None] * V[:, None, :])
-                dA += gsum(VdV + np.swapaxes(VdV, 1, 2))
-            M = np.einsum("jba,jbc,jcd->jad", C, dA, C)  # L^{-1} dA L^{-T}
-            dL = np.einsum("jab,jbc->jac", L, M * half)
-            dC = -np.einsum("jab,jcb,jcd->jad", C, dL, C)
-            direct = float(S_bar @ e) if dV is None else float(np.sum(SU * dV))
-            nodes = float(np.sum(g_bar * du) + np.sum(dC * Gz))
-            return float(np.sum(A_inv * dA)) - 2.0 * (direct + nodes)
+                VdV = w[:, None, None, None] * dV[:, :, :, None] * V[:, None, None, :]
+                dA += gsum(VdV + np.swapaxes(VdV, 2, 3))
+            M = np.einsum("jba,jpbc,jcd->jpad", C, dA, C)  # L^{-1} dA L^{-T}
+            dL = np.einsum("jab,jpbc->jpac", L, M * half)
+            dC = -np.einsum("jab,jpcb,jcd->jpad", C, dL, C)
+            direct = S_bar @ E if dV is None else np.einsum("ia,ipa->p", SU, dV)
+            nodes = np.einsum("ja,jpa->p", g_bar, du) + np.einsum("jpab,jab->p", dC, Gz)
+            return np.einsum("jab,jpab->p", A_inv, dA) - 2.0 * (direct + nodes)
 
-        g_theta = []
         rows, cols = np.tril_indices(q)
-        for r_, c_ in zip(*(a[np.lexsort((rows, cols))] for a in (rows, cols)), strict=True):
-            dV = np.zeros_like(V)
-            dV[:, c_] = Xr[:, r_]  # d(Xr Lambda)/d Lambda_rc
-            g_theta.append(direction(np.einsum("ia,ia->i", dV, u[codes]), dV))
-        g_beta = [direction(X[:, m], None) for m in range(X.shape[1])]
-        return np.array([*g_theta, *g_beta])
+        order = np.lexsort((rows, cols))  # theta's column-major lower triangle
+        dV = np.zeros((V.shape[0], order.size, q))
+        for m, (r_, c_) in enumerate(zip(rows[order], cols[order], strict=True)):
+            dV[:, m, c_] = Xr[:, r_]  # d(Xr Lambda)/d Lambda_rc
+        g_theta = directions(np.einsum("ipa,ia->ip", dV, u[codes]), dV)
+        g_beta = directions(X, None)
+        return np.concatenate([g_theta, g_beta])
 
     def stage1_gradient(self, cov: np.ndarray) -> np.ndarray:
         """The gradient of ``stage1``, where beta is at its joint mode with ``u``.
