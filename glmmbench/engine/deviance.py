@@ -215,8 +215,9 @@ class LMMDevfun:
 
 
 # central-difference steps of the gradient's response derivatives: in eta (w') and
-# in a log-dispersion; errors of order step^2, far below PIRLS's
+# in a response parameter (AGQ's); errors of order step^2, far below PIRLS's
 DELTA_ETA = 1e-5
+DELTA_PARAM = 1e-5
 ETA_STEP_FLOOR = 1e-2  # w' steps: DELTA_ETA * max(|eta|, this in eta's units)
 
 
@@ -466,13 +467,12 @@ class GLMMDevfun:
         ``curvature_blocks``). Links whose predictor must stay in a bounded domain
         (identity, sqrt, inverse) search with it too; where PIRLS fails wherever the
         search goes, ``fit.optimize_glmm`` falls back to the derivative-free search.
-        AGQ (``nagq > 1``, one term, scalar or vector): for responses without
-        parameters of their own and with the exact curvature in ``L``
-        (``agq_gradient``)."""
+        AGQ (``nagq > 1``, one term, scalar or vector): for responses with the exact
+        curvature in ``L`` and one weight per observation (``agq_gradient``)."""
         r = self.response
         if not r.laplace_gradient:
             return False
-        return self.nagq == 1 or (self._one_term_agq and r.nparams == 0 and not r.fisher_in_L
+        return self.nagq == 1 or (self._one_term_agq and not r.fisher_in_L
                                   and not r.weight_blocks)
 
     @property
@@ -593,25 +593,57 @@ class GLMMDevfun:
         A_inv = np.einsum("jab,jcb->jac", C, C)  # C C'
         half = np.tril(np.ones((q, q)), -1) + 0.5 * np.eye(q)
 
-        def directions(E: np.ndarray, dV: np.ndarray | None) -> np.ndarray:
+        VV = V[:, :, None] * V[:, None, :]  # (n, q, q)
+
+        def directions(E: np.ndarray, dV: np.ndarray | None = None,
+                       response_part: tuple | None = None) -> np.ndarray:
             """dD/dp for P directions at once: ``d_p eta|_u = E[:, p]`` (``(n, P)``) and
-            ``d_p V = dV[:, p]`` (``(n, P, q)``; None: 0, as for beta)."""
+            ``d_p V = dV[:, p]`` (``(n, P, q)``; None: 0, as for beta). A response
+            parameter adds ``(ds, dw_p, dll)``: its moves of the scores and weights at
+            the mode (``(n, P)``) and of the nodes' log-densities, weighted by ``pi``
+            and summed (``(P,)``)."""
             rhs = -gsum((w[:, None] * E)[:, :, None] * V[:, None, :])  # (G, P, q)
             if dV is not None:
                 rhs += gsum(s[:, None, None] * dV)
+            if response_part is not None:
+                rhs += gsum(response_part[0][:, :, None] * V[:, None, :])
             du = np.einsum("jab,jpb->jpa", A_inv, rhs)
             deta = E + np.einsum("ia,ipa->ip", V, du[codes])
-            VV = V[:, :, None] * V[:, None, :]  # (n, q, q)
             dA = gsum((dw[:, None] * deta)[:, :, None, None] * VV[:, None])  # (G, P, q, q)
             if dV is not None:
                 VdV = w[:, None, None, None] * dV[:, :, :, None] * V[:, None, None, :]
                 dA += gsum(VdV + np.swapaxes(VdV, 2, 3))
+            if response_part is not None:
+                dA += gsum(response_part[1][:, :, None, None] * VV[:, None])
             M = np.einsum("jba,jpbc,jcd->jpad", C, dA, C)  # L^{-1} dA L^{-T}
             dL = np.einsum("jab,jpbc->jpac", L, M * half)
             dC = -np.einsum("jab,jpcb,jcd->jpad", C, dL, C)
-            direct = S_bar @ E if dV is None else np.einsum("ia,ipa->p", SU, dV)
+            direct = (response_part[2] if response_part is not None
+                      else S_bar @ E if dV is None else np.einsum("ia,ipa->p", SU, dV))
             nodes = np.einsum("ja,jpa->p", g_bar, du) + np.einsum("jpab,jab->p", dC, Gz)
             return np.einsum("jab,jpab->p", A_inv, dA) - 2.0 * (direct + nodes)
+
+        def response_parameters() -> np.ndarray:
+            """A response parameter (a log-dispersion, an ordinal threshold parameter)
+            at a fixed predictor, by central differences of the response's functions:
+            ``(ds, dw_p, dll)`` for ``directions``."""
+            params, nparams = cov[self.ntheta:], self.response.nparams
+            ds, dwp, dll = (np.empty((len(s), nparams)), np.empty((len(s), nparams)),
+                            np.empty(nparams))
+            for m in range(nparams):
+                parts = []
+                for step in (DELTA_PARAM, -DELTA_PARAM):
+                    q_ = params.copy()
+                    q_[m] += step
+                    r_q = self.response.with_params(q_)
+                    wv_q = r_q.working(wv.eta)
+                    parts.append((wv_q.w * wv_q.wres, r_q.curvature_weights(wv_q),
+                                  float(np.sum(pi_i * r_q.loglik_affine(wv.eta, A, z)))))
+                (s_hi, w_hi, l_hi), (s_lo, w_lo, l_lo) = parts
+                ds[:, m] = (s_hi - s_lo) / (2 * DELTA_PARAM)
+                dwp[:, m] = (w_hi - w_lo) / (2 * DELTA_PARAM)
+                dll[m] = (l_hi - l_lo) / (2 * DELTA_PARAM)
+            return directions(np.zeros((len(s), nparams)), None, (ds, dwp, dll))
 
         rows, cols = np.tril_indices(q)
         order = np.lexsort((rows, cols))  # theta's column-major lower triangle
@@ -619,8 +651,8 @@ class GLMMDevfun:
         for m, (r_, c_) in enumerate(zip(rows[order], cols[order], strict=True)):
             dV[:, m, c_] = Xr[:, r_]  # d(Xr Lambda)/d Lambda_rc
         g_theta = directions(np.einsum("ipa,ia->ip", dV, u[codes]), dV)
-        g_beta = directions(X, None)
-        return np.concatenate([g_theta, g_beta])
+        g_params = response_parameters() if self.response.nparams else np.empty(0)
+        return np.concatenate([g_theta, g_params, directions(X)])
 
     def stage1_gradient(self, cov: np.ndarray) -> np.ndarray:
         """The gradient of ``stage1``, where beta is at its joint mode with ``u``.
