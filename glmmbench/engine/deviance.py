@@ -260,6 +260,7 @@ class GLMMDevfun:
         self._u = None
         self._start = None
         self._agq_loglik = None  # (PIRLS result, its (groups, nodes) log-densities)
+        self._eta_floor = None  # w' steps' floor, in eta's units (_weight_slopes)
         self._beta0 = self._safe_beta()
         self._resp = self.response
         self._at: tuple | None = None  # (x, joint, PIRLS result) of the last evaluation
@@ -528,7 +529,9 @@ class GLMMDevfun:
         # a step relative to eta (above a floor): an inverse or identity link's eta
         # may sit close to the pole of its weights (Gamma(inverse): eta = 0.002 for
         # the largest means), where a fixed step of 1e-5 is 0.5 % of the distance
-        step = DELTA_ETA * np.maximum(np.abs(wv.eta), ETA_STEP_FLOOR * self.param_scale[0])
+        if self._eta_floor is None:
+            self._eta_floor = ETA_STEP_FLOOR * float(self.param_scale[0])
+        step = DELTA_ETA * np.maximum(np.abs(wv.eta), self._eta_floor)
         return (resp.curvature_weights(resp.working(wv.eta + step))
                 - resp.curvature_weights(resp.working(wv.eta - step))) / (2 * step)
 
