@@ -274,7 +274,9 @@ def run_big(seed: int = 20261125) -> dict:
 
 # The Python packages a user would pick instead, pinned, installed into their own
 # environment (never a dependency of the engine): PEERS_VENV, made on first use.
-PEERS = {"glmm": "glmm==0.6.2", "mixedlm": "mixedlm==1.3.0"}
+PEERS = {"glmm": "glmm==0.6.2", "mixedlm": "mixedlm==1.3.0",
+         "statsmodels": "statsmodels==0.14.5"}
+PEER_TIMEOUT_S = 300.0  # a peer's repeats of one model, in all
 PEERS_VENV = Path(os.environ.get("GLMMBENCH_PEERS_VENV",
                                  Path(__file__).resolve().parents[2] / ".peers"))
 # issue 25's peer table: (model, cbpp's response as the peers take it: glmm's cbind()
@@ -346,12 +348,18 @@ def run_peers(repeat: int = 3, seed: int = 20261125, match: str | None = None) -
                     "prop_formula": prop[0] if prop else None,
                     "weights": prop[1] if prop else None,
                     "peers": list(PEERS), "repeat": repeat}
-            spec_path = Path(tmp) / "spec.json"
-            spec_path.write_text(json.dumps(spec))
-            peer_script = Path(__file__).with_name("peer_fits.py")
-            out = json.loads(subprocess.run([str(python), str(peer_script), str(spec_path)],
-                                            check=True, capture_output=True,
-                                            text=True).stdout.strip().splitlines()[-1])
+            out = {}
+            for peer in PEERS:  # each in its own process, with a time limit
+                spec_path = Path(tmp) / "spec.json"
+                spec_path.write_text(json.dumps({**spec, "peers": [peer]}))
+                peer_script = Path(__file__).with_name("peer_fits.py")
+                try:
+                    done = subprocess.run([str(python), str(peer_script), str(spec_path)],
+                                          check=True, capture_output=True, text=True,
+                                          timeout=PEER_TIMEOUT_S)
+                    out.update(json.loads(done.stdout.strip().splitlines()[-1]))
+                except subprocess.TimeoutExpired:
+                    out[peer] = {"error": f"timeout {PEER_TIMEOUT_S:.0f} s"}
             rows.append({"model": model.name, "native_s": t_nat, "loglik": res.loglik,
                          "peers": {p: {**r, "ratio": r["time_s"] / t_nat,
                                        "loglik_diff": r["loglik"] - res.loglik}

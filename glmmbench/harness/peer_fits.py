@@ -50,7 +50,26 @@ def _mixedlm(spec: dict, data: pd.DataFrame):
     return float(res.logLik())
 
 
-PEER_FITS = {"glmm": _glmm, "mixedlm": _mixedlm}
+def _statsmodels(spec: dict, data: pd.DataFrame):
+    """statsmodels' MixedLM: Gaussian models with one random-effects term ``(re | g)``
+    only (its ML fit); its GLMMs are variational Bayes, with no likelihood to
+    compare."""
+    import re
+
+    import statsmodels.formula.api as smf
+
+    terms = re.findall(r"\(([^()|]+)\|\s*([^()|]+)\)", spec["formula"])
+    if spec["family"] != "gaussian" or len(terms) != 1:
+        raise NotImplementedError("statsmodels fits Gaussian models with one random-effects "
+                                  "term by maximum likelihood; its GLMMs are variational "
+                                  "Bayes (no likelihood to compare)")
+    fixed = re.sub(r"\+?\s*\([^()]*\|[^()]*\)", "", spec["formula"]).strip().rstrip("+")
+    re_formula, group = "~" + terms[0][0].strip(), terms[0][1].strip()
+    model = smf.mixedlm(fixed, data, groups=data[group], re_formula=re_formula)
+    return float(model.fit(reml=bool(spec["reml"])).llf)
+
+
+PEER_FITS = {"glmm": _glmm, "mixedlm": _mixedlm, "statsmodels": _statsmodels}
 
 
 def main(path: str) -> int:
