@@ -376,15 +376,19 @@ def format_peers(out: dict) -> str:
         cells = []
         for p in names:
             v = r["peers"].get(p, {})
+            missing = "n/a" if v.get("error", "").startswith("NotFitted") else "error"
             cells.append(f"{v['time_s']:11.3f} {v['ratio']:15.2f} {v['loglik_diff']:9.1e}"
-                         if "time_s" in v else f"{'error':>11s} {'-':>15s} {'-':>9s}")
+                         if "time_s" in v else f"{missing:>11s} {'-':>15s} {'-':>9s}")
         lines.append(f"{r['model'][:42]:42s} {r['native_s']:9.3f} " + " ".join(cells))
     lines.append("peer versions: " + ", ".join(f"{p} {v}" for p, v in out["versions"].items()))
     lines.append("ratio = peer time / native time (above 1: glmmbench is faster); dloglik = "
                  "peer - native (above 0: the peer found a higher likelihood)")
     errors = [f"{r['model']}: {p}: {v['error']}" for r in out["peers"]
-              for p, v in r["peers"].items() if "error" in v]
-    return "\n".join(lines + errors)
+              for p, v in r["peers"].items()
+              if "error" in v and not v["error"].startswith("NotFitted")]
+    not_fitted = sorted({v["error"] for r in out["peers"] for v in r["peers"].values()
+                         if v.get("error", "").startswith("NotFitted")})
+    return "\n".join(lines + ["n/a: " + m.split(": ", 1)[1] for m in not_fitted] + errors)
 
 
 HUGE_MODELS = (

@@ -21,6 +21,10 @@ import time
 import pandas as pd
 
 
+class NotFitted(Exception):
+    """The peer has no fit of this model (shown as n/a, not as a failure)."""
+
+
 def _glmm(spec: dict, data: pd.DataFrame):
     import glmm
 
@@ -60,7 +64,7 @@ def _statsmodels(spec: dict, data: pd.DataFrame):
 
     terms = re.findall(r"\(([^()|]+)\|\s*([^()|]+)\)", spec["formula"])
     if spec["family"] != "gaussian" or len(terms) != 1:
-        raise NotImplementedError("statsmodels fits Gaussian models with one random-effects "
+        raise NotFitted("statsmodels fits Gaussian models with one random-effects "
                                   "term by maximum likelihood; its GLMMs are variational "
                                   "Bayes (no likelihood to compare)")
     fixed = re.sub(r"\+?\s*\([^()]*\|[^()]*\)", "", spec["formula"]).strip().rstrip("+")
