@@ -275,7 +275,7 @@ def run_big(seed: int = 20261125) -> dict:
 # The Python packages a user would pick instead, pinned, installed into their own
 # environment (never a dependency of the engine): PEERS_VENV, made on first use.
 PEERS = {"glmm": "glmm==0.6.2", "mixedlm": "mixedlm==1.3.0",
-         "statsmodels": "statsmodels==0.14.5"}
+         "statsmodels": "statsmodels==0.14.6", "interlace-lme": "interlace-lme==0.3.2"}
 PEER_TIMEOUT_S = 300.0  # a peer's repeats of one model, in all
 PEERS_VENV = Path(os.environ.get("GLMMBENCH_PEERS_VENV",
                                  Path(__file__).resolve().parents[2] / ".peers"))

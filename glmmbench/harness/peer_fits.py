@@ -73,7 +73,31 @@ def _statsmodels(spec: dict, data: pd.DataFrame):
     return float(model.fit(reml=bool(spec["reml"])).llf)
 
 
-PEER_FITS = {"glmm": _glmm, "mixedlm": _mixedlm, "statsmodels": _statsmodels}
+def _interlace(spec: dict, data: pd.DataFrame):
+    """interlace-lme: the fixed-effects formula and the lme4 random-effects terms
+    apart (its ``random=``); binomial proportions with their weights, as mixedlm."""
+    import re
+
+    import interlace
+
+    formula = spec.get("prop_formula") or spec["formula"]
+    terms = re.findall(r"\([^()]*\|[^()]*\)", formula)
+    fixed = re.sub(r"\+?\s*\([^()]*\|[^()]*\)", "", formula).strip().rstrip("+").strip()
+    # lme4's implicit intercept written out: interlace reads (x | g) as a slope alone
+    terms = [t if re.match(r"\(\s*[01]\s*[+|]", t) else "(1 + " + t[1:] for t in terms]
+    if spec["family"] == "gaussian":
+        res = interlace.fit(fixed, data, random=terms,
+                            method="REML" if spec["reml"] else "ML")
+    else:
+        family = {"negative_binomial": "negativebinomial"}.get(spec["family"], spec["family"])
+        weights = data[spec["weights"]].to_numpy(float) if spec.get("weights") else None
+        res = interlace.glmer(fixed, data, family, random=terms, weights=weights,
+                              nAGQ=spec["nagq"])
+    return float(res.llf)
+
+
+PEER_FITS = {"glmm": _glmm, "mixedlm": _mixedlm, "statsmodels": _statsmodels,
+             "interlace-lme": _interlace}
 
 
 def main(path: str) -> int:
