@@ -199,21 +199,9 @@ class MultinomialLikelihood:
                     Hb[:, k, :, m, :] = (self.A @ (w[:, None] * self.ZZ)).reshape(G, q, q)
             return h, grad, L.T[None] @ Hb.reshape(G, D, D) @ L[None] + np.eye(D)[None]
 
-        v = self._last_mode.copy()  # a warm start (Newton converges from anywhere)
-        h, grad, H = parts(v)
-        for _ in range(200):
-            step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
-            t = np.ones(G)
-            while True:  # h is strictly concave: halve only where a full step is worse
-                new = v + t[:, None] * step
-                h_new, g_new, H_new = parts(new)
-                bad = h_new < h - 1e-12
-                if not bad.any() or t.min() < 1e-12:
-                    break
-                t[bad] /= 2
-            v, h, grad, H = new, h_new, g_new, H_new
-            if np.abs(grad).max() < 1e-11:
-                break
+        # a warm start (Newton converges from anywhere)
+        v, h, grad, H = group_newton(parts, self._last_mode.copy(), maxiter=200,
+                                     min_step=1e-12, tol=1e-11)
         assert np.abs(grad).max() < 1e-8, np.abs(grad).max()
         self._last_mode = v
         return v, H
@@ -275,3 +263,26 @@ def profile_limit(fun, z_hat: np.ndarray, j: int, target: float, step: float, bo
                                          xtol=1e-11, rtol=1e-13))
         x_prev = x
     raise AssertionError("the profile did not reach the target")
+
+
+def group_newton(parts, v: np.ndarray, *, maxiter: int, min_step: float, tol: float):
+    """Newton's method for every group's mode at once, ``v`` (groups x dims), of a
+    strictly concave ``h`` given by ``parts(v) -> (h, grad, -Hessian)`` per group:
+    a group's step is halved only where a full step does not improve its ``h`` (down
+    to ``min_step``); stops when ``max |grad| < tol`` or after ``maxiter`` steps.
+    Returns ``(v, h, grad, -Hessian)`` at the end."""
+    h, grad, H = parts(v)
+    for _ in range(maxiter):
+        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
+        t = np.ones(v.shape[0])
+        while True:
+            new = v + t[:, None] * step
+            h_new, g_new, H_new = parts(new)
+            bad = h_new < h - 1e-12
+            if not bad.any() or t.min() < min_step:
+                break
+            t[bad] /= 2
+        v, h, grad, H = new, h_new, g_new, H_new
+        if np.abs(grad).max() < tol:
+            break
+    return v, h, grad, H

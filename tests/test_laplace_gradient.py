@@ -66,6 +66,38 @@ def _central(f, x: np.ndarray, h: float = 1e-5) -> np.ndarray:
     return np.array([(f(x + e) - f(x - e)) / (2 * h) for e in np.eye(x.size) * h])
 
 
+def _assert_gradient_at(devfun, x: np.ndarray, stage1: bool = True) -> None:
+    """``gradient`` (and ``stage1_gradient``) at ``x`` against central differences of
+    the deviance (and of ``stage1``), to 1e-6 of the largest entry."""
+    fd = _central(devfun, x)
+    np.testing.assert_allclose(devfun.gradient(x), fd, rtol=1e-6,
+                               atol=1e-6 * max(1.0, np.max(np.abs(fd))))
+    if stage1:
+        cov = x[:devfun.ncov]
+        fd1 = _central(devfun.stage1, cov)
+        np.testing.assert_allclose(devfun.stage1_gradient(cov), fd1, rtol=1e-6,
+                                   atol=1e-6 * max(1.0, np.max(np.abs(fd1))))
+
+
+def _assert_gradient_inside_and_at_zero(devfun, params: np.ndarray,
+                                        stage1: bool = True) -> None:
+    """`_assert_gradient_at` at ``params`` and with the first variance at 0."""
+    for at_zero in (False, True):
+        x = params.copy()
+        if at_zero:
+            x[0] = 0.0
+        _assert_gradient_at(devfun, x, stage1)
+
+
+def _with_and_without_gradient(monkeypatch, *args, **kwargs):
+    """The same fit with the analytic gradient (L-BFGS-B) and without it (BOBYQA on
+    the deviance, ``has_gradient`` off)."""
+    with_gradient = fit(*args, **kwargs)
+    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
+                        property(lambda s: False))
+    return with_gradient, fit(*args, **kwargs)
+
+
 @pytest.mark.parametrize("family, link, formula", CASES)
 @pytest.mark.parametrize("at_zero", [False, True])
 def test_gradient_equals_differences(family, link, formula, at_zero):
@@ -74,13 +106,7 @@ def test_gradient_equals_differences(family, link, formula, at_zero):
     params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(devfun.design.p, 0.1)])
     if at_zero:  # a variance on its boundary: the deviance is even there
         params[0] = 0.0
-    fd = _central(devfun, params)
-    np.testing.assert_allclose(devfun.gradient(params), fd, rtol=1e-6,
-                               atol=1e-6 * max(1.0, np.max(np.abs(fd))))
-    cov = params[:devfun.ncov]
-    fd1 = _central(devfun.stage1, cov)
-    np.testing.assert_allclose(devfun.stage1_gradient(cov), fd1, rtol=1e-6,
-                               atol=1e-6 * max(1.0, np.max(np.abs(fd1))))
+    _assert_gradient_at(devfun, params)
 
 
 LME4_CASES = [(family, formula) for family, link, formula in CASES[:5]]  # lme4's models
@@ -171,10 +197,8 @@ def test_gradient_search_reaches_the_derivative_free_optimum(family, link, formu
     """The same model fitted with the gradient (L-BFGS-B) and without it (BOBYQA on
     the deviance, lme4's search): the same optimum."""
     data = _data(5)
-    with_gradient = fit(formula, data, family, link)
-    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
-                        property(lambda s: False))
-    without = fit(formula, data, family, link)
+    with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, family,
+                                                        link)
     assert with_gradient.loglik >= without.loglik - 1e-7
     assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
     np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
@@ -244,17 +268,7 @@ def test_ordinal_gradient_equals_differences(dataset, formula, link, threshold):
     devfun = _ordinal_devfun(dataset, formula, link, threshold)
     assert devfun.has_gradient
     params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(devfun.design.p, 0.1)])
-    for at_zero in (False, True):
-        x = params.copy()
-        if at_zero:
-            x[0] = 0.0
-        fd = _central(devfun, x)
-        np.testing.assert_allclose(devfun.gradient(x), fd, rtol=1e-6,
-                                   atol=1e-6 * max(1.0, np.max(np.abs(fd))))
-        cov = x[:devfun.ncov]
-        fd1 = _central(devfun.stage1, cov)
-        np.testing.assert_allclose(devfun.stage1_gradient(cov), fd1, rtol=1e-6,
-                                   atol=1e-6 * max(1.0, np.max(np.abs(fd1))))
+    _assert_gradient_inside_and_at_zero(devfun, params)
 
 
 @pytest.mark.parametrize("dataset, formula, link, threshold",
@@ -265,11 +279,9 @@ def test_ordinal_gradient_search_reaches_the_derivative_free_optimum(
     (BOBYQA): the same optimum, thresholds and standard errors."""
     data = datasets.load(dataset)
     y = formula.split(" ~")[0]
-    with_gradient = fit(formula, data, "ordinal", link, threshold=threshold)
+    with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, "ordinal",
+                                                        link, threshold=threshold)
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
-                        property(lambda s: False))
-    without = fit(formula, data, "ordinal", link, threshold=threshold)
     assert with_gradient.loglik >= without.loglik - 1e-7, y
     assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
     np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
@@ -314,23 +326,15 @@ def test_agq_gradient_with_response_parameters_equals_differences(family, link, 
     devfun.tol = 1e-13
     assert devfun.has_gradient
     params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(design.p, 0.1)])
-    for at_zero in (False, True):
-        x = params.copy()
-        if at_zero:
-            x[0] = 0.0
-        fd = _central(devfun, x)
-        np.testing.assert_allclose(devfun.gradient(x), fd, rtol=1e-6,
-                                   atol=1e-6 * max(1.0, np.max(np.abs(fd))))
+    _assert_gradient_inside_and_at_zero(devfun, params, stage1=False)
 
 
 def test_ordinal_agq_search_reaches_the_derivative_free_optimum(monkeypatch):
     data = datasets.load("wine")
     formula = "rating ~ temp + contact + (1 | judge)"
-    with_gradient = fit(formula, data, "ordinal", nagq=10)
+    with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, "ordinal",
+                                                        nagq=10)
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
-                        property(lambda s: False))
-    without = fit(formula, data, "ordinal", nagq=10)
     assert with_gradient.loglik >= without.loglik - 1e-7
     assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
     np.testing.assert_allclose(with_gradient.thresholds, without.thresholds, rtol=1e-3)
@@ -368,27 +372,14 @@ def test_multinomial_gradient_equals_differences(formula):
     devfun = _multinomial_devfun(formula)
     assert devfun.has_gradient
     params = np.concatenate([0.5 * devfun.cov_start() + 0.1, np.full(devfun.design.p, 0.1)])
-    for at_zero in (False, True):
-        x = params.copy()
-        if at_zero:
-            x[0] = 0.0
-        fd = _central(devfun, x)
-        np.testing.assert_allclose(devfun.gradient(x), fd, rtol=1e-6,
-                                   atol=1e-6 * max(1.0, np.max(np.abs(fd))))
-        cov = x[:devfun.ncov]
-        fd1 = _central(devfun.stage1, cov)
-        np.testing.assert_allclose(devfun.stage1_gradient(cov), fd1, rtol=1e-6,
-                                   atol=1e-6 * max(1.0, np.max(np.abs(fd1))))
+    _assert_gradient_inside_and_at_zero(devfun, params)
 
 
 def test_multinomial_gradient_search_reaches_the_derivative_free_optimum(monkeypatch):
     data = datasets.load("VerbAgg").iloc[:2000]
     formula = "resp ~ Anger + Gender + (1 | id)"
-    with_gradient = fit(formula, data, "multinomial")
+    with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, "multinomial")
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
-                        property(lambda s: False))
-    without = fit(formula, data, "multinomial")
     assert with_gradient.loglik >= without.loglik - 1e-7
     assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
     np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
@@ -422,13 +413,7 @@ def test_agq_gradient_equals_differences(family, formula, dataset, nagq):
     devfun.tol = 1e-13
     assert devfun.has_gradient
     params = np.concatenate([0.7 * devfun.cov_start() + 0.1, np.full(design.p, 0.1)])
-    for at_zero in (False, True):
-        x = params.copy()
-        if at_zero:
-            x[0] = 0.0
-        fd = _central(devfun, x)
-        np.testing.assert_allclose(devfun.gradient(x), fd, rtol=1e-6,
-                                   atol=1e-6 * max(1.0, np.max(np.abs(fd))))
+    _assert_gradient_inside_and_at_zero(devfun, params, stage1=False)
 
 
 @pytest.mark.parametrize("nagq", [3, 9, 25])
@@ -437,11 +422,9 @@ def test_agq_gradient_search_reaches_the_derivative_free_optimum(nagq, monkeypat
     the same optimum and standard errors."""
     data = datasets.load("cbpp")
     formula = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
-    with_gradient = fit(formula, data, "binomial", nagq=nagq)
+    with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data,
+                                                        "binomial", nagq=nagq)
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    monkeypatch.setattr("glmmbench.engine.deviance.GLMMDevfun.has_gradient",
-                        property(lambda s: False))
-    without = fit(formula, data, "binomial", nagq=nagq)
     assert with_gradient.loglik >= without.loglik - 1e-7
     assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
     np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-4, atol=1e-5)

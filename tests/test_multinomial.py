@@ -63,6 +63,7 @@ from glmmbench.errors import DataError, GLMMError
 from glmmbench.results import NewLevelsWarning
 
 from .categorical import check_simulated_categories
+from .independent_likelihoods import group_newton
 from .rscript import run_r
 
 # one model fitted twice (two-level multinomial = binomial): optimiser tolerances
@@ -336,21 +337,8 @@ def reference_laplace(data: pd.DataFrame, p) -> float:
         H = L.T[None] @ W @ L[None] + np.eye(2)[None]
         return h, score @ L - v, H
 
-    v = np.zeros((G, 2))
-    h, grad, H = parts(v)
-    for _ in range(100):
-        step = np.linalg.solve(H, grad[:, :, None])[:, :, 0]
-        t = np.ones(G)
-        while True:  # h is strictly concave; halve only where a full step does not improve
-            new = v + t[:, None] * step
-            h_new, g_new, H_new = parts(new)
-            bad = h_new < h - 1e-12
-            if not bad.any() or t.min() < 1e-10:
-                break
-            t[bad] /= 2
-        v, h, grad, H = new, h_new, g_new, H_new
-        if np.abs(grad).max() < 1e-12:
-            break
+    _, h, grad, H = group_newton(parts, np.zeros((G, 2)), maxiter=100, min_step=1e-10,
+                                 tol=1e-12)
     assert np.abs(grad).max() < 1e-9
     return float(np.sum(-2 * h + np.log(np.linalg.det(H))))
 

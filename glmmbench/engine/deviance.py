@@ -41,7 +41,7 @@ from glmmbench.engine.pls import (
 )
 from glmmbench.engine.quadrature import agq_deviance, check_nagq, check_nodes, gh_rule
 from glmmbench.errors import GLMMError
-from glmmbench.families.response import GLMResponse
+from glmmbench.families.response import GLMResponse, param_differences
 from glmmbench.model.design import Design
 from glmmbench.model.theta import CovBlock, lambdas, ntheta, theta_lower, theta_start
 
@@ -214,10 +214,9 @@ class LMMDevfun:
         return out
 
 
-# central-difference steps of the gradient's response derivatives: in eta (w') and
-# in a response parameter (AGQ's); errors of order step^2, far below PIRLS's
+# central-difference step of the gradient's w' (in eta; a response parameter's is
+# families.response.DELTA_PARAM); errors of order step^2, far below PIRLS's
 DELTA_ETA = 1e-5
-DELTA_PARAM = 1e-5
 ETA_STEP_FLOOR = 1e-2  # w' steps: DELTA_ETA * max(|eta|, this in eta's units)
 
 
@@ -630,23 +629,11 @@ class GLMMDevfun:
             """A response parameter (a log-dispersion, an ordinal threshold parameter)
             at a fixed predictor, by central differences of the response's functions:
             ``(ds, dw_p, dll)`` for ``directions``."""
-            params, nparams = cov[self.ntheta:], self.response.nparams
-            ds, dwp, dll = (np.empty((len(s), nparams)), np.empty((len(s), nparams)),
-                            np.empty(nparams))
-            for m in range(nparams):
-                parts = []
-                for step in (DELTA_PARAM, -DELTA_PARAM):
-                    q_ = params.copy()
-                    q_[m] += step
-                    r_q = self.response.with_params(q_)
-                    wv_q = r_q.working(wv.eta)
-                    parts.append((wv_q.w * wv_q.wres, r_q.curvature_weights(wv_q),
-                                  float(np.sum(pi_i * r_q.loglik_affine(wv.eta, A, z)))))
-                (s_hi, w_hi, l_hi), (s_lo, w_lo, l_lo) = parts
-                ds[:, m] = (s_hi - s_lo) / (2 * DELTA_PARAM)
-                dwp[:, m] = (w_hi - w_lo) / (2 * DELTA_PARAM)
-                dll[m] = (l_hi - l_lo) / (2 * DELTA_PARAM)
-            return directions(np.zeros((len(s), nparams)), None, (ds, dwp, dll))
+            diffs = param_differences(self.response, cov[self.ntheta:], wv.eta, lambda r, v: (
+                v.w * v.wres, r.curvature_weights(v),
+                float(np.sum(pi_i * r.loglik_affine(wv.eta, A, z)))))
+            ds, dwp, dll = (np.array(x) for x in zip(*diffs, strict=True))
+            return directions(np.zeros((len(s), len(dll))), None, (ds.T, dwp.T, dll))
 
         rows, cols = np.tril_indices(q)
         order = np.lexsort((rows, cols))  # theta's column-major lower triangle

@@ -519,6 +519,12 @@ def _log_dgamma(y: Array, shape: float, mu: Array) -> Array:
 # -------------------------------------------------------------------------- families
 
 
+def _registry_fact(attr: str) -> property:
+    """A family's fact read from its registry entry (``FamilyDef.<attr>``)."""
+    return property(lambda self: getattr(FAMILIES[self.name], attr),
+                    doc=f"``FamilyDef.{attr}`` of the family's registry entry.")
+
+
 @dataclass(frozen=True, eq=False)
 class Family(ResponseFamily):
     """A GLM family with its link, as R's ``family`` object.
@@ -725,13 +731,11 @@ class Family(ResponseFamily):
 
     # ------------------------------------------------ the plug-in interface (base)
     # the registry entry's facts (FamilyDef)
-    @property
-    def residual(self) -> bool:
-        return FAMILIES[self.name].residual
-
-    @property
-    def units(self) -> bool:
-        return FAMILIES[self.name].units
+    residual = _registry_fact("residual")
+    units = _registry_fact("units")
+    observed_information = _registry_fact("observed_information")
+    saturated_loglik = _registry_fact("saturated")
+    marginal = _registry_fact("marginal")
 
     @property
     def r_engines(self) -> tuple[str, ...]:
@@ -748,18 +752,6 @@ class Family(ResponseFamily):
     @property
     def separable(self) -> bool:
         return FAMILIES[self.name].separation is not None
-
-    @property
-    def observed_information(self) -> bool:
-        return FAMILIES[self.name].observed_information
-
-    @property
-    def saturated_loglik(self) -> bool:
-        return FAMILIES[self.name].saturated
-
-    @property
-    def marginal(self) -> bool:
-        return FAMILIES[self.name].marginal
 
     @property
     def separation_cone(self) -> str | None:

@@ -26,6 +26,7 @@ conditional log-density, glmmTMB's. They coincide for canonical links.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -33,7 +34,7 @@ import numpy as np
 from glmmbench.families.glm import FAMILIES, Family
 
 __all__ = ["GLMResponse", "WorkingValues", "DISPERSION_BOUND", "RESTRICTED_LINKS",
-           "param_gradient_by_differences",
+           "param_gradient_by_differences", "param_differences", "DELTA_PARAM",
            "CategoricalResponse"]
 
 _KERNEL_FAMILIES = ("binomial", "poisson")
@@ -364,6 +365,24 @@ class GLMResponse:
 DELTA_PARAM = 1e-5
 
 
+def param_differences(response, params: np.ndarray, eta: np.ndarray,
+                      values: Callable[[object, WorkingValues], tuple]) -> list[tuple]:
+    """For each response parameter, the central differences (step ``DELTA_PARAM``) of
+    ``values(response at the moved parameters, its working values at eta)``, a tuple
+    of arrays or numbers, at the fixed predictor ``eta``."""
+    out = []
+    for j in range(response.nparams):
+        parts = []
+        for step in (DELTA_PARAM, -DELTA_PARAM):
+            q = np.array(params, dtype=float)
+            q[j] += step
+            r_q = response.with_params(q)
+            parts.append(values(r_q, r_q.working(eta)))
+        out.append(tuple((hi - lo) / (2 * DELTA_PARAM) for hi, lo in zip(*parts,
+                                                                          strict=True)))
+    return out
+
+
 def param_gradient_by_differences(response, params: np.ndarray, eta: np.ndarray,
                                   h: np.ndarray, rho: np.ndarray) -> np.ndarray:
     """``dD/dp`` of the Laplace deviance for each response parameter ``p``
@@ -374,21 +393,11 @@ def param_gradient_by_differences(response, params: np.ndarray, eta: np.ndarray,
         dD/dp = d(-2 sum log f)/dp + h' dw/dp + rho' ds/dp,
 
     with the leverages ``h`` and ``rho = Z Lambda A^{-1} Lambda' Z' (w' h)``; the
-    three derivatives by central differences of the response's own functions at
-    ``params +- DELTA_PARAM`` (O(n) each, two evaluations per parameter)."""
-    out = np.empty(response.nparams)
-    for j in range(response.nparams):
-        parts = []
-        for step in (DELTA_PARAM, -DELTA_PARAM):
-            q = np.array(params, dtype=float)
-            q[j] += step
-            r_q = response.with_params(q)
-            wv_q = r_q.working(eta)
-            parts.append((r_q.minus2loglik(wv_q.mu), wv_q.w * wv_q.wres,
-                          r_q.curvature_weights(wv_q)))
-        (m_hi, s_hi, w_hi), (m_lo, s_lo, w_lo) = parts
-        out[j] = ((m_hi - m_lo) + h @ (w_hi - w_lo) + rho @ (s_hi - s_lo)) / (2 * DELTA_PARAM)
-    return out
+    three derivatives by central differences of the response's own functions
+    (`param_differences`: O(n) each, two evaluations per parameter)."""
+    diffs = param_differences(response, params, eta, lambda r, wv: (
+        r.minus2loglik(wv.mu), wv.w * wv.wres, r.curvature_weights(wv)))
+    return np.array([dm + h @ dw + rho @ ds for dm, ds, dw in diffs])
 
 
 def _dispersion_start(response: GLMResponse, mu: np.ndarray | None = None) -> float:

@@ -481,8 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="small real data sets, where fixed costs dominate (cbpp, "
                              "sleepstudy, grouseticks, wine, soup); use --repeat 5")
     parser.add_argument("--peers", action="store_true",
-                        help="the Python peers (glmm, mixedlm) on issue 25's models, in "
-                             "their own environment (.peers/, made on first use)")
+                        help="the Python peers (PEERS: glmm, mixedlm, statsmodels, "
+                             "interlace-lme) on issue 25's models, in their own "
+                             "environment (.peers/, made on first use)")
     parser.add_argument("--huge", action="store_true",
                         help="issue 25's scale models (n = 1e7 binomial, n = 1e6 Poisson "
                              "crossed 1e4 x 1e3), each in a fresh process: time, peak RSS")
