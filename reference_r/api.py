@@ -17,6 +17,11 @@ LINKS = {
     "negative_binomial": {"log", "identity", "sqrt"},
     "nbinom1": {"log", "identity", "sqrt"},
     "Gamma": {"inverse", "identity", "log"},
+    "beta": {"logit", "probit", "cloglog"},
+    "truncated_poisson": {"log"},
+    "truncated_nbinom2": {"log"},
+    "truncated_nbinom1": {"log"},
+    "genpois": {"log"},
     "ordinal": {"logit", "probit", "cloglog", "loglog", "cauchit"},
     "multinomial": {"logit"},
 }
@@ -130,7 +135,9 @@ def fit_reference(
         log for the negative binomials). ``"negative_binomial"`` (alias
         ``"nbinom2"``; glmer.nb / glmmTMB ``nbinom2``), ``"nbinom1"`` (glmmTMB
         only), ``"Gamma"`` (glmer / glmmTMB ``Gamma``; links inverse, identity,
-        log). The record's ``model.family`` is the canonical name.
+        log); glmmTMB only: ``"beta"`` (``beta_family``), ``"truncated_poisson"``,
+        ``"truncated_nbinom2"``, ``"truncated_nbinom1"``, ``"genpois"``. The record's
+        ``model.family`` is the canonical name.
     nagq : int
         1 = Laplace; > 1 adaptive Gauss-Hermite (lme4 glmer, ordinal clmm).
     reml : bool, optional

@@ -36,7 +36,8 @@ ENGINE_FAMILIES: dict[str, frozenset[str]] = {
     "lme4": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "Gamma",
                        "multinomial"}),
     "glmmTMB": frozenset(
-        {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma"}
+        {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma", "beta",
+         "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1", "genpois"}
     ),
     "ordinal": frozenset({"ordinal"}),
     "mgcv": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "multinomial"}),
@@ -54,6 +55,11 @@ DEFAULT_LINK: dict[str, str] = {
     "negative_binomial": "log",
     "nbinom1": "log",
     "Gamma": "inverse",
+    "beta": "logit",
+    "truncated_poisson": "log",
+    "truncated_nbinom2": "log",
+    "truncated_nbinom1": "log",
+    "genpois": "log",
     "ordinal": "logit",
     "multinomial": "logit",
 }

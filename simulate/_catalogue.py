@@ -100,6 +100,22 @@ SCENARIOS: dict[str, Scenario] = {
     "gamma_log": Scenario(
         "Gamma", "log", **_G, gamma_shape=2.0, intercept=1.0, beta_x=0.5, beta_z=0.3,
         var_intercept=0.3),
+    # --- glmmTMB's families (issue 26) ---
+    "beta_intercept": Scenario(
+        "beta", n_groups=40, group_size=20, beta_phi=8.0, intercept=-0.5, beta_x=0.6,
+        var_intercept=0.3),
+    "beta_slopes": Scenario(
+        "beta", n_groups=40, group_size=20, beta_phi=8.0, intercept=-0.5, beta_x=0.6,
+        var_intercept=0.3, var_slope=0.1, cor_slope=0.3),
+    "truncated_poisson_intercept": Scenario(
+        "truncated_poisson", **_G, intercept=0.8, beta_x=0.4, var_intercept=0.2),
+    "truncated_nbinom2_intercept": Scenario(
+        "truncated_nbinom2", **_G, nb_theta=2.0, intercept=1.0, beta_x=0.4,
+        var_intercept=0.2),
+    "truncated_nbinom1_intercept": Scenario(
+        "truncated_nbinom1", **_G, nb_phi=1.5, intercept=1.0, beta_x=0.4, var_intercept=0.2),
+    "genpois_intercept": Scenario(
+        "genpois", **_G, gp_phi=2.0, intercept=1.0, beta_x=0.4, var_intercept=0.2),
     # --- ordinal (clmm) ---
     "ordinal_logit": Scenario(
         "ordinal", "logit", **_G, n_categories=4, thresholds=(-1.0, 0.2, 1.5), beta_x=0.8,

@@ -56,6 +56,11 @@ FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "negative_binomial": ("log",),
     "nbinom1": ("log",),
     "Gamma": ("log",),
+    "beta": ("logit",),
+    "truncated_poisson": ("log",),
+    "truncated_nbinom2": ("log",),
+    "truncated_nbinom1": ("log",),
+    "genpois": ("log",),
     "ordinal": ("logit", "probit", "cloglog"),
     "multinomial": ("logit",),
 }

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+from scipy import special, stats
 
 from ._links import LINKS
 from ._scenario import Scenario
@@ -50,6 +51,53 @@ def _gamma(rng, s: Scenario, eta):
     return {"y": np.maximum(y, np.finfo(float).tiny)}
 
 
+def _beta(rng, s: Scenario, eta):
+    # shapes mu phi and (1 - mu) phi; a draw that rounds to 0 or 1 is moved inside
+    mu = LINKS[s.resolved_link].linkinv(eta)
+    y = rng.beta(mu * s.beta_phi, (1.0 - mu) * s.beta_phi)
+    tiny = np.finfo(float).eps
+    return {"y": np.clip(y, tiny, 1.0 - tiny)}
+
+
+def _zero_truncated(rng, dist):
+    """A draw of ``dist`` (a frozen scipy distribution) given y >= 1: the quantile of a
+    uniform on ``(P(0), 1)``, as glmmTMB's simulate draws the truncated families."""
+    p0 = dist.pmf(0)
+    u = p0 + rng.uniform(size=np.shape(p0)) * (1.0 - p0)
+    return np.maximum(dist.ppf(u), 1.0)
+
+
+def _truncated_poisson(rng, s: Scenario, eta):
+    return {"y": _zero_truncated(rng, stats.poisson(np.exp(eta)))}
+
+
+def _truncated_nbinom2(rng, s: Scenario, eta):
+    mu = np.exp(eta)
+    return {"y": _zero_truncated(rng, stats.nbinom(s.nb_theta, s.nb_theta / (s.nb_theta + mu)))}
+
+
+def _truncated_nbinom1(rng, s: Scenario, eta):
+    size = np.exp(eta) / s.nb_phi
+    return {"y": _zero_truncated(rng, stats.nbinom(size, 1.0 / (1.0 + s.nb_phi)))}
+
+
+def _genpois(rng, s: Scenario, eta):
+    # Consul's generalized Poisson, P(y) = t (t + l y)^(y - 1) exp(-t - l y) / y!, with
+    # t = mu / sqrt(phi), l = 1 - 1 / sqrt(phi) (mean mu, variance phi mu): the
+    # quantile of a uniform, from the probabilities on 0..K summed
+    mu = np.exp(eta)
+    t, lam = mu / np.sqrt(s.gp_phi), 1.0 - 1.0 / np.sqrt(s.gp_phi)
+    sd = np.sqrt(s.gp_phi * mu)
+    k = np.arange(int(np.max(mu + 30.0 * sd)) + 30, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        logp = (np.log(t)[:, None] + (k - 1.0) * np.log(t[:, None] + lam * k)
+                - t[:, None] - lam * k - special.gammaln(k + 1.0))
+    logp[:, 0] = -t
+    cdf = np.cumsum(np.exp(logp), axis=1)
+    u = rng.uniform(size=mu.size) * cdf[:, -1]
+    return {"y": (u[:, None] > cdf).sum(axis=1).astype(float)}
+
+
 def _ordinal(rng, s: Scenario, eta):
     # latent Y* = eta + e with e ~ F, Y = k when theta_{k-1} < Y* <= theta_k,
     # so P(Y <= k) = F(theta_k - eta) (clmm's convention)
@@ -79,6 +127,11 @@ RESPONSES = {
     "negative_binomial": _negative_binomial,
     "nbinom1": _nbinom1,
     "Gamma": _gamma,
+    "beta": _beta,
+    "truncated_poisson": _truncated_poisson,
+    "truncated_nbinom2": _truncated_nbinom2,
+    "truncated_nbinom1": _truncated_nbinom1,
+    "genpois": _genpois,
     "ordinal": _ordinal,
     "multinomial": _multinomial,
 }

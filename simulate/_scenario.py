@@ -42,7 +42,9 @@ class Scenario:
     family, link
         Response family (``gaussian``, ``binomial``, ``poisson``,
         ``negative_binomial`` (NB2), ``nbinom1``, ``Gamma``, ``ordinal``,
-        ``multinomial``) and link by R's name; ``link=None`` is the family's default
+        ``multinomial``; glmmTMB's ``beta``, ``truncated_poisson``,
+        ``truncated_nbinom2`` (size ``nb_theta``), ``truncated_nbinom1`` (``nb_phi``),
+        ``genpois``) and link by R's name; ``link=None`` is the family's default
         (``FAMILY_LINKS[family][0]``: the canonical link, ``log`` for the negative
         binomials and Gamma, ``logit`` for ordinal).
     n_groups
@@ -91,6 +93,11 @@ class Scenario:
     gamma_shape
         Gamma shape ``k``: ``Var = mu^2 / k``; the coefficient of variation
         ``1 / sqrt(k)`` is glmmTMB's ``sigma()`` of a Gamma fit.
+    beta_phi
+        Beta precision, glmmTMB's ``beta_family`` phi: ``Var = mu (1 - mu) / (1 + phi)``.
+    gp_phi
+        Generalized Poisson dispersion, glmmTMB's ``genpois`` phi: ``Var = phi mu``
+        (above 1: overdispersion).
     n_categories, thresholds
         Ordinal and multinomial categories. Ordinal thresholds (clmm's
         ``P(Y <= k) = F(theta_k - eta)``) must increase; ``None`` makes the
@@ -119,6 +126,8 @@ class Scenario:
     nb_theta: float = 2.0
     nb_phi: float = 1.0
     gamma_shape: float = 2.0
+    beta_phi: float = 8.0
+    gp_phi: float = 2.0
     n_categories: int = 3
     thresholds: tuple[float, ...] | None = None
 
@@ -273,6 +282,11 @@ def _check_response(s: Scenario) -> None:
         _fail("nb_phi", "must be a finite dispersion > 0", s.nb_phi)
     if not _is_real(s.gamma_shape) or s.gamma_shape <= 0:
         _fail("gamma_shape", "must be a finite shape > 0", s.gamma_shape)
+    if not _is_real(s.beta_phi) or s.beta_phi <= 0:
+        _fail("beta_phi", "must be a finite precision > 0", s.beta_phi)
+    if not _is_real(s.gp_phi) or s.gp_phi < 1:
+        _fail("gp_phi", "must be a finite dispersion >= 1 (the simulator draws "
+              "overdispersed generalized Poisson counts)", s.gp_phi)
     _int_at_least(s, "n_categories", 2)
     if s.thresholds is not None:
         t = s.thresholds

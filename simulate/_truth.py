@@ -159,11 +159,16 @@ def truth(s: Scenario, terms: list[Term]) -> dict:
         out["thresholds"] = dict(zip(names, s.resolved_thresholds, strict=True))
     if s.smooth is not None:
         out["smooth"] = smooth_truth(s)
-    # "dispersion" is what glmmTMB's sigma() estimates: NB2 theta, NB1 phi, Gamma CV
-    if s.family == "negative_binomial":
+    # "dispersion" is what glmmTMB's sigma() estimates: NB2 theta, NB1 phi, Gamma CV,
+    # beta's precision, genpois's phi (the truncated families: their parents')
+    if s.family in ("negative_binomial", "truncated_nbinom2"):
         out["dispersion"] = float(s.nb_theta)
-    elif s.family == "nbinom1":
+    elif s.family in ("nbinom1", "truncated_nbinom1"):
         out["dispersion"] = float(s.nb_phi)
+    elif s.family == "beta":
+        out["dispersion"] = float(s.beta_phi)
+    elif s.family == "genpois":
+        out["dispersion"] = float(s.gp_phi)
     elif s.family == "Gamma":
         out["dispersion"] = float(1.0 / np.sqrt(s.gamma_shape))
     if s.family == "gaussian":

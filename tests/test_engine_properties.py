@@ -105,8 +105,15 @@ TRUTH = {
     ("Gamma", "inverse"): (1.0, 0.2, 0.1),
     ("Gamma", "log"): (1.0, 0.3, 0.3),
     ("Gamma", "identity"): (5.0, 1.0, 0.5),
+    ("beta", "logit"): (-0.3, 0.6, 0.4),
+    ("beta", "probit"): (-0.2, 0.4, 0.3),
+    ("beta", "cloglog"): (-0.6, 0.4, 0.3),
+    ("truncated_poisson", "log"): (1.0, 0.5, 0.4),
+    ("truncated_nbinom2", "log"): (1.0, 0.5, 0.4),
+    ("truncated_nbinom1", "log"): (1.0, 0.5, 0.4),
+    ("genpois", "log"): (1.0, 0.5, 0.4),
 }
-NB_THETA, NB1_PHI, GAMMA_SHAPE = 3.0, 1.0, 4.0
+NB_THETA, NB1_PHI, GAMMA_SHAPE, BETA_PHI, GP_PHI = 3.0, 1.0, 4.0, 10.0, 2.0
 
 # no shrinking: a shrink step is a full fit, and a failing fit is reported as drawn
 FIT_SETTINGS = settings(max_examples=3, deadline=None, derandomize=True, database=None,
@@ -156,6 +163,15 @@ def simulate(rng: np.random.Generator, family: str, link: str, m: int, k: int,
         frame["y"] = y
     elif family == "Gamma":
         frame["y"] = rng.gamma(GAMMA_SHAPE, mu / GAMMA_SHAPE)
+    elif family == "beta":
+        frame["y"] = np.clip(rng.beta(mu * BETA_PHI, (1.0 - mu) * BETA_PHI), 1e-6, 1 - 1e-6)
+    elif family.startswith("truncated_") or family == "genpois":
+        draw = {"truncated_poisson": None, "truncated_nbinom2": NB_THETA,
+                "truncated_nbinom1": NB1_PHI, "genpois": GP_PHI}[family]
+        y = get_family(family, link, dispersion=draw).draw(rng, mu, np.ones(n), draw)
+        if y.min() == y.max():
+            y[0] += 1.0
+        frame["y"] = y
     else:
         frame["y"] = mu * (1.0 + 0.2 * rng.standard_normal(n))
     return pd.DataFrame(frame)

@@ -22,7 +22,10 @@ PHI = 1.7
 SIGMA = 0.6
 # The dispersion each family with one is built with (glmmTMB's sigma()).
 DISPERSION = {"negative_binomial": THETA, "nbinom1": PHI, "Gamma": SIGMA}
-PAIRS = [(f, link) for f, d in fam.FAMILIES.items() for link in d.links]
+# R's GLM families (and glmmTMB's nbinom1), each against R's family object; glmmTMB's
+# other families are tested against glmmTMB in test_glmmtmb_families.py
+R_FAMILIES = ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma")
+PAIRS = [(f, link) for f in R_FAMILIES for link in fam.FAMILIES[f].links]
 SETTINGS = settings(max_examples=80, deadline=None)
 
 
@@ -88,11 +91,14 @@ def test_registries_consistent():
         assert fdef.name == name
         assert fdef.canonical in fdef.links
         assert set(fdef.links) <= set(fam.LINKS)
+    for name in R_FAMILIES:
+        fdef = fam.FAMILIES[name]
         f = _family(name)
         assert (f.name, f.link.name, f.canonical) == (name, fdef.canonical, fdef.canonical)
-    assert {n: d.dispersion_name for n, d in fam.FAMILIES.items() if d.dispersion_name} == {
+    assert {n: fam.FAMILIES[n].dispersion_name for n in R_FAMILIES
+            if fam.FAMILIES[n].dispersion_name} == {
         "negative_binomial": "theta", "nbinom1": "phi", "Gamma": "sigma"}
-    assert set(DISPERSION) == {n for n, d in fam.FAMILIES.items() if d.dispersion_name}
+    assert set(DISPERSION) == {n for n in R_FAMILIES if fam.FAMILIES[n].dispersion_name}
     assert not set(fam.FAMILY_ALIASES) & set(fam.FAMILIES)
     assert set(fam.FAMILY_ALIASES.values()) <= set(fam.FAMILIES)
 
@@ -247,7 +253,7 @@ def _close(a, b, scale):
 # ------------------------------------------------------------------ family properties
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 @SETTINGS
 @given(data=st.data())
 def test_dev_resids_zero_at_y(name, data):
@@ -255,7 +261,7 @@ def test_dev_resids_zero_at_y(name, data):
     np.testing.assert_array_equal(f.dev_resids(y, y, wt), 0.0)
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 @SETTINGS
 @given(data=st.data())
 def test_dev_resids_positive_elsewhere(name, data):
@@ -280,7 +286,7 @@ def test_nbinom1_dev_resids_negative_just_above_y():
     assert np.all(f.dev_resids(y, y * 10, 1.0) > 0)
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 @SETTINGS
 @given(data=st.data())
 def test_dev_resids_is_saturated_loglik_difference(name, data):
@@ -303,7 +309,7 @@ def test_dev_resids_is_saturated_loglik_difference(name, data):
     assert _close(f.dev_resids(y, mu, wt) / _dev_scale(f), 2 * (sat - fit), scale)
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 @SETTINGS
 @given(data=st.data())
 def test_weights_are_replicated_rows(name, data):
@@ -319,7 +325,7 @@ def test_weights_are_replicated_rows(name, data):
                                    f.loglik_obs(y, mu, 2.0), rtol=1e-14)
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 @SETTINGS
 @given(data=st.data())
 def test_loglik_against_plain_formula(name, data):
@@ -450,7 +456,7 @@ def test_canonical_fast_flags():
     assert fast == {("gaussian", "identity"), ("binomial", "logit"), ("poisson", "log")}
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 def test_mustart_as_r_initialize(name):
     y, wt = np.array([0.0, 0.25, 1.0]), np.array([1.0, 4.0, 2.0])
     if name == "Gamma":
@@ -535,6 +541,18 @@ def test_family_error_is_value_error():
         fam.get_family("nope")
 
 
+@pytest.mark.parametrize("name", list(DISPERSION))
+def test_dispersion_per_observation(name):
+    """A dispformula model's dispersion, one per observation: the log-density at
+    d_i is the log-density of the family with the one number d_i."""
+    d = np.array([0.7, 1.3, 2.9])
+    y, mu = np.array([1.0, 4.0, 2.5]), np.array([1.5, 3.0, 2.0])
+    f = fam.get_family(name, dispersion=d)
+    each = [fam.get_family(name, dispersion=v).loglik_obs(y[i:i + 1], mu[i:i + 1], 1.0)[0]
+            for i, v in enumerate(d)]
+    np.testing.assert_allclose(f.loglik_obs(y, mu, 1.0), each, rtol=1e-14)
+
+
 @pytest.mark.parametrize("theta", [0.0, -1.0, np.inf, np.nan, "a"])
 def test_bad_theta(theta):
     with pytest.raises(FamilyError, match="theta"):
@@ -542,7 +560,8 @@ def test_bad_theta(theta):
 
 
 @pytest.mark.parametrize("name", list(DISPERSION))
-@pytest.mark.parametrize("value", [0.0, -1.0, np.inf, -np.inf, np.nan, "a", None, [1.0, 2.0]])
+@pytest.mark.parametrize("value", [0.0, -1.0, np.inf, -np.inf, np.nan, "a", None, [1.0, -2.0],
+                                   [1.0, np.nan], []])
 def test_bad_dispersion(name, value):
     param = fam.FAMILIES[name].dispersion_name
     with pytest.raises(FamilyError, match=f"{name} {param} must be finite and > 0"):
@@ -652,7 +671,7 @@ def test_variance_is_the_distribution_variance(name):
     assert y.mean() == pytest.approx(mu, rel=0.01)
 
 
-@pytest.mark.parametrize("name", list(fam.FAMILIES))
+@pytest.mark.parametrize("name", R_FAMILIES)
 def test_loglik_obs_broadcasts_over_nodes(name):
     # AGQ evaluates M means per observation: y, wt (n, 1) against mu (n, M).
     rng = np.random.default_rng(3)
@@ -1082,7 +1101,7 @@ def test_exact_laplace_equals_glmmtmb(glmmtmb_fits, case):
     assert ours == pytest.approx(r["loglik"], abs=1e-7)
 
 
-@pytest.mark.parametrize("name", sorted(fam.FAMILIES))
+@pytest.mark.parametrize("name", sorted(R_FAMILIES))
 def test_every_family_brings_its_draw_and_support(name):
     """A family is read through its registry entry (issue 24): simulate() draws with
     ``Family.draw`` and refit() checks ``Family.outside_support``; each entry has both,

@@ -126,7 +126,9 @@ def test_scenario_contract(name):
             assert r["vcov"] == pytest.approx(r["sdcor"] ** 2)
     assert ("thresholds" in sim.truth) == (s.family == "ordinal")
     assert ("smooth" in sim.truth) == (s.smooth is not None)
-    assert ("dispersion" in sim.truth) == (s.family in ("negative_binomial", "nbinom1", "Gamma"))
+    assert ("dispersion" in sim.truth) == (s.family in (
+        "negative_binomial", "nbinom1", "Gamma", "beta", "truncated_nbinom2",
+        "truncated_nbinom1", "genpois"))
 
 
 def test_formulas_and_truth_layout():
@@ -637,6 +639,12 @@ def test_valid_knobs_give_valid_data(s, seed):
         assert y.dtype == np.float64 and np.isfinite(y).all()
     elif s.family == "Gamma":
         assert y.dtype == np.float64 and np.isfinite(y).all() and (y > 0).all()
+    elif s.family == "beta":
+        assert y.dtype == np.float64 and ((y > 0) & (y < 1)).all()
+    elif s.family.startswith("truncated_"):
+        assert (y == np.round(y)).all() and (y >= 1).all()
+    elif s.family == "genpois":
+        assert (y == np.round(y)).all() and (y >= 0).all()
     elif s.family in ("binomial", "poisson", "negative_binomial", "nbinom1"):
         assert np.issubdtype(y.dtype, np.integer) and (y >= 0).all()
         if s.family == "binomial":

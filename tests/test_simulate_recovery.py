@@ -79,6 +79,13 @@ PLANS = {
     "ordinal_slopes": Plan("ordinal", dict(n_groups=150)),
     "multinomial_intercept": Plan("mgcv", dict(n_groups=100)),
     "multinomial_4cat": Plan("mgcv", dict(n_groups=60)),
+    # glmmTMB's families (issue 26)
+    "beta_intercept": Plan("glmmTMB", dict(n_groups=200)),
+    "beta_slopes": Plan("glmmTMB", dict(n_groups=200)),
+    "truncated_poisson_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "truncated_nbinom2_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "truncated_nbinom1_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "genpois_intercept": Plan("glmmTMB", dict(n_groups=300)),
 }
 
 
@@ -112,6 +119,16 @@ def working_variance(sim) -> np.ndarray:
         info = np.exp(eta) / (1 + s.nb_phi)
     elif s.family == "Gamma":  # log link: mu^2 / Var = shape
         info = np.full(eta.shape, s.gamma_shape)
+    elif s.family == "beta":  # logit link: mu'(eta)^2 phi^2 (trigamma(a) + trigamma(b))
+        mu = special.expit(eta)
+        a, b = mu * s.beta_phi, (1 - mu) * s.beta_phi
+        info = (mu * (1 - mu) * s.beta_phi) ** 2 * (special.polygamma(1, a)
+                                                     + special.polygamma(1, b))
+    elif s.family.startswith("truncated_") or s.family == "genpois":
+        # mu^2 / Var of the untruncated parent, ignoring the truncation: rough, as above
+        mu = np.exp(eta)
+        info = {"truncated_poisson": mu, "truncated_nbinom2": mu * s.nb_theta / (mu + s.nb_theta),
+                "truncated_nbinom1": mu / (1 + s.nb_phi), "genpois": mu / s.gp_phi}[s.family]
     elif s.family == "ordinal":
         F = LINKS[s.resolved_link].cdf
         th = np.array([-np.inf, *s.resolved_thresholds, np.inf])[None, :] - eta[:, None]
@@ -191,7 +208,24 @@ DISPERSION = {
     "nbinom1": ("phi", lambda y, mu, phi: stats.nbinom.logpmf(y, mu / phi, 1 / (1 + phi))),
     "Gamma": ("sigma (CV)",
               lambda y, mu, cv: stats.gamma.logpdf(y, 1 / cv**2, scale=mu * cv**2)),
+    "beta": ("phi (precision)", lambda y, mu, phi: stats.beta.logpdf(y, mu * phi, (1 - mu) * phi)),
+    "truncated_nbinom2": ("theta", lambda y, mu, th: _zero_truncated(
+        stats.nbinom(th, th / (th + mu)), y)),
+    "truncated_nbinom1": ("phi", lambda y, mu, phi: _zero_truncated(
+        stats.nbinom(mu / phi, 1 / (1 + phi)), y)),
+    "genpois": ("phi", lambda y, mu, phi: _genpois_logpmf(y, mu, phi)),
 }
+
+
+def _zero_truncated(dist, y: np.ndarray) -> np.ndarray:
+    return dist.logpmf(y) - np.log1p(-dist.pmf(0))
+
+
+def _genpois_logpmf(y: np.ndarray, mu: np.ndarray, phi: float) -> np.ndarray:
+    """Consul's P(y) = t (t + l y)^(y - 1) exp(-t - l y) / y!, t = mu / sqrt(phi),
+    l = 1 - 1 / sqrt(phi) (glmmTMB's genpois)."""
+    t, lam = mu / np.sqrt(phi), 1 - 1 / np.sqrt(phi)
+    return np.log(t) + (y - 1) * np.log(t + lam * y) - t - lam * y - special.gammaln(y + 1)
 
 
 def dispersion_se(sim) -> float:
@@ -200,7 +234,8 @@ def dispersion_se(sim) -> float:
     if sim.family == "negative_binomial":
         return nb_theta_se(sim)
     logf = DISPERSION[sim.family][1]
-    y, mu, v = sim.data["y"].to_numpy(float), np.exp(sim.eta), sim.truth["dispersion"]
+    mu = LINKS[sim.scenario.resolved_link].linkinv(sim.eta)
+    y, v = sim.data["y"].to_numpy(float), sim.truth["dispersion"]
     h = 1e-3 * v
     d2 = (logf(y, mu, v + h).sum() - 2 * logf(y, mu, v).sum() + logf(y, mu, v - h).sum()) / h**2
     return float(1 / np.sqrt(-d2))

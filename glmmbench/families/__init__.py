@@ -5,6 +5,8 @@
   read instead of branching on a family's name;
 - `glm`: links and the GLM families (gaussian, binomial, poisson, the negative
   binomials, Gamma), their densities, deviance residuals, variances and R's numerics;
+- `glmmtmb`: glmmTMB's families in the same registry (beta, the zero-truncated
+  counts, generalized Poisson);
 - `response`: a GLM response as PIRLS and the Laplace/AGQ deviance see it (working
   weights, the conditional log-density, dispersion parameters, starts);
 - `ordinal`, `multinomial`: the categorical responses (clmm's cumulative links,
@@ -20,6 +22,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from glmmbench.errors import FamilyError
+from glmmbench.families import glmmtmb  # noqa: F401  (registers glmmTMB's families)
 from glmmbench.families.base import (
     CodedResponse,
     ResponseFamily,

@@ -464,11 +464,11 @@ def _log_dnbinom1(y: Array, phi: float, mu: Array) -> Array:
     At ``y = 0`` it is ``-(mu/phi) log(1 + phi)`` exactly, 0 at ``mu = 0`` (the
     saturated value of ``y = 0``; R's dnbinom(0, size=0, mu=0) is 1).
     """
-    y, mu = np.broadcast_arrays(_f(y), _f(mu))
+    y, mu, phi = np.broadcast_arrays(_f(y), _f(mu), _f(phi))
     with np.errstate(divide="ignore", invalid="ignore"):
         out = _log_dnbinom(y, mu / phi, mu)
     at0 = y == 0
-    out[at0] = -(mu[at0] / phi) * np.log1p(phi)
+    out[at0] = -(mu[at0] / phi[at0]) * np.log1p(phi[at0])
     return out
 
 
@@ -486,7 +486,7 @@ def _log_dpois_raw(x: Array, lam: Array, d: Array, log_lam: Array) -> Array:
     return out
 
 
-def _log_dgamma(y: Array, shape: float, mu: Array) -> Array:
+def _log_dgamma(y: Array, shape: float | Array, mu: Array) -> Array:
     """``log dgamma(y, shape, scale = mu / shape)`` as R's dgamma (Loader's dpois_raw form).
 
     ``log f = dpois_raw(shape - 1, y / scale) - log(scale)`` for ``shape >= 1`` and
@@ -494,25 +494,26 @@ def _log_dgamma(y: Array, shape: float, mu: Array) -> Array:
     ``shape - 1 - y / scale`` formed as ``shape (mu - y) / mu - 1``: accurate for large
     shapes (small coefficients of variation), where the textbook
     ``(shape - 1) log y - y / scale - lgamma(shape) - shape log(scale)`` cancels.
+    ``shape`` is one number or one per observation (a ``dispformula`` model's).
     """
-    y, mu = np.broadcast_arrays(_f(y), _f(mu))
+    y, mu, shape = np.broadcast_arrays(_f(y), _f(mu), _f(shape))
     out = np.full(y.shape, np.nan)
     out[y < 0] = -np.inf
     at0 = y == 0
     with np.errstate(divide="ignore", invalid="ignore"):
-        out[at0] = -np.log(mu[at0]) if shape == 1.0 else (np.inf if shape < 1.0 else -np.inf)
-        gen = (y > 0) & (mu > 0)
-        yg, mg = y[gen], mu[gen]
-        lam = shape * yg / mg
-        log_lam = np.log(shape) + np.log(yg) - np.log(mg)
-        d = shape * (mg - yg) / mg
-        if shape >= 1.0:
-            out[gen] = (_log_dpois_raw(np.full(yg.shape, shape - 1.0), lam, d - 1.0, log_lam)
-                        - np.log(mg / shape))
-        else:
-            # log(shape) - log(y): shape / y may overflow
-            out[gen] = (_log_dpois_raw(np.full(yg.shape, shape), lam, d, log_lam)
-                        + np.log(shape) - np.log(yg))
+        k0 = shape[at0]
+        out[at0] = np.where(k0 == 1.0, -np.log(mu[at0]), np.where(k0 < 1.0, np.inf, -np.inf))
+        for big in (True, False):
+            gen = (y > 0) & (mu > 0) & ((shape >= 1.0) == big)
+            yg, mg, kg = y[gen], mu[gen], shape[gen]
+            lam = kg * yg / mg
+            log_lam = np.log(kg) + np.log(yg) - np.log(mg)
+            d = kg * (mg - yg) / mg
+            if big:
+                out[gen] = _log_dpois_raw(kg - 1.0, lam, d - 1.0, log_lam) - np.log(mg / kg)
+            else:
+                # log(shape) - log(y): shape / y may overflow
+                out[gen] = _log_dpois_raw(kg, lam, d, log_lam) + np.log(kg) - np.log(yg)
     return out
 
 
@@ -626,8 +627,9 @@ class Family(ResponseFamily):
     dispersion: float | None = None
     score: Callable[[ArrayLike, ArrayLike], Array] | None = field(default=None, repr=False)
 
-    def _key(self) -> tuple[str, str, float | None]:
-        return (self.name, self.link.name, self.dispersion)
+    def _key(self) -> tuple[str, str, float | tuple[float, ...] | None]:
+        d = self.dispersion
+        return (self.name, self.link.name, tuple(np.ravel(d)) if np.ndim(d) else d)
 
     def __reduce__(self):
         # pickled by its key, rebuilt from the registry (its members are closures)
@@ -902,14 +904,25 @@ def _gaussian(link: Link, dispersion: float | None) -> Family:
                   "identity")
 
 
-def _check_dispersion(family: str, param: str, value: object) -> float:
+def _check_dispersion(family: str, param: str, value: object) -> float | Array:
+    """A dispersion: one number, or one per observation (a ``dispformula`` model's),
+    each finite and > 0."""
+    if np.ndim(value) > 0:
+        try:
+            out = np.asarray(value, dtype=float)
+        except (TypeError, ValueError):
+            out = np.array([np.nan])
+        if not (out.size and np.all(np.isfinite(out)) and np.all(out > 0)):
+            raise FamilyError(f"{family} {param} must be finite and > 0 for every "
+                              "observation")
+        return out
     try:
-        out = float(value)
+        one = float(value)
     except (TypeError, ValueError):
-        out = np.nan
-    if not (np.isfinite(out) and out > 0):
+        one = np.nan
+    if not (np.isfinite(one) and one > 0):
         raise FamilyError(f"{family} {param} must be finite and > 0, got {value!r}")
-    return out
+    return one
 
 
 def _missing(family: str, param: str, keyword: str):
@@ -964,7 +977,7 @@ def _negative_binomial(link: Link, theta: float | None) -> Family:
 def _nbinom1(link: Link, phi: float | None) -> Family:
     if phi is not None:
         phi = _check_dispersion("nbinom1", "phi", phi)
-    log1p_phi = None if phi is None else float(np.log1p(phi))
+    log1p_phi = None if phi is None else np.log1p(phi)
 
     def variance(mu):
         return _f(mu) * (1.0 + phi)
@@ -1068,7 +1081,13 @@ class FamilyDef:
     boundary : ``(value, mu_max) -> reason | None``, why an estimated dispersion sits
         on its boundary beyond reaching the optimizer's bound;
     draw, support, mean_range : ``Family.draw``, ``.outside_support``,
-        ``.outside_mean_range``.
+        ``.outside_mean_range``;
+    dispersion_start : ``(y, mu, w) -> d``, a moment estimate of the dispersion
+        parameter from the response about the means ``mu`` (prior weights ``w``): the
+        search's start (``families.response.GLMResponse.param_start``);
+    betad_power : the dispersion ``d`` is ``exp(betad_power * betad)`` with glmmTMB's
+        ``betad`` (its ``fixef(m)$disp`` scale: the log variance for gaussian, the log
+        shape for Gamma, log d for the others).
     """
 
     name: str
@@ -1094,6 +1113,9 @@ class FamilyDef:
     support: Callable[[Array], tuple[Array, str, str]] | None = field(default=None,
                                                                       repr=False)
     mean_range: Callable[[Array], tuple[Array, str]] | None = field(default=None, repr=False)
+    dispersion_start: Callable[[Array, Array, Array], float] | None = field(default=None,
+                                                                            repr=False)
+    betad_power: float = 1.0
 
 
 # ------------------------------------------------------------- the families' data
@@ -1217,6 +1239,24 @@ def _draw_gamma(rng, mu, wt, sigma):  # shape 1 / sigma^2, scale mu sigma^2
     return rng.gamma(1.0 / sigma**2, mu * sigma**2)
 
 
+def _start_sd(y, m, w):  # gaussian: sigma from E (y - mu)^2 = sigma^2
+    return float(np.sqrt(np.average((y - m) ** 2, weights=w)))
+
+
+def _start_cv(y, m, w):  # Gamma: sigma from E (y - mu)^2 = sigma^2 mu^2
+    return float(np.sqrt(np.average((y - m) ** 2 / m**2, weights=w)))
+
+
+def _start_nb2(y, m, w):  # NB2: theta from E (y - mu)^2 = mu + mu^2 / theta
+    excess = float(np.sum(w * ((y - m) ** 2 - m)))
+    return float(np.sum(w * m**2)) / excess if excess > 0 else 1.0
+
+
+def _start_nb1(y, m, w):  # NB1: phi from E (y - mu)^2 = mu (1 + phi)
+    excess = float(np.sum(w * ((y - m) ** 2 - m)))
+    return excess / float(np.sum(w * m)) if excess > 0 else 1.0
+
+
 def _mean_finite(mu):
     return ~np.isfinite(mu), "a finite mean"
 
@@ -1251,42 +1291,55 @@ def _support_positive(y):
     return y <= 0, "the family's range", "positive values"
 
 
-FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(
-    {
-        d.name: d
-        for d in (
-            FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
-                      units=True, residual=True, dvariance=np.zeros_like, draw=_draw_gaussian,
-                      support=_support_real, mean_range=_mean_finite),
-            FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
-                      _binomial, observed_information=False, saturated=True,
-                      marginal=True, cbind=True, separation="binary",
-                      dvariance=lambda mu: 1.0 - 2.0 * mu, concave_links=("probit", "cloglog"),
-                      separation_links=CDF_LINKS, check=_check_binomial,
-                      draw=_draw_binomial, support=_support_unit, mean_range=_mean_unit),
-            FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson,
-                      observed_information=False, saturated=True, marginal=True,
-                      separation="counts", separation_links=("log",), check=_check_counts,
-                      dvariance=np.ones_like,
-                      draw=_draw_poisson, support=_support_counts,
-                      mean_range=_mean_nonnegative),
-            FamilyDef("negative_binomial", ("log", "identity", "sqrt"), "log",
-                      _negative_binomial, "theta", marginal=True, separation="counts",
-                      lme4_links=("log",),
-                      separation_links=("log",), check=_check_counts,
-                      boundary=_boundary_nb2, draw=_draw_nb2, support=_support_counts,
-                      mean_range=_mean_nonnegative),
-            FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi",
-                      r_engines=("glmmTMB",), marginal=True, separation="counts",
-                      separation_links=("log",),
-                      check=_check_counts, boundary=_boundary_nb1, draw=_draw_nb1,
-                      support=_support_counts, mean_range=_mean_nonnegative),
-            FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
-                      units=True, check=_check_positive, draw=_draw_gamma,
-                      support=_support_positive, mean_range=_mean_positive),
-        )
-    }
-)
+_REGISTRY: dict[str, FamilyDef] = {
+    d.name: d
+    for d in (
+        FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
+                  units=True, residual=True, dvariance=np.zeros_like, draw=_draw_gaussian,
+                  support=_support_real, mean_range=_mean_finite,
+                  dispersion_start=_start_sd, betad_power=0.5),
+        FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
+                  _binomial, observed_information=False, saturated=True,
+                  marginal=True, cbind=True, separation="binary",
+                  dvariance=lambda mu: 1.0 - 2.0 * mu, concave_links=("probit", "cloglog"),
+                  separation_links=CDF_LINKS, check=_check_binomial,
+                  draw=_draw_binomial, support=_support_unit, mean_range=_mean_unit),
+        FamilyDef("poisson", ("log", "identity", "sqrt"), "log", _poisson,
+                  observed_information=False, saturated=True, marginal=True,
+                  separation="counts", separation_links=("log",), check=_check_counts,
+                  dvariance=np.ones_like,
+                  draw=_draw_poisson, support=_support_counts,
+                  mean_range=_mean_nonnegative),
+        FamilyDef("negative_binomial", ("log", "identity", "sqrt"), "log",
+                  _negative_binomial, "theta", marginal=True, separation="counts",
+                  lme4_links=("log",),
+                  separation_links=("log",), check=_check_counts,
+                  boundary=_boundary_nb2, draw=_draw_nb2, support=_support_counts,
+                  mean_range=_mean_nonnegative, dispersion_start=_start_nb2),
+        FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi",
+                  r_engines=("glmmTMB",), marginal=True, separation="counts",
+                  separation_links=("log",),
+                  check=_check_counts, boundary=_boundary_nb1, draw=_draw_nb1,
+                  support=_support_counts, mean_range=_mean_nonnegative,
+                  dispersion_start=_start_nb1),
+        FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
+                  units=True, check=_check_positive, draw=_draw_gamma,
+                  support=_support_positive, mean_range=_mean_positive,
+                  dispersion_start=_start_cv, betad_power=-0.5),
+    )
+}
+# the registry, read-only (`register` adds to it: `families.glmmtmb`)
+FAMILIES: Mapping[str, FamilyDef] = MappingProxyType(_REGISTRY)
+
+
+def register(*defs: FamilyDef) -> None:
+    """Add GLM families to the registry (``FAMILIES``): a family is a `FamilyDef` and its
+    functions, and nothing outside ``families/`` names it."""
+    for d in defs:
+        if d.name in _REGISTRY:
+            raise FamilyError(f"family {d.name!r} is registered already")
+        _REGISTRY[d.name] = d
+
 
 # Other accepted names: glmmTMB's nbinom2, and the lower-case spelling of R's Gamma.
 FAMILY_ALIASES: Mapping[str, str] = MappingProxyType(

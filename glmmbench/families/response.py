@@ -66,8 +66,10 @@ class GLMResponse:
     family: Family
     fast: bool = True
     trials: np.ndarray | None = None  # cbind() trials, R's ``n`` in binomial()$aic
-    scale: float = 1.0  # sigma^2 for gaussian and Gamma: PIRLS's deviance is d / scale
+    scale: float | np.ndarray = 1.0  # sigma^2 for gaussian and Gamma: PIRLS's deviance is
+    # d / scale (per observation with a dispformula)
     observed: bool = False  # exact-Hessian (True) or Fisher (False) weights in L
+    disp_X: np.ndarray | None = None  # a dispformula's model matrix (see ``nparams``)
     _consts: tuple | None = field(init=False, default=None, repr=False)
     _binary: bool = field(init=False, default=False, repr=False)
     _minus_sign: np.ndarray | None = field(init=False, default=None, repr=False)
@@ -144,7 +146,7 @@ class GLMResponse:
             newton = w_obs > 0
             wres = np.where(newton, wres * w / np.where(newton, w_obs, 1.0), wres)
             w = np.where(newton, w_obs, w)
-        if self.scale != 1.0:
+        if self._scaled:
             w = w / self.scale
         return WorkingValues(eta, mu, w, wres)
 
@@ -184,7 +186,7 @@ class GLMResponse:
         if not self.fisher_in_L:
             return w
         w_exact = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
-        return w_exact / self.scale if self.scale != 1.0 else w_exact
+        return w_exact / self.scale if self._scaled else w_exact
 
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
@@ -194,7 +196,7 @@ class GLMResponse:
             w = self.family.working_weights(wv.eta, wv.mu, self.weights)
         else:
             return wv.w
-        return w / self.scale if self.scale != 1.0 else w
+        return w / self.scale if self._scaled else w
 
     def at_curvature(self, wv: WorkingValues) -> WorkingValues:
         """``wv`` with the Fisher weights when PIRLS iterated with Newton's but ``L`` has
@@ -212,13 +214,37 @@ class GLMResponse:
 
     @property
     def nparams(self) -> int:
-        """Parameters of the response optimised with theta: ``log d`` if any."""
+        """Parameters of the response optimised with theta: ``log d`` if any, or with a
+        ``dispformula`` its coefficients (``disp_X``'s columns)."""
+        if self.disp_X is not None:
+            return self.disp_X.shape[1]
         return int(self.dispersion_name is not None)
+
+    @property
+    def betad_power(self) -> float:
+        """glmmTMB's dispersion ``exp(betad)`` is ``d^(1 / power)``: ``d = exp(power
+        betad)`` (``FamilyDef.betad_power``: 1/2 for a Gaussian sd, -1/2 for Gamma's
+        coefficient of variation, 1 for the rest)."""
+        return FAMILIES[self.family.name].betad_power
+
+    def dispersion_at(self, params: np.ndarray) -> float | np.ndarray:
+        """The dispersion at the response's parameters: ``exp(params[0])``, or with a
+        ``dispformula`` one per observation, ``exp(power disp_X params)``."""
+        if self.disp_X is not None:
+            return np.exp(self.betad_power * (self.disp_X @ params))
+        return float(np.exp(params[0]))
 
     def param_start(self, mu: np.ndarray | None = None) -> np.ndarray:
         """The log of a moment estimate of the dispersion about the mean ``mu``
-        (``_dispersion_start``; the grand mean of y when ``mu`` is None)."""
-        return np.log([_dispersion_start(self, mu)]) if self.nparams else np.empty(0)
+        (``_dispersion_start``; the grand mean of y when ``mu`` is None); with a
+        ``dispformula``, the coefficients of that constant on glmmTMB's scale."""
+        if not self.nparams:
+            return np.empty(0)
+        log_d = float(np.log(_dispersion_start(self, mu)))
+        if self.disp_X is None:
+            return np.array([log_d])
+        target = np.full(self.disp_X.shape[0], log_d / self.betad_power)
+        return np.linalg.lstsq(self.disp_X, target, rcond=None)[0]
 
     @property
     def average_weights(self) -> np.ndarray:
@@ -256,15 +282,22 @@ class GLMResponse:
 
     def param_bounds(self) -> tuple[np.ndarray, np.ndarray]:
         """``|log d| <= DISPERSION_BOUND``, except a Gaussian sigma (the response's units)."""
-        bound = np.inf if self.family.name == "gaussian" else DISPERSION_BOUND
+        bound = (np.inf if self.family.name == "gaussian" or self.disp_X is not None
+                 else DISPERSION_BOUND)
         return np.full(self.nparams, -bound), np.full(self.nparams, bound)
 
     def with_params(self, params: np.ndarray) -> GLMResponse:
-        return self.with_dispersion(float(np.exp(params[0]))) if self.nparams else self
+        return self.with_dispersion(self.dispersion_at(params)) if self.nparams else self
 
     def sigma(self, params: np.ndarray) -> float:
-        """glmmTMB's ``sigma()``: the dispersion, 1 for families without one."""
-        return float(np.exp(params[0])) if self.nparams else 1.0
+        """glmmTMB's ``sigma()``: the dispersion, 1 for families without one, NaN where a
+        ``dispformula`` makes it vary (glmmTMB's NA)."""
+        if not self.nparams:
+            return 1.0
+        if self.disp_X is not None:
+            d = self.dispersion_at(params)
+            return float(d[0]) if np.ptp(d) <= 1e-12 * d[0] else np.nan
+        return float(np.exp(params[0]))
 
     def eta_start(self) -> np.ndarray:
         """A linear predictor (without offset) inside the link's domain: ``g(mustart)``."""
@@ -281,11 +314,17 @@ class GLMResponse:
     def with_dispersion(self, value: float) -> GLMResponse:
         """The response with the family's dispersion parameter set to ``value``
         (gaussian: the residual sd sigma, which only sets ``scale``)."""
+        value = np.asarray(value, dtype=float) if np.ndim(value) else float(value)
         if self.family.name == "gaussian":
-            return replace(self, scale=float(value) ** 2)
+            return replace(self, scale=value**2)
         family = self.family.with_dispersion(value)
-        scale = float(value) ** 2 if family.name == "Gamma" else 1.0
+        scale = value**2 if family.name == "Gamma" else 1.0
         return replace(self, family=family, scale=scale)
+
+    @property
+    def _scaled(self) -> bool:
+        """Whether PIRLS's weights are divided by ``scale`` (not all 1)."""
+        return np.ndim(self.scale) > 0 or self.scale != 1.0
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
         return self.family.dev_resids(self.y, mu, self.weights)
@@ -296,7 +335,7 @@ class GLMResponse:
             wy, w1y, c, ksat, _ = self._consts
             # K(y) - K(mu) = (c + K(y)) - (c + K(mu)); c + K(y) is ksat
             return 2.0 * (ksat - c - self._kernel(mu, wy, w1y))
-        return float(np.sum(self.dev_resids(mu))) / self.scale
+        return float(np.sum(self.dev_resids(mu) / self.scale))
 
     def deviance_at(self, wv: WorkingValues) -> float:
         """``deviance`` at the working values' mean (PIRLS's objective)."""
@@ -401,28 +440,15 @@ def param_gradient_by_differences(response, params: np.ndarray, eta: np.ndarray,
 
 
 def _dispersion_start(response: GLMResponse, mu: np.ndarray | None = None) -> float:
-    """A moment estimate of the dispersion from the squared residuals ``r = (y - mu)^2``
-    about the mean ``mu`` (the weighted grand mean of y when None): sd for gaussian,
-    the coefficient of variation for Gamma, NB2's theta from ``E r = mu + mu^2 / theta``
-    and NB1's phi from ``E r = mu (1 + phi)``; 1 where there is no overdispersion to
-    measure."""
+    """The family's moment estimate of its dispersion (``FamilyDef.dispersion_start``)
+    about the mean ``mu`` (the weighted grand mean of y when None); 1 where it is not a
+    positive number (no overdispersion to measure)."""
     y, w = response.y, response.weights
     if np.sum(w) <= 0:
         return 1.0
     m = np.full(y.shape, float(np.average(y, weights=w))) if mu is None else mu
-    r = (y - m) ** 2
-    name = response.family.name
     with np.errstate(divide="ignore", invalid="ignore"):
-        if name == "gaussian":
-            d = float(np.sqrt(np.average(r, weights=w)))
-        elif name == "Gamma":
-            d = float(np.sqrt(np.average(r / m**2, weights=w)))
-        elif name == "negative_binomial":
-            excess = float(np.sum(w * (r - m)))
-            d = float(np.sum(w * m**2)) / excess if excess > 0 else 1.0
-        else:
-            excess = float(np.sum(w * (r - m)))
-            d = excess / float(np.sum(w * m)) if excess > 0 else 1.0
+        d = FAMILIES[response.family.name].dispersion_start(y, m, w)
     return d if np.isfinite(d) and d > 0 else 1.0
 
 

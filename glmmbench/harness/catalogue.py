@@ -281,7 +281,8 @@ _QUICK_SIM = (
     "binomial_trials", "poisson_intercept", "poisson_crossed", "negbin_intercept",
     "ordinal_logit", "ordinal_slopes", "multinomial_intercept", "gaussian_smooth",
     "poisson_smooth", "gamma_log",
-    "nbinom1_crossed",
+    "nbinom1_crossed", "beta_intercept", "truncated_poisson_intercept",
+    "truncated_nbinom2_intercept", "truncated_nbinom1_intercept", "genpois_intercept",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
 

@@ -472,6 +472,11 @@ def recovery(fits: pd.DataFrame) -> pd.DataFrame:
 _FAMILY_CLASS = {"binomial": "binomial GLMM", "poisson": "Poisson GLMM",
                  "negative_binomial": "negative binomial GLMM",
                  "nbinom1": "negative binomial GLMM", "Gamma": "Gamma GLMM",
+                 "beta": "beta GLMM (glmmTMB)",
+                 "truncated_poisson": "zero-truncated counts (glmmTMB)",
+                 "truncated_nbinom2": "zero-truncated counts (glmmTMB)",
+                 "truncated_nbinom1": "zero-truncated counts (glmmTMB)",
+                 "genpois": "generalized Poisson (glmmTMB)",
                  "ordinal": "ordinal (clmm)", "multinomial": "multinomial"}
 
 

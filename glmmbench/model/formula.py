@@ -27,7 +27,7 @@ from glmmbench.errors import FormulaError
 __all__ = [
     "Node", "Name", "Num", "Str", "Const", "Call", "BinOp", "Unary", "Paren",
     "TermSpec", "RandomSpec", "SmoothTerm", "FormulaSpec",
-    "parse_expr", "parse_formula", "deparse", "expand_terms", "format_number",
+    "parse_expr", "parse_formula", "parse_dispformula", "deparse", "expand_terms", "format_number",
     "SMOOTH_FUNCTIONS",
 ]
 
@@ -893,6 +893,32 @@ def parse_formula(formula: str | FormulaSpec) -> FormulaSpec:
         smooths=tuple(smooths),
         text=formula,
     )
+
+
+def parse_dispformula(dispformula: str) -> TermSpec:
+    """Parse glmmTMB's one-sided ``dispformula`` (``"~ x + f"``): fixed effects of the
+    log dispersion, no response, random effects, smooths or offsets (glmmTMB 1.1.5
+    has none in it either)."""
+    if not isinstance(dispformula, str):
+        raise FormulaError(f"dispformula must be a one-sided formula string such as "
+                           f"'~ x', not {type(dispformula).__name__}")
+    top = _strip(parse_expr(dispformula))
+    if isinstance(top, BinOp) and top.op == "~":
+        raise FormulaError(f"dispformula {dispformula!r} has a left-hand side: write it "
+                           "one-sided, as '~ x + f'")
+    if not (isinstance(top, Unary) and top.op == "~"):
+        raise FormulaError(f"dispformula {dispformula!r} has no '~': write it as '~ x + f'")
+    for _, node in _summands(top.operand):
+        inner = _strip(node)
+        if _contains_bar(inner):
+            raise FormulaError(f"dispformula {dispformula!r}: random-effects term "
+                               f"{deparse(node)!r}; the dispersion model has fixed effects "
+                               "only (as glmmTMB 1.1.5's)")
+        if isinstance(inner, Call) and inner.fn in ("offset", *SMOOTH_FUNCTIONS):
+            raise FormulaError(f"dispformula {dispformula!r}: {deparse(node)!r} is not "
+                               "allowed there; the dispersion model takes fixed-effect "
+                               "terms only")
+    return expand_terms(top.operand, context=f"dispformula {dispformula!r}")
 
 
 def _check_response(response: Node, formula: str) -> None:

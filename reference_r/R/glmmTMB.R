@@ -4,11 +4,17 @@ gb_tmb_family <- function(family, link) {
   switch(family,
     negative_binomial = glmmTMB::nbinom2(link = link),
     nbinom1 = glmmTMB::nbinom1(link = link),
+    beta = glmmTMB::beta_family(link = link),
+    truncated_poisson = glmmTMB::truncated_poisson(link = link),
+    truncated_nbinom2 = glmmTMB::truncated_nbinom2(link = link),
+    truncated_nbinom1 = glmmTMB::truncated_nbinom1(link = link),
+    genpois = glmmTMB::genpois(link = link),
     gb_glm_family(family, link))
 }
 
 ## Families whose sigma() is a free parameter of the fit (sigma-meaning).
-gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma")
+gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma", "beta",
+                           "truncated_nbinom2", "truncated_nbinom1", "genpois")
 
 gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   f <- gb_formula(formula)
@@ -18,7 +24,9 @@ gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   se <- sqrt(diag(as.matrix(stats::vcov(m)$cond)))[names(beta)]
   gaussian <- family == "gaussian"
   ## sigma(): residual sd (Gaussian), size theta (nbinom2: var = mu (1 + mu / theta)),
-  ## phi (nbinom1: var = mu (1 + phi)), 1 / sqrt(shape) = CV (Gamma).
+  ## phi (nbinom1: var = mu (1 + phi)), 1 / sqrt(shape) = CV (Gamma), the precision phi
+  ## (beta: var = mu (1 - mu) / (1 + phi)), phi (genpois: var = phi mu), the truncated
+  ## negative binomials' parents' dispersion.
   sigma <- if (family %in% gb_tmb_sigma_families) stats::sigma(m) else NA_real_
   ok <- identical(as.numeric(m$fit$convergence), 0)
   pd <- isTRUE(m$sdr$pdHess)
