@@ -607,7 +607,8 @@ def _dispersion_messages(devfun: GLMMDevfun, x: np.ndarray) -> list[str]:
 
 def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | None = None,
         *, weights: Any = None, offset: Any = None, nagq: int = 1, reml: bool | None = None,
-        threshold: str | None = None, control: Mapping[str, Any] | None = None) -> GLMMResult:
+        threshold: str | None = None, dispformula: str | None = None,
+        control: Mapping[str, Any] | None = None) -> GLMMResult:
     """Fit a generalized linear mixed model given in lme4's formula syntax.
 
     Parameters
@@ -633,6 +634,12 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         ``"symmetric"``, as clmm); an error for any other family.
     reml : bool, optional
         Linear mixed models only (default True); ``reml=True`` on a GLMM is an error.
+    dispformula : str, optional
+        glmmTMB's one-sided formula of the dispersion, ``"~ x + f"``: glmmTMB's
+        ``betad = Xd gamma`` per observation (the log variance for gaussian, the log
+        shape for Gamma, the log of ``sigma()`` for the other families with a
+        dispersion), fitted by maximum likelihood (Laplace) with the rest;
+        ``res.fixef_disp`` are its coefficients, as glmmTMB's ``fixef(m)$disp``.
     control : dict, optional
         Overrides of ``DEFAULT_CONTROL``.
     """
@@ -642,7 +649,8 @@ def fit(formula: str, data: pd.DataFrame, family: str = "gaussian", link: str | 
         raise GLMMError(f"threshold must be one of {', '.join(THRESHOLDS)}, not {threshold!r}")
     with _blas().limit(limits=1, user_api="blas"):
         return _fit(formula, data, family, link, weights=weights, offset=offset,
-                    nagq=nagq, reml=reml, threshold=threshold, control=control, t0=t0)
+                    nagq=nagq, reml=reml, threshold=threshold, dispformula=dispformula,
+                    control=control, t0=t0)
 
 
 _BLAS: list[ThreadpoolController] = []
@@ -656,12 +664,21 @@ def _blas() -> ThreadpoolController:
     return _BLAS[0]
 
 
-def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold, control, t0):
+def _fit(formula, data, family, link, *, weights, offset, nagq, reml, threshold, dispformula,
+         control, t0):
     if reml is not None and not isinstance(reml, bool | np.bool_):
         raise GLMMError(f"reml must be True, False or None, not {reml!r}")
     fam = make_family(family, link, threshold=threshold)
     ctl = _control(control)
-    design = build_design(formula, data, fam, weights=weights, offset=offset)
+    if dispformula is not None:
+        if reml:
+            raise GLMMError("reml=True with a dispformula: a dispersion model is fitted by "
+                            "maximum likelihood (glmmTMB's default, REML = FALSE)")
+        if not (isinstance(nagq, int | np.integer) and nagq == 1):
+            raise GLMMError(f"nagq={nagq!r} with a dispformula: a dispersion model is fitted "
+                            "by the Laplace approximation (nagq=1), as glmmTMB fits it")
+    design = build_design(formula, data, fam, weights=weights, offset=offset,
+                          dispformula=dispformula)
     check_response_varies(design)
     design = fam.prepare_design(design)
     return fit_design(design, fam, nagq=nagq, reml=reml, ctl=ctl, t0=t0)

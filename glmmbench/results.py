@@ -100,6 +100,11 @@ class GLMMResult:
     edf_total: float | None = None
     # what ``ranef`` needs besides theta and b: (the blocked factor, its ReIndex, scale^2)
     ranef_inputs: tuple | None = field(default=None, repr=False)
+    # glmmTMB's dispersion model, fixef(m)$disp (betad: the log variance for gaussian, the
+    # log shape for Gamma, log sigma() otherwise) and its standard errors; None for a
+    # family without a dispersion and for an LMM
+    fixef_disp: pd.Series | None = None
+    se_disp: pd.Series | None = None
 
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
@@ -184,7 +189,29 @@ class GLMMResult:
 
     @property
     def is_lmm(self) -> bool:
-        return self.family.lmm
+        """A linear mixed model (fitted by PLS); a Gaussian model with a dispformula
+        is a GLMM."""
+        return self.family.lmm and self.design.disp_X is None
+
+    def disp_table(self) -> pd.DataFrame:
+        """The dispersion model's coefficients (glmmTMB's ``fixef(m)$disp``) with Wald z
+        tests, as ``coef_table``'s columns; empty for a family without a dispersion."""
+        from scipy import stats
+
+        if self.fixef_disp is None:
+            return pd.DataFrame(columns=["Estimate", "Std. Error", "z value", "Pr(>|z|)"])
+        z = self.fixef_disp / self.se_disp
+        return pd.DataFrame({"Estimate": self.fixef_disp, "Std. Error": self.se_disp,
+                             "z value": z, "Pr(>|z|)": 2.0 * stats.norm.sf(np.abs(z))})
+
+    def dispersion(self, design: Design | None = None) -> float | np.ndarray:
+        """The family's dispersion (glmmTMB's ``sigma()``) on the rows of ``design``
+        (default: the fit's): one number, or one per row for a ``dispformula`` model."""
+        d = self.design if design is None else design
+        if d.disp_X is None:
+            return self.sigma
+        power = self.family.betad_power
+        return np.exp(power * (d.disp_X @ self.fixef_disp.to_numpy()))
 
     @property
     def loglik_saturated(self) -> float | None:
@@ -383,7 +410,7 @@ class GLMMResult:
             u = np.where(smooth, 0.0, rng.standard_normal(ix.m))
             scale = self.sigma if self.is_lmm else 1.0
             eta = base + scale * ix.Zu(V, u)
-            out[f"sim_{s + 1}"] = self.family.simulate(rng, eta, d.weights, self.sigma,
+            out[f"sim_{s + 1}"] = self.family.simulate(rng, eta, d.weights, self.dispersion(),
                                                        d.response_levels, thresholds,
                                                        replicate=s + 1)
         return pd.DataFrame(out)
@@ -418,9 +445,17 @@ class GLMMResult:
             "varcorr": vc.to_dict(orient="records"),
             "theta": [float(v) for v in self.theta],
             # glmmTMB's sigma() where the family has a dispersion (Gaussian's residual
-            # sd, NB2's size, NB1's phi, Gamma's CV), None for the others (R's NA)
-            "sigma": (float(self.sigma) if self.family.residual
-                      or self.family.dispersion_name else None),
+            # sd, NB2's size, NB1's phi, Gamma's CV), None for the others and where a
+            # dispformula makes it vary (R's NA)
+            "sigma": (float(self.sigma) if (self.family.residual
+                                            or self.family.dispersion_name)
+                      and np.isfinite(self.sigma) else None),
+            # a dispformula's coefficients (glmmTMB's fixef(m)$disp), as reference_r
+            # records them: for dispformula models only
+            "fixef_disp": ({} if self.design.disp_X is None
+                           else {k: float(v) for k, v in self.fixef_disp.items()}),
+            "se_disp": ({} if self.design.disp_X is None
+                        else {k: float(v) for k, v in self.se_disp.items()}),
             "loglik": float(self.loglik),
             "loglik_saturated": self.loglik_saturated,
             "deviance": float(self.deviance),
@@ -540,6 +575,30 @@ def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) 
             "se_log": se_log}
 
 
+def _dispersion_model(devfun: GLMMDevfun, x: np.ndarray, hess: np.ndarray | None
+                      ) -> tuple[pd.Series, pd.Series]:
+    """glmmTMB's ``fixef(m)$disp`` and their standard errors (``Var = 2 H^{-1}`` over the
+    response's parameters): a dispformula's coefficients as they are, else the one
+    ``(Intercept)`` ``log(d) / betad_power`` from the log dispersion."""
+    resp, i, k = devfun.response, devfun.ntheta, devfun.ncov
+    params = x[i:k]
+    se = np.full(k - i, np.nan)
+    if hess is not None:
+        try:
+            v = 2.0 * np.diag(np.linalg.inv(hess))[i:k]
+            se = np.where(v > 0, np.sqrt(np.where(v > 0, v, 1.0)), np.nan)
+        except np.linalg.LinAlgError:
+            pass
+    design = devfun.design
+    if design.disp_X is not None:
+        names = list(design.disp_names)
+    else:
+        names = ["(Intercept)"]
+        params, se = params / resp.betad_power, se / abs(resp.betad_power)
+    return (pd.Series(params, index=names, name="fixef_disp"),
+            pd.Series(se, index=names, name="se_disp"))
+
+
 def _joint_factor(devfun: GLMMDevfun, res, design: Design, theta: np.ndarray):
     """The factor of the penalized system with X at the mode, with the Laplace
     factor's weights (those carry 1 / sigma^2 for Gaussian responses)."""
@@ -656,19 +715,23 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         optinfo["agq_nodes_per_group"] = devfun.rule.nnodes
     if grad is not None:
         optinfo["derivs"] = {"gradient": grad.tolist(), "Hessian": hess.tolist()}
+    fixef_disp = se_disp = None
     if not lmm and getattr(devfun.response, "dispersion_name", None) is not None:
-        optinfo["dispersion"] = _dispersion_info(devfun, sigma, hess)
+        if design.disp_X is None:
+            optinfo["dispersion"] = _dispersion_info(devfun, sigma, hess)
+        fixef_disp, se_disp = _dispersion_model(devfun, opt.final, hess)
     fixef = pd.Series(beta, index=names, name="fixef")
     return GLMMResult(
         formula=design.formula, family=family, design=design, fixef=fixef,
         se=pd.Series(np.sqrt(np.diag(vcov)), index=names, name="se"),
         vcov=vcov_full, thresholds=thresholds, threshold_se=threshold_se,
-        varcorr=_varcorr(design, theta, sigma, lmm, residual=family.residual),
+        varcorr=_varcorr(design, theta, sigma, lmm,
+                         residual=family.residual and bool(np.isfinite(sigma))),
         theta=theta, sigma=sigma,
         loglik=float(loglik), deviance=float(deviance), aic=float(-2 * loglik + 2 * df),
         bic=float(-2 * loglik + np.log(n) * df), nobs=n, df=df, ngroups=design.ngroups,
         converged=converged, messages=messages, optinfo=optinfo, reml=reml,
         nagq=nagq, time_s=time_s, b=b, smooths=smooth_df, beta=beta_all,
         fitted_smooths=fitted, edf_total=edf_total,
-        ranef_inputs=(fac, devfun.ix, scale2),
+        ranef_inputs=(fac, devfun.ix, scale2), fixef_disp=fixef_disp, se_disp=se_disp,
     )

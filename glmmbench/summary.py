@@ -48,12 +48,14 @@ def render_summary(res: GLMMResult) -> str:
     lines.append(f"Number of obs: {res.nobs}, groups:  {groups}")
     disp = res.optinfo.get("dispersion")
     if disp is not None and not res.family.residual:
-        what = {"theta": "size theta (var = mu + mu^2/theta)",
-                "phi": "phi (var = mu (1 + phi))",
-                "sigma": "coefficient of variation sigma (var = sigma^2 mu^2)"}[disp["name"]]
         lines.append("")
-        lines.append(f"Dispersion parameter for {res.family.name} family, {what}: "
-                     f"{disp['value']:.4g} (SE {disp['se']:.3g})")
+        lines.append(f"Dispersion parameter for {res.family.name} family, "
+                     f"{res.family.dispersion_text}: {disp['value']:.4g} (SE {disp['se']:.3g})")
+    if res.design.disp_X is not None:
+        lines.append("")
+        lines.append(f"Dispersion model (glmmTMB's betad; {res.family.dispersion_text} = "
+                     f"exp({res.family.betad_power:g} betad)):")
+        lines.append(res.disp_table().to_string(float_format=lambda v: f"{v:.5g}"))
     lines.append("")
     lines.append("Fixed effects:")
     lines.append(res.coef_table().to_string(float_format=lambda v: f"{v:.5g}"))

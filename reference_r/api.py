@@ -29,7 +29,7 @@ LINKS = {
 # sleeps before the fit) exists to exercise timeouts.
 OPTIONS = {
     "lme4": {"r_sleep"},
-    "glmmTMB": {"r_sleep"},
+    "glmmTMB": {"r_sleep", "dispformula"},
     "ordinal": {"r_sleep", "threshold"},
     "mgcv": {"r_sleep", "method"},
     "gamm4": {"r_sleep"},
@@ -73,7 +73,8 @@ def _method(engine, lmm, reml, nagq, options) -> str:
 
 def _prepare(engine, formula, family, link, nagq, reml, options):
     family, link = _check(engine, family, link, nagq, options)
-    lmm = family == "gaussian" and link == "identity"
+    # a Gaussian dispformula model is fitted by maximum likelihood, as natively
+    lmm = family == "gaussian" and link == "identity" and "dispformula" not in options
     options = dict(options)
     if engine == "mgcv" and reml is not None and lmm:
         method = options.setdefault("method", "REML" if reml else "ML")
@@ -147,7 +148,10 @@ def fit_reference(
         replaced and `RTimeout` is raised.
     **options
         ``threshold`` (ordinal), ``method`` (mgcv, default "REML"),
-        ``r_sleep`` (seconds R sleeps first; for testing timeouts).
+        ``dispformula`` (glmmTMB: a one-sided formula string of the dispersion model;
+        the record then has ``fixef_disp`` and ``se_disp``, glmmTMB's
+        ``fixef(m)$disp`` and its standard errors), ``r_sleep`` (seconds R sleeps
+        first; for testing timeouts).
 
     Returns
     -------
@@ -310,4 +314,7 @@ def _record(raw: dict, engine: str, model: dict, ctx: dict) -> dict:
         "messages": [str(m) for m in _as_list(raw["messages"])],
         "time_s": raw["time_s"],
         "smooths": [_smooth(s) for s in _as_list(raw["smooths"])],
+        # glmmTMB with a dispformula: fixef(m)$disp and its standard errors
+        "fixef_disp": _as_dict(aux.get("fixef_disp")),
+        "se_disp": _as_dict(aux.get("se_disp")),
     }

@@ -114,6 +114,12 @@ SCENARIOS: dict[str, Scenario] = {
         var_intercept=0.2),
     "truncated_nbinom1_intercept": Scenario(
         "truncated_nbinom1", **_G, nb_phi=1.5, intercept=1.0, beta_x=0.4, var_intercept=0.2),
+    "negbin_dispformula": Scenario(
+        "negative_binomial", **_G, nb_theta=2.0, disp_slope=0.6, intercept=1.0, beta_x=0.3,
+        var_intercept=0.3),
+    "gaussian_dispformula": Scenario(
+        "gaussian", **_G, sigma=1.0, disp_slope=0.8, intercept=1.0, beta_x=0.5,
+        var_intercept=0.4),
     "genpois_intercept": Scenario(
         "genpois", **_G, gp_phi=2.0, intercept=1.0, beta_x=0.4, var_intercept=0.2),
     # --- ordinal (clmm) ---

@@ -45,6 +45,8 @@ class SimulatedData:
         ``(nobs, n_categories - 1)``.
     scenario
         The knobs it was drawn from.
+    dispformula
+        The true dispersion model (``"~ x"`` with ``disp_slope``), None without one.
     """
 
     data: pd.DataFrame
@@ -55,6 +57,7 @@ class SimulatedData:
     ranef: dict[str, pd.DataFrame]
     eta: np.ndarray
     scenario: Scenario
+    dispformula: str | None = None
 
 
 def generate(scenario: Scenario | str, rng: np.random.Generator) -> SimulatedData:
@@ -81,11 +84,13 @@ def generate(scenario: Scenario | str, rng: np.random.Generator) -> SimulatedDat
         ranef[term.grp] = _ranef_frame(ranef.get(term.grp), term, b, _labels(s, term, layout))
     if s.family != "multinomial":
         eta = eta[:, 0]
-    response = RESPONSES[s.family](rng, s, eta)
+    k = 1.0 if s.disp_slope is None else np.exp(s.disp_slope * cov["x"])
+    response = RESPONSES[s.family](rng, s, eta, k)
     data = _frame(s, layout, cov, response)
     return SimulatedData(data=data, formula=formula(s), family=s.family,
                          link=s.resolved_link, truth=truth(s, terms), ranef=ranef,
-                         eta=eta, scenario=s)
+                         eta=eta, scenario=s,
+                         dispformula=None if s.disp_slope is None else "~ x")
 
 
 def _resolve(scenario: Scenario | str) -> Scenario:

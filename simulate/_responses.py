@@ -1,7 +1,10 @@
 """Response draws given the conditional linear predictor, one function per family.
 
-Each takes ``(rng, scenario, eta)`` and returns the response columns. ``eta`` is
-``(nobs,)``, or ``(nobs, n_categories - 1)`` for multinomial.
+Each takes ``(rng, scenario, eta, k)`` and returns the response columns. ``eta`` is
+``(nobs,)``, or ``(nobs, n_categories - 1)`` for multinomial; ``k`` is the factor
+``exp(disp_slope * x)`` on glmmTMB's dispersion ``exp(betad)`` per observation (1
+without a dispersion model): sigma^2, NB2's size, NB1's phi, Gamma's shape and
+beta's precision are multiplied by it.
 """
 
 from __future__ import annotations
@@ -15,11 +18,11 @@ from ._scenario import Scenario
 from ._truth import category_labels
 
 
-def _gaussian(rng, s: Scenario, eta):
-    return {"y": eta + s.sigma * rng.standard_normal(eta.size)}
+def _gaussian(rng, s: Scenario, eta, k=1.0):
+    return {"y": eta + s.sigma * np.sqrt(k) * rng.standard_normal(eta.size)}
 
 
-def _binomial(rng, s: Scenario, eta):
+def _binomial(rng, s: Scenario, eta, k=1.0):
     p = LINKS[s.resolved_link].linkinv(eta)
     y = rng.binomial(s.trials, p)
     if s.trials == 1:
@@ -27,34 +30,37 @@ def _binomial(rng, s: Scenario, eta):
     return {"y": y, "n": np.full(eta.size, s.trials, dtype=np.int64)}
 
 
-def _poisson(rng, s: Scenario, eta):
+def _poisson(rng, s: Scenario, eta, k=1.0):
     return {"y": rng.poisson(np.exp(eta))}
 
 
-def _negative_binomial(rng, s: Scenario, eta):
+def _negative_binomial(rng, s: Scenario, eta, k=1.0):
     # numpy's (n, p) parametrisation: mean n (1 - p) / p, so p = theta / (theta + mu)
-    mu = np.exp(eta)
-    return {"y": rng.negative_binomial(s.nb_theta, s.nb_theta / (s.nb_theta + mu))}
+    mu, theta = np.exp(eta), s.nb_theta * k
+    return {"y": rng.negative_binomial(theta, theta / (theta + mu))}
 
 
-def _nbinom1(rng, s: Scenario, eta):
+def _nbinom1(rng, s: Scenario, eta, k=1.0):
     # NB1 (glmmTMB): Var = mu (1 + phi) is an NB with size mu / phi, so
     # p = size / (size + mu) = 1 / (1 + phi); the floor keeps size > 0 if exp underflows
-    size = np.maximum(np.exp(eta) / s.nb_phi, np.finfo(float).tiny)
-    return {"y": rng.negative_binomial(size, 1.0 / (1.0 + s.nb_phi))}
+    phi = s.nb_phi * k
+    size = np.maximum(np.exp(eta) / phi, np.finfo(float).tiny)
+    return {"y": rng.negative_binomial(size, 1.0 / (1.0 + phi))}
 
 
-def _gamma(rng, s: Scenario, eta):
+def _gamma(rng, s: Scenario, eta, k=1.0):
     # shape k, scale mu / k: mean mu, Var mu^2 / k. R's Gamma family needs y > 0: a draw
     # that underflows to 0 (only for shapes far below 0.1) becomes the smallest double.
-    y = rng.gamma(s.gamma_shape, LINKS[s.resolved_link].linkinv(eta) / s.gamma_shape)
+    shape = s.gamma_shape * k
+    y = rng.gamma(shape, LINKS[s.resolved_link].linkinv(eta) / shape)
     return {"y": np.maximum(y, np.finfo(float).tiny)}
 
 
-def _beta(rng, s: Scenario, eta):
+def _beta(rng, s: Scenario, eta, k=1.0):
     # shapes mu phi and (1 - mu) phi; a draw that rounds to 0 or 1 is moved inside
     mu = LINKS[s.resolved_link].linkinv(eta)
-    y = rng.beta(mu * s.beta_phi, (1.0 - mu) * s.beta_phi)
+    phi = s.beta_phi * k
+    y = rng.beta(mu * phi, (1.0 - mu) * phi)
     tiny = np.finfo(float).eps
     return {"y": np.clip(y, tiny, 1.0 - tiny)}
 
@@ -67,21 +73,21 @@ def _zero_truncated(rng, dist):
     return np.maximum(dist.ppf(u), 1.0)
 
 
-def _truncated_poisson(rng, s: Scenario, eta):
+def _truncated_poisson(rng, s: Scenario, eta, k=1.0):
     return {"y": _zero_truncated(rng, stats.poisson(np.exp(eta)))}
 
 
-def _truncated_nbinom2(rng, s: Scenario, eta):
+def _truncated_nbinom2(rng, s: Scenario, eta, k=1.0):
     mu = np.exp(eta)
     return {"y": _zero_truncated(rng, stats.nbinom(s.nb_theta, s.nb_theta / (s.nb_theta + mu)))}
 
 
-def _truncated_nbinom1(rng, s: Scenario, eta):
+def _truncated_nbinom1(rng, s: Scenario, eta, k=1.0):
     size = np.exp(eta) / s.nb_phi
     return {"y": _zero_truncated(rng, stats.nbinom(size, 1.0 / (1.0 + s.nb_phi)))}
 
 
-def _genpois(rng, s: Scenario, eta):
+def _genpois(rng, s: Scenario, eta, k=1.0):
     # Consul's generalized Poisson, P(y) = t (t + l y)^(y - 1) exp(-t - l y) / y!, with
     # t = mu / sqrt(phi), l = 1 - 1 / sqrt(phi) (mean mu, variance phi mu): the
     # quantile of a uniform, from the probabilities on 0..K summed
@@ -98,7 +104,7 @@ def _genpois(rng, s: Scenario, eta):
     return {"y": (u[:, None] > cdf).sum(axis=1).astype(float)}
 
 
-def _ordinal(rng, s: Scenario, eta):
+def _ordinal(rng, s: Scenario, eta, k=1.0):
     # latent Y* = eta + e with e ~ F, Y = k when theta_{k-1} < Y* <= theta_k,
     # so P(Y <= k) = F(theta_k - eta) (clmm's convention)
     link = LINKS[s.resolved_link]
@@ -107,7 +113,7 @@ def _ordinal(rng, s: Scenario, eta):
     return {"y": _categorical(codes, category_labels(s), ordered=True)}
 
 
-def _multinomial(rng, s: Scenario, eta):
+def _multinomial(rng, s: Scenario, eta, k=1.0):
     full = np.column_stack([np.zeros(eta.shape[0]), eta])
     p = np.exp(full - full.max(axis=1, keepdims=True))
     cum = np.cumsum(p, axis=1)

@@ -98,6 +98,12 @@ class Scenario:
     gp_phi
         Generalized Poisson dispersion, glmmTMB's ``genpois`` phi: ``Var = phi mu``
         (above 1: overdispersion).
+    disp_slope
+        A dispersion model (glmmTMB's ``dispformula = ~ x``): glmmTMB's ``betad = b0 +
+        disp_slope * x`` per observation, ``b0`` the family's dispersion above on
+        glmmTMB's scale (``DISP_FAMILIES``: the log variance ``2 log sigma`` for
+        gaussian, the log size for NB2, log phi for NB1 and beta, the log shape for
+        Gamma); None: a constant dispersion.
     n_categories, thresholds
         Ordinal and multinomial categories. Ordinal thresholds (clmm's
         ``P(Y <= k) = F(theta_k - eta)``) must increase; ``None`` makes the
@@ -128,6 +134,7 @@ class Scenario:
     gamma_shape: float = 2.0
     beta_phi: float = 8.0
     gp_phi: float = 2.0
+    disp_slope: float | None = None
     n_categories: int = 3
     thresholds: tuple[float, ...] | None = None
 
@@ -299,5 +306,28 @@ def _check_response(s: Scenario) -> None:
 
 
 # family first (others read it), response before fixed (coefficients read n_categories)
+# the families whose dispersion ``disp_slope`` can model, and glmmTMB's betad at x = 0
+DISP_FAMILIES = {
+    "gaussian": lambda s: 2.0 * math.log(s.sigma),
+    "negative_binomial": lambda s: math.log(s.nb_theta),
+    "nbinom1": lambda s: math.log(s.nb_phi),
+    "Gamma": lambda s: math.log(s.gamma_shape),
+    "beta": lambda s: math.log(s.beta_phi),
+}
+
+
+def _check_dispersion_model(s: Scenario) -> None:
+    if s.disp_slope is None:
+        return
+    if not _is_real(s.disp_slope):
+        _fail("disp_slope", "must be a finite number or None", s.disp_slope)
+    if s.family not in DISP_FAMILIES:
+        _fail("disp_slope", f"a dispersion model is drawn for {sorted(DISP_FAMILIES)} only, "
+              f"not family {s.family!r}", s.disp_slope)
+    if s.smooth is not None:
+        _fail("disp_slope", "x is a smooth's covariate there; no dispersion model with "
+              "smooth", s.disp_slope)
+
+
 _CHECKS = (_check_family, _check_sizes, _check_design, _check_response, _check_fixed,
-           _check_random)
+           _check_random, _check_dispersion_model)

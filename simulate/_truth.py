@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._scenario import Scenario
+from ._scenario import DISP_FAMILIES, Scenario
 from ._smooths import SMOOTH_GRID, SMOOTHS
 
 
@@ -115,7 +115,7 @@ def varcorr(s: Scenario, terms: list[Term]) -> list[dict]:
             rows.append(_row(t.grp, name, None, var, sd))
         if t.slope:
             rows.append(_row(t.grp, t.names[0], t.names[1], t.covariance, t.cor))
-    if s.family == "gaussian":
+    if s.family == "gaussian" and s.disp_slope is None:
         rows.append(_row("Residual", None, None, s.sigma**2, s.sigma))
     return rows
 
@@ -173,4 +173,10 @@ def truth(s: Scenario, terms: list[Term]) -> dict:
         out["dispersion"] = float(1.0 / np.sqrt(s.gamma_shape))
     if s.family == "gaussian":
         out["sigma"] = float(s.sigma)
+    if s.disp_slope is not None:
+        # glmmTMB's fixef(m)$disp; sigma() is NA there, so no single dispersion
+        out.pop("dispersion", None)
+        out.pop("sigma", None)
+        out["fixef_disp"] = {"(Intercept)": float(DISP_FAMILIES[s.family](s)),
+                             "x": float(s.disp_slope)}
     return out

@@ -29,7 +29,7 @@ VC_RTOL = 1e-4
 SCHEMA = {
     "engine", "engine_version", "r_version", "model", "nobs", "ngroups", "fixef", "se",
     "thresholds", "varcorr", "theta", "sigma", "loglik", "deviance", "aic", "bic", "df",
-    "converged", "messages", "time_s", "smooths",
+    "converged", "messages", "time_s", "smooths", "fixef_disp", "se_disp",
 }  # fmt: skip
 
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"

@@ -120,7 +120,7 @@ def test_scenario_contract(name):
     # varcorr rows: as.data.frame(VarCorr()) columns; Residual last, Gaussian only
     vc = sim.truth["varcorr"]
     assert all(set(r) == {"grp", "var1", "var2", "vcov", "sdcor"} for r in vc)
-    assert (vc[-1]["grp"] == "Residual") == (s.family == "gaussian")
+    assert (vc[-1]["grp"] == "Residual") == (s.family == "gaussian" and s.disp_slope is None)
     for r in vc:
         if r["var2"] is None:
             assert r["vcov"] == pytest.approx(r["sdcor"] ** 2)
@@ -128,7 +128,9 @@ def test_scenario_contract(name):
     assert ("smooth" in sim.truth) == (s.smooth is not None)
     assert ("dispersion" in sim.truth) == (s.family in (
         "negative_binomial", "nbinom1", "Gamma", "beta", "truncated_nbinom2",
-        "truncated_nbinom1", "genpois"))
+        "truncated_nbinom1", "genpois") and s.disp_slope is None)
+    assert ("fixef_disp" in sim.truth) == (s.disp_slope is not None)
+    assert sim.dispformula == (None if s.disp_slope is None else "~ x")
 
 
 def test_formulas_and_truth_layout():

@@ -86,6 +86,8 @@ PLANS = {
     "truncated_nbinom2_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "truncated_nbinom1_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "genpois_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "negbin_dispformula": Plan("glmmTMB", dict(n_groups=300)),
+    "gaussian_dispformula": Plan("glmmTMB", dict(n_groups=300)),
 }
 
 
@@ -196,7 +198,7 @@ def variance_rows(sim, rec) -> list[tuple[str, float, float, float]]:
                 inflation *= 1 + noise / vrow["vcov"]
             out.append((f"cor {what}", est["sdcor"], rho,
                         (1 - rho**2) / np.sqrt(m) * np.sqrt(inflation)))
-    if sim.family in DISPERSION:
+    if sim.family in DISPERSION and "dispersion" in sim.truth:
         name, _ = DISPERSION[sim.family]
         out.append((name, rec["sigma"], sim.truth["dispersion"], dispersion_se(sim)))
     return out
@@ -255,7 +257,11 @@ def fixed_rows(sim, rec) -> list[tuple[str, float, float, float]]:
     truth.update(sim.truth.get("thresholds", {}))
     est = {**rec["fixef"], **rec["thresholds"]}
     assert set(truth) <= set(est), f"R names {sorted(est)}; truth names {sorted(truth)}"
-    return [(k, est[k], v, rec["se"][k]) for k, v in truth.items()]
+    rows = [(k, est[k], v, rec["se"][k]) for k, v in truth.items()]
+    disp = sim.truth.get("fixef_disp", {})  # the dispersion model, on glmmTMB's scale
+    assert set(disp) <= set(rec["fixef_disp"]), rec["fixef_disp"]
+    return rows + [(f"disp~{k}", rec["fixef_disp"][k], v, rec["se_disp"][k])
+                   for k, v in disp.items()]
 
 
 def smooth_rmse(sim, rec) -> tuple[float, float]:
@@ -285,8 +291,9 @@ def test_r_recovers_the_truth(name):
     plan = PLANS[name]
     sim = generate(dataclasses.replace(SCENARIOS[name], **plan.knobs),
                    np.random.default_rng(SEED))
+    extra = {} if sim.dispformula is None else {"dispformula": sim.dispformula}
     rec = fit_reference(plan.engine, sim.formula, sim.data, family=sim.family,
-                        link=sim.link, nagq=plan.nagq, timeout=TIMEOUT)
+                        link=sim.link, nagq=plan.nagq, timeout=TIMEOUT, **extra)
     rows = fixed_rows(sim, rec) + variance_rows(sim, rec)
     lines = [f"{name} [{plan.engine}, n={len(sim.data)}, R {rec['time_s']:.2f}s]"]
     lines += [f"  {what:22s} est {e:+.4f} truth {t:+.4f} se {se:.4f} z {(e - t) / se:+.2f}"

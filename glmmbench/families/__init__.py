@@ -92,7 +92,8 @@ def make_family(family: str | ResponseFamily, link: str | None = None, *,
 
 def make_response(design: Design, family: ResponseFamily
                   ) -> GLMResponse | OrdinalResponse | MultinomialResponse | None:
-    """The response the engine fits, None for an LMM (its likelihood is exact).
+    """The response the engine fits, None for an LMM (its likelihood is exact; with a
+    ``dispformula`` a Gaussian model is a GLMM, its sd modelled per observation).
 
     A GLM family's Laplace factor uses lme4's expected information where the
     family's reference is glmer (``FamilyDef.observed_information`` False: binomial,
@@ -101,9 +102,10 @@ def make_response(design: Design, family: ResponseFamily
     ``reference_r.known_discrepancies`` ``lme4-noncanonical-laplace``,
     ``lme4-nb-expected-information-laplace``). The categorical families build their own.
     """
-    if family.lmm:
+    if family.lmm and design.disp_X is None:
         return None
     if isinstance(family, Family):
         return GLMResponse(design.y, design.weights, design.offset, family,
-                           trials=design.trials, observed=family.observed_information)
+                           trials=design.trials, observed=family.observed_information,
+                           disp_X=design.disp_X)
     return family.make_response(design)

@@ -114,6 +114,12 @@ class ResponseFamily(ABC):
         likelihood is exact and REML applies."""
         return self.residual and self.link.name == "identity"
 
+    @property
+    def dispersion_model(self) -> bool:
+        """Whether the family has a dispersion a ``dispformula`` can model (glmmTMB's
+        ``sigma()``: a Gaussian sd, the negative binomials', Gamma's, beta's...)."""
+        return self.residual or self.dispersion_name is not None
+
     units: bool = False  # a measurement with units: its scale is checked
     r_engines: tuple[str, ...] = ()  # the R engines that fit it (reference_r's names)
 

@@ -738,6 +738,8 @@ class Family(ResponseFamily):
     observed_information = _registry_fact("observed_information")
     saturated_loglik = _registry_fact("saturated")
     marginal = _registry_fact("marginal")
+    betad_power = _registry_fact("betad_power")
+    dispersion_text = _registry_fact("dispersion_text")
 
     @property
     def r_engines(self) -> tuple[str, ...]:
@@ -1087,7 +1089,8 @@ class FamilyDef:
         search's start (``families.response.GLMResponse.param_start``);
     betad_power : the dispersion ``d`` is ``exp(betad_power * betad)`` with glmmTMB's
         ``betad`` (its ``fixef(m)$disp`` scale: the log variance for gaussian, the log
-        shape for Gamma, log d for the others).
+        shape for Gamma, log d for the others);
+    dispersion_text : what the dispersion is, for the summary.
     """
 
     name: str
@@ -1116,6 +1119,7 @@ class FamilyDef:
     dispersion_start: Callable[[Array, Array, Array], float] | None = field(default=None,
                                                                             repr=False)
     betad_power: float = 1.0
+    dispersion_text: str = ""
 
 
 # ------------------------------------------------------------- the families' data
@@ -1297,7 +1301,8 @@ _REGISTRY: dict[str, FamilyDef] = {
         FamilyDef("gaussian", ("identity", "log", "inverse"), "identity", _gaussian,
                   units=True, residual=True, dvariance=np.zeros_like, draw=_draw_gaussian,
                   support=_support_real, mean_range=_mean_finite,
-                  dispersion_start=_start_sd, betad_power=0.5),
+                  dispersion_start=_start_sd, betad_power=0.5,
+                  dispersion_text="residual standard deviation sigma (var = sigma^2)"),
         FamilyDef("binomial", ("logit", "probit", "cauchit", "log", "cloglog"), "logit",
                   _binomial, observed_information=False, saturated=True,
                   marginal=True, cbind=True, separation="binary",
@@ -1315,17 +1320,19 @@ _REGISTRY: dict[str, FamilyDef] = {
                   lme4_links=("log",),
                   separation_links=("log",), check=_check_counts,
                   boundary=_boundary_nb2, draw=_draw_nb2, support=_support_counts,
-                  mean_range=_mean_nonnegative, dispersion_start=_start_nb2),
+                  mean_range=_mean_nonnegative, dispersion_start=_start_nb2,
+                  dispersion_text="size theta (var = mu + mu^2/theta)"),
         FamilyDef("nbinom1", ("log", "identity", "sqrt"), "log", _nbinom1, "phi",
                   r_engines=("glmmTMB",), marginal=True, separation="counts",
                   separation_links=("log",),
                   check=_check_counts, boundary=_boundary_nb1, draw=_draw_nb1,
                   support=_support_counts, mean_range=_mean_nonnegative,
-                  dispersion_start=_start_nb1),
+                  dispersion_start=_start_nb1, dispersion_text="phi (var = mu (1 + phi))"),
         FamilyDef("Gamma", ("inverse", "log", "identity"), "inverse", _gamma, "sigma",
                   units=True, check=_check_positive, draw=_draw_gamma,
                   support=_support_positive, mean_range=_mean_positive,
-                  dispersion_start=_start_cv, betad_power=-0.5),
+                  dispersion_start=_start_cv, betad_power=-0.5,
+                  dispersion_text="coefficient of variation sigma (var = sigma^2 mu^2)"),
     )
 }
 # the registry, read-only (`register` adds to it: `families.glmmtmb`)

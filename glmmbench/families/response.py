@@ -225,7 +225,7 @@ class GLMResponse:
         """glmmTMB's dispersion ``exp(betad)`` is ``d^(1 / power)``: ``d = exp(power
         betad)`` (``FamilyDef.betad_power``: 1/2 for a Gaussian sd, -1/2 for Gamma's
         coefficient of variation, 1 for the rest)."""
-        return FAMILIES[self.family.name].betad_power
+        return self.family.betad_power
 
     def dispersion_at(self, params: np.ndarray) -> float | np.ndarray:
         """The dispersion at the response's parameters: ``exp(params[0])``, or with a

@@ -54,7 +54,7 @@ MAX_REPLICATES = 1_000_000
 # replicate count (more replicates extend the study). A store keeps one definition
 # per problem name (glmmbench.harness.store).
 DEFINITION_KEYS = ("family", "link", "dataset", "scenario", "formula", "nagq", "reml",
-                   "options", "data_key")
+                   "options", "data_key", "dispformula")
 
 
 def definition(desc: Mapping) -> dict:
@@ -117,6 +117,10 @@ class Problem:
         `simulate.Scenario` (replicates are drawn from it).
     formula
         lme4 syntax; None for a scenario means its true model.
+    dispformula
+        glmmTMB's dispersion model (``"~ x"``); None for a scenario means its true
+        one (``simulate.Scenario.disp_slope``), for a dataset none. Only glmmTMB
+        fits it among the R engines.
     nagq, reml
         Estimator: 1 = Laplace, > 1 adaptive Gauss-Hermite; REML for
         Gaussian models (None: the engines' default, REML).
@@ -148,6 +152,7 @@ class Problem:
     replicates: int | None = None
     timeout: float = 300.0
     data_key: str | None = None
+    dispformula: str | None = None
 
     def __post_init__(self) -> None:
         if (self.dataset is None) == (self.scenario is None):
@@ -167,6 +172,13 @@ class Problem:
         if not lmm and self.reml:
             raise ValueError(f"problem {self.name!r}: reml = true on a {self.family} model "
                              "(REML applies to linear mixed models)")
+        if self.model_dispformula is not None:
+            if set(self.engines) - {"glmmTMB"}:
+                raise ValueError(f"problem {self.name!r}: a dispformula model is fitted by "
+                                 f"glmmTMB only among the R engines, not {list(self.engines)}")
+            if fam is not None and not fam.dispersion_model:
+                raise ValueError(f"problem {self.name!r}: dispformula on the {self.family} "
+                                 "family, which has no dispersion parameter")
         if not _positive_seconds(self.timeout):
             raise ValueError(f"problem {self.name!r}: timeout must be a positive, finite "
                              f"number of seconds, not {self.timeout!r}")
@@ -174,6 +186,13 @@ class Problem:
     @property
     def simulated(self) -> bool:
         return self.scenario is not None
+
+    @property
+    def model_dispformula(self) -> str | None:
+        """The dispersion model fitted: the problem's, else its scenario's true one."""
+        if self.dispformula is not None or self.scenario is None:
+            return self.dispformula
+        return None if self.scenario.disp_slope is None else "~ x"
 
     @property
     def all_engines(self) -> tuple[str, ...]:
@@ -200,6 +219,7 @@ class Problem:
             "engines": list(self.all_engines),
             "options": {k: dict(v) for k, v in self.options.items()},
             "timeout": self.timeout, "data_key": self.key,
+            "dispformula": self.model_dispformula,
         }
         return {**desc, "definition": definition_hash(desc)}
 
@@ -220,6 +240,8 @@ def default_r_engines(scenario: simulate.Scenario) -> tuple[str, ...]:
         # mgcv's gam is the Gaussian REML reference; a GAMM's Laplace fit is gamm4's
         return ("mgcv", "gamm4") if make_family(scenario.family).residual else ("gamm4",)
     fam = make_family(scenario.family, scenario.resolved_link)
+    if scenario.disp_slope is not None:
+        return ("glmmTMB",)  # the R engine that fits a dispersion model
     if fam.multivariate and scenario.n_categories == 2:
         return ("lme4", *fam.r_engines)  # glmer's logistic model (reference_r names it as ours)
     return fam.r_engines

@@ -422,6 +422,9 @@ def agq_nodes(fits: pd.DataFrame, problems: dict[str, dict]) -> pd.DataFrame:
 def _truth_rows(truth: dict) -> list[tuple[str, str, float]]:
     out = [("fixef", k, v) for k, v in (truth.get("fixef") or {}).items()]
     out += [("threshold", k, v) for k, v in (truth.get("thresholds") or {}).items()]
+    out += [("fixef_disp", k, v) for k, v in (truth.get("fixef_disp") or {}).items()]
+    if truth.get("dispersion") is not None:  # glmmTMB's sigma(): NB2's size, beta's phi...
+        out.append(("sigma", "sigma", truth["dispersion"]))
     out += [("sdcor", vc_name(r.get("grp"), r.get("var1"), r.get("var2")), r["sdcor"])
             for r in truth.get("varcorr") or []]
     return out

@@ -82,6 +82,7 @@ class Instance:
     data: pd.DataFrame
     formula: str
     truth: dict | None
+    dispformula: str | None = None
 
 
 class Plan(Sequence[Task]):
@@ -151,9 +152,11 @@ def instance(problem: Problem, replicate: int, seed: int) -> Instance:
     if not problem.simulated:
         from glmmbench import datasets
 
-        return Instance(datasets.load(problem.dataset), problem.formula, None)
+        return Instance(datasets.load(problem.dataset), problem.formula, None,
+                        problem.model_dispformula)
     sim = simulate.generate(problem.scenario, replicate_rng(seed, problem.key, replicate))
-    return Instance(sim.data, problem.formula or sim.formula, sim.truth)
+    return Instance(sim.data, problem.formula or sim.formula, sim.truth,
+                    problem.model_dispformula)
 
 
 # ------------------------------------------------------------------ one fit
@@ -178,9 +181,12 @@ def _fit_r(task: Task, inst: Instance) -> dict:
             reference_r.configure(workers=1)  # one R per process that runs fits
         _R_READY = True
     p = task.problem
+    options = dict(p.options.get(task.engine, {}))
+    if inst.dispformula is not None:
+        options["dispformula"] = inst.dispformula
     return reference_r.fit_reference(
         task.engine, inst.formula, inst.data, family=p.family, link=p.link, nagq=p.nagq,
-        reml=p.reml, timeout=p.timeout, **p.options.get(task.engine, {}))
+        reml=p.reml, timeout=p.timeout, **options)
 
 
 _NATIVE_READY = False
@@ -205,7 +211,8 @@ def _fit_native(task: Task, inst: Instance) -> dict:
 
     _warm_native()
     p = task.problem
-    res = fit(inst.formula, inst.data, family=p.family, link=p.link, nagq=p.nagq, reml=p.reml)
+    res = fit(inst.formula, inst.data, family=p.family, link=p.link, nagq=p.nagq, reml=p.reml,
+              dispformula=inst.dispformula)
     return res.to_record()
 
 

@@ -33,14 +33,14 @@ import itertools
 import unicodedata
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from glmmbench.errors import DataError, FormulaError
+from glmmbench.errors import DataError, FamilyError, FormulaError
 from glmmbench.families import ResponseFamily, ResponseVariable, make_family
 from glmmbench.model.formula import (
     BinOp,
@@ -58,6 +58,7 @@ from glmmbench.model.formula import (
     Unary,
     deparse,
     format_number,
+    parse_dispformula,
     parse_expr,
     parse_formula,
 )
@@ -186,6 +187,9 @@ class Design:
         penalised parts the last random terms.
     smooth_data : DataFrame or None
         The smooths' covariates and ``by`` variables on the rows used.
+    disp_X : ndarray, shape (n, p_d), or None
+        A ``dispformula``'s model matrix (glmmTMB's ``Xd``), columns named
+        ``disp_names`` as R's ``model.matrix``; None without one.
     """
 
     formula: str
@@ -205,6 +209,8 @@ class Design:
     row_index: np.ndarray | None = field(default=None, repr=False, compare=False)
     smooths: tuple[SmoothPart, ...] = ()
     smooth_data: pd.DataFrame | None = field(default=None, repr=False, compare=False)
+    disp_X: np.ndarray | None = field(default=None, repr=False)
+    disp_names: tuple[str, ...] = ()
 
     @property
     def parametric(self) -> np.ndarray:
@@ -996,6 +1002,11 @@ class _DesignSpec:
             variables[name] = _lgl_as_factor(var)
         X, _ = _model_matrix(self.formula.fixed, variables, n)
         X = X[:, list(self.fixed_keep)]
+        disp_X = None
+        if self.formula.disp is not None:
+            Xd, dnames = _model_matrix(self.formula.disp, variables, n)
+            disp_X = _frozen(np.ascontiguousarray(
+                Xd[:, [dnames.index(nm) for nm in design.disp_names]]))
         terms = []
         if design.smooths:
             X = np.hstack([X, np.zeros((n, design.p - X.shape[1]))])
@@ -1047,7 +1058,7 @@ class _DesignSpec:
             weights=_frozen(weights), offset=_frozen(offset), terms=tuple(terms),
             response_levels=design.response_levels, n_dropped=0, messages=tuple(messages),
             spec=self, family=design.family, row_index=_frozen(np.arange(n)),
-            smooths=design.smooths,
+            smooths=design.smooths, disp_X=disp_X, disp_names=design.disp_names,
         )
 
     def model_names(self) -> set[str]:
@@ -1144,6 +1155,9 @@ def _model_variables(spec: FormulaSpec, include_response: bool
     for sm in spec.smooths:
         for name in _smooth_columns(sm):
             out.setdefault(name, (parse_expr(name), f"smooth term {sm.text}"))
+    if spec.disp is not None:
+        for name, node in spec.disp.variables:
+            out.setdefault(name, (node, f"dispformula term {name!r}"))
     return out
 
 
@@ -1173,7 +1187,7 @@ def _numeric_argument(data: pd.DataFrame, arg: Any, what: str, n: int) -> np.nda
 
 def build_design(formula: str | FormulaSpec, data: pd.DataFrame,
                  family: str | ResponseFamily = "gaussian", *,
-                 weights=None, offset=None) -> Design:
+                 weights=None, offset=None, dispformula: str | None = None) -> Design:
     """Parse ``formula`` (lme4 syntax) against ``data`` and return the frozen Design.
 
     The stages of lme4's ``lFormula``/``glFormula``: the model frame (every
@@ -1191,6 +1205,9 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame,
     weights, offset : array-like, column name or None
         Prior weights (binomial: they multiply the trials) and an offset added
         to any ``offset()`` terms of the formula.
+    dispformula : str, optional
+        glmmTMB's one-sided formula of the log dispersion (``"~ x + f"``), for a
+        family with a dispersion; its variables' missing rows are dropped too.
 
     Raises
     ------
@@ -1199,6 +1216,13 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame,
     """
     fam = make_family(family, aliases=False)
     spec = parse_formula(formula)
+    if dispformula is not None:
+        if not fam.dispersion_model:
+            raise FamilyError(f"dispformula={dispformula!r}: the {fam.name} family has no "
+                              "dispersion parameter to model (it is for gaussian, the negative "
+                              "binomials, Gamma, beta, genpois and the truncated negative "
+                              "binomials)")
+        spec = replace(spec, disp=parse_dispformula(dispformula))
     if spec.smooths and not fam.smooths:
         raise FormulaError("smooth terms are fitted for the gaussian, binomial, poisson, "
                            "negative binomial, Gamma and ordinal families; not with family "
@@ -1218,6 +1242,11 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame,
     x_msgs += s_msgs
     _check_fixed_df(X, names, spec, frame.variables, data, fam,
                     [m for m in x_msgs if m.startswith("fixed-effect model matrix is rank")])
+    disp_X, disp_names = None, ()
+    if spec.disp is not None:
+        disp_X, disp_names, _, d_msgs = _fixed_matrix(spec.disp, frame.variables, frame.n)
+        x_msgs += [f"dispformula: {m}" for m in d_msgs]
+        disp_X = _frozen(np.ascontiguousarray(disp_X))
     design_spec = _DesignSpec(
         formula=spec, family=fam.name, state=dict(ev.state),
         levels={name: (var.levels, var.ordered) for name, var in frame.variables.items()
@@ -1235,7 +1264,7 @@ def build_design(formula: str | FormulaSpec, data: pd.DataFrame,
         n_dropped=frame.n_dropped,
         messages=tuple(frame.messages + list(coded.messages) + x_msgs),
         spec=design_spec, family=fam.name, row_index=_frozen(frame.rows), smooths=smooths,
-        smooth_data=smooth_data,
+        smooth_data=smooth_data, disp_X=disp_X, disp_names=tuple(disp_names),
     )
 
 

@@ -668,6 +668,9 @@ class FormulaSpec:
     offsets : tuple of Node
         Arguments of the ``offset()`` terms.
     smooths : tuple of SmoothTerm
+    disp : TermSpec or None
+        glmmTMB's ``dispformula`` (``parse_dispformula``): the fixed effects of the
+        log dispersion; None without one.
     """
 
     response: Node
@@ -677,6 +680,7 @@ class FormulaSpec:
     offsets: tuple[Node, ...] = ()
     smooths: tuple[SmoothTerm, ...] = ()
     text: str = field(default="", compare=False)
+    disp: TermSpec | None = None
 
     @property
     def response_name(self) -> str:

@@ -19,7 +19,9 @@ gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma", 
 gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   f <- gb_formula(formula)
   fam <- gb_tmb_family(family, link)
-  t <- system.time(m <- glmmTMB::glmmTMB(f, data = data, family = fam, REML = isTRUE(reml)))
+  disp <- if (is.null(options$dispformula)) ~1 else stats::as.formula(options$dispformula)
+  t <- system.time(m <- glmmTMB::glmmTMB(f, data = data, family = fam, REML = isTRUE(reml),
+                                         dispformula = disp))
   beta <- glmmTMB::fixef(m)$cond
   se <- sqrt(diag(as.matrix(stats::vcov(m)$cond)))[names(beta)]
   gaussian <- family == "gaussian"
@@ -38,6 +40,10 @@ gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
     varcorr = gb_varcorr(glmmTMB::VarCorr(m)$cond, if (gaussian) stats::sigma(m)),
     sigma = sigma, stats = gb_fit_stats(m),
     ngroups = vapply(m$modelInfo$reTrms$cond$flist, nlevels, integer(1)),
-    converged = ok && pd, messages = msgs
+    converged = ok && pd, messages = msgs,
+    aux = if (is.null(options$dispformula)) list() else list(
+      fixef_disp = as.list(glmmTMB::fixef(m)$disp),
+      se_disp = as.list(stats::setNames(sqrt(diag(as.matrix(stats::vcov(m)$disp))),
+                                        names(glmmTMB::fixef(m)$disp))))
   )
 }
