@@ -444,7 +444,47 @@ def scaled_checks(devfun: LMMDevfun | GLMMDevfun, x: np.ndarray, grad: np.ndarra
     D = _param_scale(devfun)
     k = devfun.ncov if isinstance(devfun, GLMMDevfun) else len(devfun.lower)
     return convergence_checks(x[:k] / D[:k], devfun.lower[:k] / D[:k], grad * D,
-                              hess * np.outer(D, D))
+                              hess * np.outer(D, D), at_limit=_at_limit(devfun, x))
+
+
+def _psi_range(devfun: LMMDevfun | GLMMDevfun) -> slice | None:
+    """Where the family's own parameters (a t's df, Tweedie's power) sit in ``x``."""
+    resp = getattr(devfun, "response", None)
+    npsi = getattr(resp, "npsi", 0)
+    if not npsi:
+        return None
+    start = devfun.ntheta + resp.ndisp
+    return slice(start, start + npsi)
+
+
+def _pin_limits(devfun: LMMDevfun | GLMMDevfun, x: np.ndarray, fx: float
+                ) -> tuple[np.ndarray, float]:
+    """A family parameter at a limit of the model (a t's df -> infinity) is moved to
+    its nearer bound, the limit as the search represents it: the likelihood is flat
+    there to ``O(1 / df)``, so searches stop anywhere along it, and the bound makes the
+    optimum one point. Kept only if the deviance does not rise by more than rounding
+    (it falls, or stays, towards the limit)."""
+    mask = _at_limit(devfun, x)
+    if mask is None:
+        return x, fx
+    lower, upper = devfun.lower[mask], devfun.upper[mask]
+    pinned = x.copy()
+    pinned[mask] = np.where(x[mask] > 0.5 * (lower + upper), upper, lower)
+    f_pinned = devfun(pinned)
+    if np.isfinite(f_pinned) and f_pinned <= fx + 1e-9 * max(1.0, abs(fx)):
+        return pinned, f_pinned
+    devfun(x)
+    return x, fx
+
+
+def _at_limit(devfun: LMMDevfun | GLMMDevfun, x: np.ndarray) -> np.ndarray | None:
+    """The parameters at a limit of the model (``FamilyDef.psi_boundary``), if any."""
+    where = _psi_range(devfun)
+    if where is None or devfun.response.psi_limit(x[where]) is None:
+        return None
+    mask = np.zeros(x.size, dtype=bool)
+    mask[where] = True
+    return mask
 
 
 def _polish(devfun, z: np.ndarray, fz: float, glmm: bool, analytic: bool, D: np.ndarray,
@@ -467,10 +507,11 @@ def _polish(devfun, z: np.ndarray, fz: float, glmm: bool, analytic: bool, D: np.
             grad, hess = derivatives_from_gradient(g, z)
         else:
             grad, hess = derivatives(f, z, fz)
+        fixed = _at_limit(devfun, D * z)
         z, fz, grad, step = newton_polish(f, z, fz, grad, hess, lower, upper,
-                                          g if analytic else None)
+                                          g if analytic else None, fixed)
         moved |= step
-        worst = convergence_checks(z[:k], lower[:k], grad, hess)["gradient"]
+        worst = convergence_checks(z[:k], lower[:k], grad, hess, fixed)["gradient"]
         fails = worst is not None and worst > GRAD_TOL
         if not (step and fails):
             break
@@ -560,6 +601,14 @@ def _search_verdict(devfun: LMMDevfun | GLMMDevfun, opt: OptSummary, x: np.ndarr
         boundary = _dispersion_messages(devfun, x)
         flags["dispersion_boundary"] = boundary[0] if boundary else ""
         messages += boundary
+    where = _psi_range(devfun)
+    if where is not None:
+        why = devfun.response.psi_limit(x[where])
+        flags["family_param_boundary"] = "" if why is None else why
+        if why is not None:
+            values = ", ".join(f"{k} = {v:.4g}" for k, v in
+                               devfun.response.psi_values(x[where]).items())
+            messages.append(f"family parameter on its limit ({values}): {why}")
     if flags["maxeval_reached"]:
         converged = False
         messages.append(f"optimizer reached the maximum of {opt.feval} evaluations")
@@ -594,6 +643,8 @@ def _dispersion_messages(devfun: GLMMDevfun, x: np.ndarray) -> list[str]:
     limit, where the likelihood is flat in it)."""
     i = devfun.ntheta
     resp = devfun.response
+    if resp.disp_X is not None:  # one dispersion per observation: no single boundary
+        return []
     value = float(np.exp(x[i]))
     mu_max = float(np.max(devfun.last.working.mu)) if devfun.last is not None else np.nan
     why = resp.family.dispersion_boundary(value, mu_max)
@@ -762,6 +813,8 @@ def finish_fit(design: Design, fam, devfun: LMMDevfun | GLMMDevfun,
     fx = devfun(x)
     if not np.isfinite(fx):
         raise NumericalError(nonfinite_deviance_message(design, fam, nagq))
+    x, fx = _pin_limits(devfun, x, fx)
+    opt.final, opt.fmin = x, fx
     grad = hess = None
     if ctl["calc_derivs"]:
         x, fx, grad, hess, moved = optimum_derivatives(devfun, x, fx)

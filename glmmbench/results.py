@@ -106,6 +106,12 @@ class GLMMResult:
     fixef_disp: pd.Series | None = None
     se_disp: pd.Series | None = None
 
+    @property
+    def family_params(self) -> dict[str, float]:
+        """glmmTMB's ``family_params()``: a t's df, Tweedie's power ({} for families
+        without parameters of their own)."""
+        return dict(getattr(self.family, "family_params", {}))
+
     @cached_property
     def ranef(self) -> dict[str, pd.DataFrame]:
         """The conditional modes per grouping factor with their conditional standard
@@ -148,7 +154,8 @@ class GLMMResult:
             return "separation"
         if not self.converged:
             return "not converged"
-        if checks.get("singular") or checks.get("dispersion_boundary"):
+        if (checks.get("singular") or checks.get("dispersion_boundary")
+                or checks.get("family_param_boundary")):
             return "boundary"
         return "ok"
 
@@ -456,6 +463,7 @@ class GLMMResult:
                            else {k: float(v) for k, v in self.fixef_disp.items()}),
             "se_disp": ({} if self.design.disp_X is None
                         else {k: float(v) for k, v in self.se_disp.items()}),
+            "family_params": self.family_params,
             "loglik": float(self.loglik),
             "loglik_saturated": self.loglik_saturated,
             "deviance": float(self.deviance),
@@ -580,7 +588,8 @@ def _dispersion_model(devfun: GLMMDevfun, x: np.ndarray, hess: np.ndarray | None
     """glmmTMB's ``fixef(m)$disp`` and their standard errors (``Var = 2 H^{-1}`` over the
     response's parameters): a dispformula's coefficients as they are, else the one
     ``(Intercept)`` ``log(d) / betad_power`` from the log dispersion."""
-    resp, i, k = devfun.response, devfun.ntheta, devfun.ncov
+    resp, i = devfun.response, devfun.ntheta
+    k = i + resp.ndisp
     params = x[i:k]
     se = np.full(k - i, np.nan)
     if hess is not None:

@@ -22,6 +22,9 @@ LINKS = {
     "truncated_nbinom2": {"log"},
     "truncated_nbinom1": {"log"},
     "genpois": {"log"},
+    "t": {"identity", "log", "inverse"},
+    "tweedie": {"log"},
+    "betabinomial": {"logit", "probit", "cloglog"},
     "ordinal": {"logit", "probit", "cloglog", "loglog", "cauchit"},
     "multinomial": {"logit"},
 }
@@ -317,4 +320,6 @@ def _record(raw: dict, engine: str, model: dict, ctx: dict) -> dict:
         # glmmTMB with a dispformula: fixef(m)$disp and its standard errors
         "fixef_disp": _as_dict(aux.get("fixef_disp")),
         "se_disp": _as_dict(aux.get("se_disp")),
+        # glmmTMB's family_params(): a t's df, Tweedie's power ({} for the others)
+        "family_params": _as_dict(aux.get("family_params")),
     }

@@ -37,7 +37,8 @@ ENGINE_FAMILIES: dict[str, frozenset[str]] = {
                        "multinomial"}),
     "glmmTMB": frozenset(
         {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma", "beta",
-         "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1", "genpois"}
+         "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1", "genpois", "t", "tweedie",
+         "betabinomial"}
     ),
     "ordinal": frozenset({"ordinal"}),
     "mgcv": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "multinomial"}),
@@ -60,6 +61,9 @@ DEFAULT_LINK: dict[str, str] = {
     "truncated_nbinom2": "log",
     "truncated_nbinom1": "log",
     "genpois": "log",
+    "t": "identity",
+    "tweedie": "log",
+    "betabinomial": "logit",
     "ordinal": "logit",
     "multinomial": "logit",
 }

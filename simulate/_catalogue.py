@@ -107,6 +107,9 @@ SCENARIOS: dict[str, Scenario] = {
     "beta_slopes": Scenario(
         "beta", n_groups=40, group_size=20, beta_phi=8.0, intercept=-0.5, beta_x=0.6,
         var_intercept=0.3, var_slope=0.1, cor_slope=0.3),
+    "betabinomial_intercept": Scenario(
+        "betabinomial", **_G, trials=12, beta_phi=5.0, intercept=-0.5, beta_x=0.5,
+        var_intercept=0.3),
     "truncated_poisson_intercept": Scenario(
         "truncated_poisson", **_G, intercept=0.8, beta_x=0.4, var_intercept=0.2),
     "truncated_nbinom2_intercept": Scenario(
@@ -120,6 +123,15 @@ SCENARIOS: dict[str, Scenario] = {
     "gaussian_dispformula": Scenario(
         "gaussian", **_G, sigma=1.0, disp_slope=0.8, intercept=1.0, beta_x=0.5,
         var_intercept=0.4),
+    "t_intercept": Scenario(
+        "t", n_groups=40, group_size=15, sigma=0.7, t_df=4.0, intercept=1.0, beta_x=0.5,
+        var_intercept=0.25),
+    "tweedie_intercept": Scenario(
+        "tweedie", n_groups=40, group_size=20, tw_phi=1.2, tw_power=1.6, intercept=0.5,
+        beta_x=0.4, var_intercept=0.15),
+    "tweedie_slopes": Scenario(
+        "tweedie", n_groups=40, group_size=20, tw_phi=1.2, tw_power=1.6, intercept=0.5,
+        beta_x=0.4, var_intercept=0.15, var_slope=0.05, cor_slope=0.2),
     "genpois_intercept": Scenario(
         "genpois", **_G, gp_phi=2.0, intercept=1.0, beta_x=0.4, var_intercept=0.2),
     # --- ordinal (clmm) ---

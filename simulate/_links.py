@@ -57,10 +57,13 @@ FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "nbinom1": ("log",),
     "Gamma": ("log",),
     "beta": ("logit",),
+    "betabinomial": ("logit",),
     "truncated_poisson": ("log",),
     "truncated_nbinom2": ("log",),
     "truncated_nbinom1": ("log",),
     "genpois": ("log",),
+    "t": ("identity",),
+    "tweedie": ("log",),
     "ordinal": ("logit", "probit", "cloglog"),
     "multinomial": ("logit",),
 }

@@ -65,6 +65,15 @@ def _beta(rng, s: Scenario, eta, k=1.0):
     return {"y": np.clip(y, tiny, 1.0 - tiny)}
 
 
+def _betabinomial(rng, s: Scenario, eta, k=1.0):
+    # successes of `trials` with a Beta(mu phi, (1 - mu) phi) probability per observation
+    mu = LINKS[s.resolved_link].linkinv(eta)
+    phi = s.beta_phi * k
+    p = rng.beta(mu * phi, (1.0 - mu) * phi)
+    y = rng.binomial(s.trials, p)
+    return {"y": y, "n": np.full(eta.size, s.trials, dtype=np.int64)}
+
+
 def _zero_truncated(rng, dist):
     """A draw of ``dist`` (a frozen scipy distribution) given y >= 1: the quantile of a
     uniform on ``(P(0), 1)``, as glmmTMB's simulate draws the truncated families."""
@@ -104,6 +113,22 @@ def _genpois(rng, s: Scenario, eta, k=1.0):
     return {"y": (u[:, None] > cdf).sum(axis=1).astype(float)}
 
 
+def _t(rng, s: Scenario, eta, k=1.0):
+    return {"y": eta + s.sigma * rng.standard_t(s.t_df, size=eta.size)}
+
+
+def _tweedie(rng, s: Scenario, eta, k=1.0):
+    # a Poisson number of gamma jumps: rate mu^(2 - p) / (phi (2 - p)), each of mean
+    # phi (2 - p) mu^(p - 1) (shape (2 - p) / (p - 1)): mean mu, variance phi mu^p
+    mu, phi, p = np.exp(eta), s.tw_phi, s.tw_power
+    n = rng.poisson(mu ** (2 - p) / (phi * (2 - p)))
+    shape, scale = (2 - p) / (p - 1), phi * (p - 1) * mu ** (p - 1)
+    y = np.zeros(eta.size)
+    pos = n > 0
+    y[pos] = rng.gamma(n[pos] * shape, scale[pos])
+    return {"y": y}
+
+
 def _ordinal(rng, s: Scenario, eta, k=1.0):
     # latent Y* = eta + e with e ~ F, Y = k when theta_{k-1} < Y* <= theta_k,
     # so P(Y <= k) = F(theta_k - eta) (clmm's convention)
@@ -134,10 +159,13 @@ RESPONSES = {
     "nbinom1": _nbinom1,
     "Gamma": _gamma,
     "beta": _beta,
+    "betabinomial": _betabinomial,
     "truncated_poisson": _truncated_poisson,
     "truncated_nbinom2": _truncated_nbinom2,
     "truncated_nbinom1": _truncated_nbinom1,
     "genpois": _genpois,
+    "t": _t,
+    "tweedie": _tweedie,
     "ordinal": _ordinal,
     "multinomial": _multinomial,
 }

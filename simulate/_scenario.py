@@ -94,10 +94,16 @@ class Scenario:
         Gamma shape ``k``: ``Var = mu^2 / k``; the coefficient of variation
         ``1 / sqrt(k)`` is glmmTMB's ``sigma()`` of a Gamma fit.
     beta_phi
-        Beta precision, glmmTMB's ``beta_family`` phi: ``Var = mu (1 - mu) / (1 + phi)``.
+        Beta precision, glmmTMB's ``beta_family`` phi: ``Var = mu (1 - mu) / (1 + phi)``;
+        also the beta-binomial's (``betabinomial``, with ``trials`` > 1).
     gp_phi
         Generalized Poisson dispersion, glmmTMB's ``genpois`` phi: ``Var = phi mu``
         (above 1: overdispersion).
+    t_df
+        Student t degrees of freedom (glmmTMB's ``t_family``; its scale is ``sigma``).
+    tw_phi, tw_power
+        Tweedie dispersion and power (glmmTMB's ``tweedie``): ``Var = phi mu^power``,
+        ``1 < power < 2``, a compound Poisson-gamma with exact zeros.
     disp_slope
         A dispersion model (glmmTMB's ``dispformula = ~ x``): glmmTMB's ``betad = b0 +
         disp_slope * x`` per observation, ``b0`` the family's dispersion above on
@@ -134,6 +140,9 @@ class Scenario:
     gamma_shape: float = 2.0
     beta_phi: float = 8.0
     gp_phi: float = 2.0
+    t_df: float = 4.0
+    tw_phi: float = 1.0
+    tw_power: float = 1.5
     disp_slope: float | None = None
     n_categories: int = 3
     thresholds: tuple[float, ...] | None = None
@@ -291,6 +300,12 @@ def _check_response(s: Scenario) -> None:
         _fail("gamma_shape", "must be a finite shape > 0", s.gamma_shape)
     if not _is_real(s.beta_phi) or s.beta_phi <= 0:
         _fail("beta_phi", "must be a finite precision > 0", s.beta_phi)
+    if not _is_real(s.t_df) or s.t_df <= 0:
+        _fail("t_df", "must be finite degrees of freedom > 0", s.t_df)
+    if not _is_real(s.tw_phi) or s.tw_phi <= 0:
+        _fail("tw_phi", "must be a finite dispersion > 0", s.tw_phi)
+    if not _is_real(s.tw_power) or not 1 < s.tw_power < 2:
+        _fail("tw_power", "must lie strictly between 1 and 2", s.tw_power)
     if not _is_real(s.gp_phi) or s.gp_phi < 1:
         _fail("gp_phi", "must be a finite dispersion >= 1 (the simulator draws "
               "overdispersed generalized Poisson counts)", s.gp_phi)
@@ -313,6 +328,7 @@ DISP_FAMILIES = {
     "nbinom1": lambda s: math.log(s.nb_phi),
     "Gamma": lambda s: math.log(s.gamma_shape),
     "beta": lambda s: math.log(s.beta_phi),
+    "betabinomial": lambda s: math.log(s.beta_phi),
 }
 
 

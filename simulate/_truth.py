@@ -126,7 +126,7 @@ def _row(grp, var1, var2, vcov, sdcor) -> dict:
 
 def formula(s: Scenario) -> str:
     """The true model in lme4 syntax."""
-    if s.family == "binomial" and s.trials > 1:
+    if s.family in ("binomial", "betabinomial") and s.trials > 1:
         lhs = "cbind(y, n - y)"
     else:
         lhs = "y"
@@ -165,10 +165,16 @@ def truth(s: Scenario, terms: list[Term]) -> dict:
         out["dispersion"] = float(s.nb_theta)
     elif s.family in ("nbinom1", "truncated_nbinom1"):
         out["dispersion"] = float(s.nb_phi)
-    elif s.family == "beta":
+    elif s.family in ("beta", "betabinomial"):
         out["dispersion"] = float(s.beta_phi)
     elif s.family == "genpois":
         out["dispersion"] = float(s.gp_phi)
+    elif s.family == "t":
+        out["dispersion"] = float(s.sigma)
+        out["family_params"] = {"Student-t df": float(s.t_df)}
+    elif s.family == "tweedie":
+        out["dispersion"] = float(s.tw_phi)
+        out["family_params"] = {"Tweedie power": float(s.tw_power)}
     elif s.family == "Gamma":
         out["dispersion"] = float(1.0 / np.sqrt(s.gamma_shape))
     if s.family == "gaussian":

@@ -80,7 +80,7 @@ BAD_INPUTS = {
     "extra_closing_parenthesis": (dict(formula="y ~ x + (1 | g))"), FormulaError, ")"),
     "missing_tilde": (dict(formula="y + x + (1 | g)"), FormulaError, "~"),
     "no_random_term": (dict(formula="y ~ x"), FormulaError, "random"),
-    "unknown_family": (dict(family="tweedie"), FamilyError, "'tweedie'"),
+    "unknown_family": (dict(family="bell"), FamilyError, "'bell'"),
     "unknown_link": (dict(family="binomial", link="foo", formula="b ~ x + (1 | g)"),
                      FamilyError, "'foo'"),
     "link_not_allowed_for_family": (dict(family="binomial", link="sqrt",

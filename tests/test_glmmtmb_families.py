@@ -20,9 +20,10 @@ from glmmbench import fit
 from glmmbench.errors import DataError
 from glmmbench.testing import assert_matches
 
-SCENARIOS = ("beta_intercept", "beta_slopes", "truncated_poisson_intercept",
+SCENARIOS = ("beta_intercept", "beta_slopes", "betabinomial_intercept",
+             "truncated_poisson_intercept",
              "truncated_nbinom2_intercept", "truncated_nbinom1_intercept",
-             "genpois_intercept")
+             "genpois_intercept", "t_intercept", "tweedie_intercept", "tweedie_slopes")
 
 
 def _sim(name: str, seed: int = 26) -> simulate.SimulatedData:
@@ -48,6 +49,11 @@ def test_matches_glmmtmb(pair):
     if sd.family != "truncated_poisson":  # every other one has a dispersion: sigma()
         assert "sigma" in quantities
         assert native.sigma == pytest.approx(ref["sigma"], rel=5e-3)
+    # glmmTMB's family_params(): a t's df, Tweedie's power
+    assert set(native.family_params) == set(ref["family_params"]) == set(
+        sd.truth.get("family_params", {}))
+    if native.family_params:
+        assert "family_param" in quantities
 
 
 @pytest.mark.r
@@ -86,6 +92,34 @@ def test_truncated_rejects_zeros(family):
         fit("y ~ x + (1 | g)", d, family=family)
 
 
+def test_betabinomial_cbpp_matches_glmmtmb_with_the_herd_variance_at_zero(reference_r):
+    """Issue 26's example: lme4's cbpp as a beta-binomial. glmmTMB puts the herd
+    variance near 0 (sd 1.4e-4 here); natively it is at 0, reported as a singular fit
+    (a boundary status), with the same log-likelihood, coefficients, SEs and phi."""
+    from glmmbench import datasets
+
+    cbpp = datasets.load("cbpp")
+    f = "cbind(incidence, size - incidence) ~ period + (1 | herd)"
+    native = fit(f, cbpp, family="betabinomial")
+    ref = reference_r("glmmTMB", f, cbpp, family="betabinomial")
+    assert_matches(native, ref)
+    assert ref["varcorr"][0]["sdcor"] < 1e-3
+    assert native.varcorr["sdcor"].iloc[0] < 1e-6 and native.status == "boundary"
+    assert native.converged and ref["converged"]
+
+
+def test_betabinomial_integer_weights_are_replicated_rows():
+    """glmmTMB's weights multiply each row's log-likelihood: integer weights are the
+    rows repeated, also for the beta-binomial, whose trials are not weights."""
+    sd = _sim("betabinomial_intercept")
+    d = sd.data.assign(w=np.random.default_rng(3).integers(1, 4, len(sd.data)).astype(float))
+    weighted = fit(sd.formula, d, family=sd.family, weights="w")
+    repeated = fit(sd.formula, d.loc[d.index.repeat(d["w"].astype(int))], family=sd.family)
+    assert weighted.loglik == pytest.approx(repeated.loglik, rel=1e-8)
+    np.testing.assert_allclose(weighted.fixef, repeated.fixef, rtol=1e-5, atol=1e-6)
+    assert weighted.sigma == pytest.approx(repeated.sigma, rel=1e-5)
+
+
 def test_refit_refuses_a_zero_for_a_truncated_family():
     sd = _sim("truncated_poisson_intercept")
     res = fit(sd.formula, sd.data, family=sd.family)
@@ -103,6 +137,14 @@ def test_simulate_stays_in_the_support(name):
     y = sd.data["y"].to_numpy()
     if sd.family == "beta":
         assert np.all((draws > 0) & (draws < 1))
+    elif sd.family == "betabinomial":  # proportions of the trials
+        k = draws * sd.data["n"].to_numpy()[:, None]
+        assert np.all((draws >= 0) & (draws <= 1)) and np.allclose(k, np.round(k))
+        y = y / sd.data["n"].to_numpy()
+    elif sd.family == "t":
+        assert np.all(np.isfinite(draws))
+    elif sd.family == "tweedie":
+        assert np.all(draws >= 0) and np.any(draws == 0) and np.any(draws > 0)
     else:
         assert np.all(draws == np.round(draws))
         assert np.all(draws >= (1 if sd.family.startswith("truncated") else 0))
@@ -118,6 +160,12 @@ def test_family_log_densities_sum_to_one():
 
     from glmmbench.families import get_family
 
+    bb = get_family("betabinomial", dispersion=2.5)
+    for N in (1.0, 7.0, 30.0):
+        k = np.arange(N + 1)
+        p = np.exp(bb.loglik_obs(k / N, np.full(k.size, 0.3), N, n=N))
+        assert p.sum() == pytest.approx(1.0, abs=1e-12)
+        assert (k * p).sum() == pytest.approx(0.3 * N, rel=1e-10)
     for name, d in [("truncated_poisson", None), ("truncated_nbinom2", 1.7),
                     ("truncated_nbinom1", 0.8), ("genpois", 2.5), ("genpois", 1.0)]:
         fam = get_family(name, dispersion=d)
@@ -129,6 +177,22 @@ def test_family_log_densities_sum_to_one():
             if name == "genpois":
                 assert mean == pytest.approx(mu, rel=1e-8)
                 assert ((y - mean) ** 2 * p).sum() == pytest.approx(d * mu, rel=1e-6)
+    t = get_family("t", "identity", dispersion=0.7, psi=[np.log(3.5)])
+    total = integrate.quad(lambda v: np.exp(t.loglik_obs(np.array([v]), np.array([1.0]),
+                                                          1.0)[0]), -np.inf, np.inf)[0]
+    assert total == pytest.approx(1.0, abs=1e-8)
+    for power, phi, mu in [(1.3, 0.8, 2.0), (1.6, 1.5, 0.7), (1.9, 0.5, 4.0)]:
+        tw = get_family("tweedie", dispersion=phi, psi=[np.log((power - 1) / (2 - power))])
+
+        def density(v, tw=tw, mu=mu):
+            return np.exp(tw.loglik_obs(np.array([v]), np.array([mu]), 1.0)[0])
+
+        zero = density(0.0)
+        assert zero == pytest.approx(np.exp(-mu ** (2 - power) / (phi * (2 - power))))
+        pos = integrate.quad(density, 0, np.inf, limit=200)[0]
+        assert zero + pos == pytest.approx(1.0, abs=1e-7), (power, phi, mu)
+        mean = integrate.quad(lambda v, d=density: v * d(v), 0, np.inf, limit=200)[0]
+        assert mean == pytest.approx(mu, rel=1e-6)
     fam = get_family("beta", dispersion=6.0)
     for mu in (0.2, 0.5, 0.9):
         def density(t, mu=mu):
@@ -149,8 +213,12 @@ def test_score_and_information_are_the_log_density_derivatives():
                        ("truncated_poisson", None, rng.integers(1, 9, 20).astype(float)),
                        ("truncated_nbinom2", 1.3, rng.integers(1, 9, 20).astype(float)),
                        ("truncated_nbinom1", 0.7, rng.integers(1, 9, 20).astype(float)),
-                       ("genpois", 1.8, rng.integers(0, 9, 20).astype(float))]:
-        fam = get_family(name, dispersion=d)
+                       ("genpois", 1.8, rng.integers(0, 9, 20).astype(float)),
+                       ("t", 0.8, rng.standard_normal(20) * 3),
+                       ("tweedie", 1.3, np.where(rng.uniform(size=20) < 0.3, 0.0,
+                                                 rng.gamma(2.0, 1.5, 20)))]:
+        psi = {"t": [np.log(4.0)], "tweedie": [0.3]}.get(name, ())
+        fam = get_family(name, dispersion=d, psi=psi)
         mu = rng.uniform(0.2, 0.8, 20) if name == "beta" else rng.uniform(0.5, 6.0, 20)
 
         def ll(m, fam=fam, y=y):
@@ -166,8 +234,8 @@ def test_score_and_information_are_the_log_density_derivatives():
 def test_dataframe_api_names_the_new_families():
     from glmmbench.families import NATIVE_FAMILIES
 
-    for name in ("beta", "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1",
-                 "genpois"):
+    for name in ("beta", "betabinomial", "truncated_poisson", "truncated_nbinom2",
+                 "truncated_nbinom1", "genpois", "t", "tweedie"):
         assert name in NATIVE_FAMILIES
     with pytest.raises(Exception, match="valid links"):
         fit("y ~ x + (1 | g)", pd.DataFrame({"y": [0.2, 0.4], "x": [1, 2], "g": ["a", "b"]}),
@@ -182,3 +250,21 @@ def test_every_registered_family_is_tested():
 
     covered = set(R_FAMILIES) | {simulate.SCENARIOS[n].family for n in SCENARIOS}
     assert set(FAMILIES) <= covered
+
+
+def test_t_df_at_infinity_is_the_gaussian_fit_and_says_so():
+    """Residuals without heavy tails (24 rows): the df runs off to its limit; the fit says so (a
+    boundary status, the message, the diagnostics row), converges on the other
+    parameters and reaches the Gaussian ML log-likelihood."""
+    from .test_engine_properties import simulate as draw
+
+    d = draw(np.random.default_rng(0), "t", "identity", 6, 4)  # t(5) errors of sd 0.3
+    t = fit("y ~ x + (1 | g)", d, family="t")
+    ml = fit("y ~ x + (1 | g)", d, reml=False)
+    assert t.family_params["Student-t df"] > 1e6  # pinned at its bound, 1e8
+    assert t.converged and t.status == "boundary"
+    assert any("df -> infinity" in m for m in t.messages)
+    assert "df -> infinity" in t.diagnostics().loc["dispersion", "message"]
+    assert t.loglik == pytest.approx(ml.loglik, abs=1e-4)
+    np.testing.assert_allclose(t.fixef, ml.fixef, atol=1e-3)
+    assert t.sigma == pytest.approx(ml.sigma, rel=1e-3)

@@ -30,6 +30,7 @@ SCHEMA = {
     "engine", "engine_version", "r_version", "model", "nobs", "ngroups", "fixef", "se",
     "thresholds", "varcorr", "theta", "sigma", "loglik", "deviance", "aic", "bic", "df",
     "converged", "messages", "time_s", "smooths", "fixef_disp", "se_disp",
+    "family_params",
 }  # fmt: skip
 
 CBPP = "cbind(incidence, size - incidence) ~ period + (1 | herd)"

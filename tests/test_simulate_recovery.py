@@ -86,6 +86,10 @@ PLANS = {
     "truncated_nbinom2_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "truncated_nbinom1_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "genpois_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "betabinomial_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "t_intercept": Plan("glmmTMB", dict(n_groups=200)),
+    "tweedie_intercept": Plan("glmmTMB", dict(n_groups=150)),
+    "tweedie_slopes": Plan("glmmTMB", dict(n_groups=150)),
     "negbin_dispformula": Plan("glmmTMB", dict(n_groups=300)),
     "gaussian_dispformula": Plan("glmmTMB", dict(n_groups=300)),
 }
@@ -126,6 +130,13 @@ def working_variance(sim) -> np.ndarray:
         a, b = mu * s.beta_phi, (1 - mu) * s.beta_phi
         info = (mu * (1 - mu) * s.beta_phi) ** 2 * (special.polygamma(1, a)
                                                      + special.polygamma(1, b))
+    elif s.family == "betabinomial":  # the binomial's, over the overdispersion factor
+        p = special.expit(eta)
+        info = (s.trials * p * (1 - p)) / (1 + (s.trials - 1) / (s.beta_phi + 1))
+    elif s.family == "t":  # Fisher information of a t location: (df + 1) / ((df + 3) s^2)
+        info = np.full(eta.shape, (s.t_df + 1) / ((s.t_df + 3) * s.sigma**2))
+    elif s.family == "tweedie":  # log link: mu^2 / Var = mu^(2 - p) / phi
+        info = np.exp(eta) ** (2 - s.tw_power) / s.tw_phi
     elif s.family.startswith("truncated_") or s.family == "genpois":
         # mu^2 / Var of the untruncated parent, ignoring the truncation: rough, as above
         mu = np.exp(eta)
@@ -216,7 +227,24 @@ DISPERSION = {
     "truncated_nbinom1": ("phi", lambda y, mu, phi: _zero_truncated(
         stats.nbinom(mu / phi, 1 / (1 + phi)), y)),
     "genpois": ("phi", lambda y, mu, phi: _genpois_logpmf(y, mu, phi)),
+    "betabinomial": ("phi (precision)", lambda y, mu, phi: stats.betabinom.logpmf(
+        y, 12, mu * phi, (1 - mu) * phi)),
+    "t": ("sigma (scale)", lambda y, mu, sd: stats.t.logpdf(y, 4.0, loc=mu, scale=sd)),
+    "tweedie": ("phi", lambda y, mu, phi: _tweedie_logpdf(y, mu, phi, 1.6)),
 }
+
+
+def _tweedie_logpdf(y: np.ndarray, mu: np.ndarray, phi: float, p: float) -> np.ndarray:
+    """The compound Poisson-gamma density summed over the number of jumps n (not
+    Dunn & Smyth's series the engine uses): P(0) = exp(-lam), and for y > 0
+    sum_n Pois(n; lam) Gamma(y; n a, scale), lam = mu^(2-p) / (phi (2-p)),
+    a = (2-p) / (p-1), scale = phi (p-1) mu^(p-1)."""
+    lam = mu ** (2 - p) / (phi * (2 - p))
+    a, scale = (2 - p) / (p - 1), phi * (p - 1) * mu ** (p - 1)
+    n = np.arange(1, 400)[:, None]
+    pos = (stats.poisson.logpmf(n, lam) + stats.gamma.logpdf(np.maximum(y, 1e-300), n * a,
+                                                              scale=scale))
+    return np.where(y > 0, special.logsumexp(pos, axis=0), -lam)
 
 
 def _zero_truncated(dist, y: np.ndarray) -> np.ndarray:

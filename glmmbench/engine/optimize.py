@@ -178,7 +178,8 @@ def gradient(f: Callable[[np.ndarray], float], x: np.ndarray, delta: float = 1e-
 def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
                   grad: np.ndarray, hess: np.ndarray, lower: np.ndarray,
                   upper: np.ndarray | None = None,
-                  gradient_of: Callable[[np.ndarray], np.ndarray] | None = None
+                  gradient_of: Callable[[np.ndarray], np.ndarray] | None = None,
+                  fixed: np.ndarray | None = None
                   ) -> tuple[np.ndarray, float, np.ndarray, bool]:
     """One Newton step from a derivative-free optimum, kept if it lowers ``f``, or if
     ``f`` stays within rounding (``POLISH_ROUNDING`` relative) and the gradient shrinks.
@@ -186,12 +187,15 @@ def newton_polish(f: Callable[[np.ndarray], float], x: np.ndarray, fx: float,
     BOBYQA stops on a small change in ``f``; along poorly scaled directions the
     gradient can still exceed lme4's convergence tolerance, and near the optimum
     ``f`` is flat to rounding, so the gradient decides (MixedModels.jl's sharp
-    optimum). Parameters on their lower bound with a positive gradient stay there.
+    optimum). Parameters on their lower bound with a positive gradient stay there, and
+    so do the ``fixed`` ones (a family parameter at a limit of the model).
     Returns ``(x, f(x), gradient at x, moved)``; the Hessian is reused. The gradient
     at the new point is ``gradient_of`` (analytic) if given, else central differences.
     """
     upper = np.full(x.size, np.inf) if upper is None else upper
     free = ~(((x <= lower) & (grad > 0)) | ((x >= upper) & (grad < 0)))
+    if fixed is not None:  # parameters at a limit of the model stay where they are
+        free &= ~fixed
     if not (np.any(free) and np.all(np.isfinite(grad)) and np.all(np.isfinite(hess))):
         return x, fx, grad, False
     try:
@@ -267,7 +271,8 @@ def hessian_columns(grad: Callable[[np.ndarray], np.ndarray], x: np.ndarray, k: 
 
 
 def convergence_checks(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndarray,
-                       hess: np.ndarray) -> dict[str, Any]:
+                       hess: np.ndarray, at_limit: np.ndarray | None = None
+                       ) -> dict[str, Any]:
     """lme4's convergence checks as data (``check_convergence`` words them).
 
     - ``singular``: indices of theta's bounded elements at their bound (``< SINGULAR_TOL``);
@@ -276,6 +281,10 @@ def convergence_checks(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndar
       ``H = R'R`` (None when H has no Cholesky factor), ``gradient_component`` its index;
     - ``negative_eigenvalues`` of that Hessian, and its ``eigenvalue_ratio``;
     - ``nchecked``: how many parameters those derivatives are over.
+
+    ``at_limit`` (boolean, one per parameter) marks parameters whose estimate is a
+    limit of the model (a t's df -> infinity): the likelihood is flat along them, so
+    their derivatives are not checked either, as a variance at its boundary.
     """
     diag = np.isfinite(theta_lower)
     boundary = diag & (np.abs(theta) < SINGULAR_TOL)
@@ -284,6 +293,8 @@ def convergence_checks(theta: np.ndarray, theta_lower: np.ndarray, grad: np.ndar
                            "negative_eigenvalues": 0, "eigenvalue_ratio": None}
     # derivatives with respect to parameters on the boundary are not checked
     keep = ~np.concatenate([boundary, np.zeros(grad.size - theta.size, dtype=bool)])
+    if at_limit is not None:
+        keep &= ~np.asarray(at_limit, dtype=bool)
     g, H = grad[keep], hess[np.ix_(keep, keep)]
     out["nchecked"] = int(g.size)
     if g.size == 0:

@@ -626,10 +626,11 @@ class Family(ResponseFamily):
     canonical: str
     dispersion: float | None = None
     score: Callable[[ArrayLike, ArrayLike], Array] | None = field(default=None, repr=False)
+    psi: tuple[float, ...] = ()  # the family's own parameters (FamilyDef.psi_names)
 
-    def _key(self) -> tuple[str, str, float | tuple[float, ...] | None]:
+    def _key(self) -> tuple:
         d = self.dispersion
-        return (self.name, self.link.name, tuple(np.ravel(d)) if np.ndim(d) else d)
+        return (self.name, self.link.name, tuple(np.ravel(d)) if np.ndim(d) else d, self.psi)
 
     def __reduce__(self):
         # pickled by its key, rebuilt from the registry (its members are closures)
@@ -658,8 +659,13 @@ class Family(ResponseFamily):
         """True for a canonical pair, where ``mu_eta(eta) == V(mu)``."""
         return (self.name, self.link.name) in _CANONICAL_PAIRS
 
+    def _trials(self, n) -> dict:
+        """``{"n": n}`` for a family whose functions take the trials (``FamilyDef.trials``:
+        the beta-binomial), else {}."""
+        return {"n": n} if n is not None and FAMILIES[self.name].trials else {}
+
     def working_weights(self, eta: ArrayLike, mu: ArrayLike, wt: ArrayLike,
-                        mu_eta: ArrayLike | None = None) -> Array:
+                        mu_eta: ArrayLike | None = None, n: ArrayLike | None = None) -> Array:
         """PIRLS weights ``wt * mu_eta(eta)^2 / V(mu)`` (lme4's ``sqrtWrkWt`` squared).
 
         A canonical pair has ``mu_eta == V``, so the fused ``wt * mu_eta(eta)`` is used.
@@ -668,9 +674,10 @@ class Family(ResponseFamily):
         d = self.link.mu_eta(eta) if mu_eta is None else _f(mu_eta)
         if self.canonical_fast:
             return _f(wt) * d
-        return _f(wt) * d * d / self.variance(mu)
+        return _f(wt) * d * d / self.variance(mu, **self._trials(n))
 
-    def working_residuals(self, y: ArrayLike, mu: ArrayLike, mu_eta: ArrayLike) -> Array:
+    def working_residuals(self, y: ArrayLike, mu: ArrayLike, mu_eta: ArrayLike,
+                          n: ArrayLike | None = None) -> Array:
         """PIRLS working residuals ``r``, with ``working_weights * r`` the exact gradient.
 
         ``r = (y - mu) / mu_eta`` for the exponential families;
@@ -679,11 +686,13 @@ class Family(ResponseFamily):
         exact density, not of the quasi-likelihood with the same variance.
         """
         mu = _f(mu)
-        num = _f(y) - mu if self.score is None else self.variance(mu) * self.score(y, mu)
+        kw = self._trials(n)
+        num = (_f(y) - mu if self.score is None
+               else self.variance(mu, **kw) * self.score(y, mu, **kw))
         return num / _f(mu_eta)
 
     def observed_weights(self, y: ArrayLike, eta: ArrayLike, mu: ArrayLike, wt: ArrayLike,
-                         mu_eta: ArrayLike | None = None) -> Array:
+                         mu_eta: ArrayLike | None = None, n: ArrayLike | None = None) -> Array:
         """``-d^2 (wt log f(y | mu(eta))) / d eta^2`` on the scale of ``dev_resids``.
 
         ``wt (info(y, mu) mu_eta^2 - score(y, mu) dmu_eta(eta))``: the weights of the
@@ -693,8 +702,10 @@ class Family(ResponseFamily):
         """
         y, mu = _f(y), _f(mu)
         d = self.link.mu_eta(eta) if mu_eta is None else _f(mu_eta)
-        score = (y - mu) / self.variance(mu) if self.score is None else self.score(y, mu)
-        return _f(wt) * (self.info(y, mu) * d * d - score * self.link.dmu_eta(eta))
+        kw = self._trials(n)
+        score = ((y - mu) / self.variance(mu) if self.score is None
+                 else self.score(y, mu, **kw))
+        return _f(wt) * (self.info(y, mu, **kw) * d * d - score * self.link.dmu_eta(eta))
 
     def with_dispersion(self, value: float) -> Family:
         """The family with its dispersion parameter (see ``dispersion``) set to ``value``.
@@ -705,15 +716,38 @@ class Family(ResponseFamily):
         fdef = FAMILIES[self.name]
         if fdef.dispersion_name is None:
             raise FamilyError(f"the {self.name} family has no dispersion parameter")
-        return fdef.make(self.link, _check_dispersion(self.name, fdef.dispersion_name,
-                                                      value))
+        return _make(fdef, self.link, _check_dispersion(self.name, fdef.dispersion_name,
+                                                        value), self.psi)
+
+    def with_parameters(self, dispersion: float | Array | None, psi: Array | None = None
+                        ) -> Family:
+        """The family at a dispersion (None: none) and its own parameters ``psi`` on
+        their internal scale (``FamilyDef.psi_names``; None: keep them)."""
+        fdef = FAMILIES[self.name]
+        d = None if dispersion is None else _check_dispersion(self.name, fdef.dispersion_name,
+                                                              dispersion)
+        return _make(fdef, self.link, d, self.psi if psi is None else psi)
+
+    @property
+    def family_params(self) -> dict[str, float]:
+        """glmmTMB's ``family_params()``: the family's own parameters by glmmTMB's names
+        (a t's df, Tweedie's power), on their natural scale; {} for the others."""
+        fdef = FAMILIES[self.name]
+        if not fdef.psi_names or not self.psi:
+            return {}
+        values = fdef.psi_value(np.asarray(self.psi, dtype=float))
+        return {k: float(v) for k, v in zip(fdef.psi_names, values, strict=True)}
 
     def draw(self, rng: np.random.Generator, mu: ArrayLike, weights: ArrayLike,
              dispersion: float) -> Array:
         """Responses drawn from the family at means ``mu`` with prior ``weights`` and
         its dispersion (glmmTMB's ``sigma()``; 1 where it has none), on the scale of
-        ``y`` (a binomial proportion of the rounded weights)."""
-        return FAMILIES[self.name].draw(rng, _f(mu), _f(weights), dispersion)
+        ``y`` (a binomial proportion of the rounded weights); a family with its own
+        parameters draws at its ``psi``."""
+        fdef = FAMILIES[self.name]
+        if fdef.psi_names:
+            return fdef.draw(rng, _f(mu), _f(weights), dispersion, self.psi)
+        return fdef.draw(rng, _f(mu), _f(weights), dispersion)
 
     def outside_mean_range(self, mu: ArrayLike) -> tuple[Array, str]:
         """Which means ``mu`` lie outside the family's range, and what it needs."""
@@ -1090,7 +1124,16 @@ class FamilyDef:
     betad_power : the dispersion ``d`` is ``exp(betad_power * betad)`` with glmmTMB's
         ``betad`` (its ``fixef(m)$disp`` scale: the log variance for gaussian, the log
         shape for Gamma, log d for the others);
-    dispersion_text : what the dispersion is, for the summary.
+    dispersion_text : what the dispersion is, for the summary;
+    psi_names, psi_start, psi_value, psi_bounds, psi_boundary : the family's own
+        parameters beyond the dispersion (glmmTMB's ``psi``: a t's df, Tweedie's
+        power), named as glmmTMB's ``family_params()``: their start ``(y, mu, w) ->
+        psi`` and bounds on the internal scale the search uses, the map to their
+        natural values, and why an estimate sits on a limit of the model
+        (``psi -> reason | None``). ``make`` then takes ``(link, dispersion, psi)``;
+    trials : the family's functions (``variance``, ``score``, ``info``, ``dev_resids``)
+        take each observation's trials ``n`` (the beta-binomial: its density is not
+        the binomial's scaled by the weights).
     """
 
     name: str
@@ -1120,6 +1163,12 @@ class FamilyDef:
                                                                             repr=False)
     betad_power: float = 1.0
     dispersion_text: str = ""
+    psi_names: tuple[str, ...] = ()
+    psi_start: Callable[[Array, Array, Array], Array] | None = field(default=None, repr=False)
+    psi_value: Callable[[Array], Array] | None = field(default=None, repr=False)
+    psi_bounds: tuple[tuple[float, float], ...] = ()
+    psi_boundary: Callable[[Array], str | None] | None = field(default=None, repr=False)
+    trials: bool = False
 
 
 # ------------------------------------------------------------- the families' data
@@ -1353,12 +1402,23 @@ FAMILY_ALIASES: Mapping[str, str] = MappingProxyType(
     {"nbinom2": "negative_binomial", "gamma": "Gamma"})
 
 
-def _family_from_key(name: str, link: str, dispersion: float | None) -> Family:
-    return get_family(name, link, dispersion=dispersion)
+def _family_from_key(name: str, link: str, dispersion, psi: tuple = ()) -> Family:
+    return get_family(name, link, dispersion=dispersion, psi=psi)
+
+
+def _make(fdef: FamilyDef, link: Link, dispersion, psi) -> Family:
+    """``fdef.make``, with the family's own parameters where it has them."""
+    if not fdef.psi_names:
+        return fdef.make(link, dispersion)
+    psi = tuple(float(v) for v in np.ravel(psi)) if psi is not None and len(psi) else ()
+    if psi and len(psi) != len(fdef.psi_names):
+        raise FamilyError(f"the {fdef.name} family has {len(fdef.psi_names)} parameter(s) "
+                          f"({', '.join(fdef.psi_names)}), not {len(psi)}")
+    return fdef.make(link, dispersion, psi)
 
 
 def get_family(name: str, link: str | None = None, *, theta: float | None = None,
-               dispersion: float | None = None) -> Family:
+               dispersion: float | None = None, psi=()) -> Family:
     """The family R calls ``name`` (or an alias: ``"nbinom2"``, ``"gamma"``) with ``link``
     (default: its canonical/default link).
 
@@ -1391,4 +1451,4 @@ def get_family(name: str, link: str | None = None, *, theta: float | None = None
         dispersion = theta
     if dispersion is not None and fdef.dispersion_name is None:
         raise FamilyError(f"the {fdef.name} family has no dispersion parameter")
-    return fdef.make(link_obj, dispersion)
+    return _make(fdef, link_obj, dispersion, psi)

@@ -40,12 +40,15 @@ from scipy import special
 
 from glmmbench.errors import DataError
 from glmmbench.families.glm import (
+    Array,
     Family,
     FamilyDef,
     Link,
+    _check_binomial,
     _check_counts,
     _check_dispersion,
     _f,
+    _mean_finite,
     _mean_nonnegative,
     _mean_unit,
     _missing,
@@ -53,6 +56,7 @@ from glmmbench.families.glm import (
     _start_nb1,
     _start_nb2,
     _support_counts,
+    _support_unit,
     register,
 )
 
@@ -142,6 +146,91 @@ def _draw_beta(rng, mu, wt, phi):
 
 def _support_open_unit(y):
     return (y <= 0) | (y >= 1), "(0, 1)", "proportions strictly between 0 and 1"
+
+
+# ------------------------------------------------------------------- beta-binomial
+
+def _log_dbetabinom(k, N, mu, phi):
+    """glmmTMB's ``dbetabinom(k, mu phi, (1 - mu) phi, N, log = TRUE)``: ``log C(N, k) +
+    log B(k + a, N - k + b) - log B(a, b)``, ``a = mu phi``, ``b = (1 - mu) phi``."""
+    a = _f(mu) * phi
+    b = phi - a
+    k, N = _f(k), _f(N)
+    return (special.gammaln(N + 1.0) - special.gammaln(k + 1.0) - special.gammaln(N - k + 1.0)
+            + special.betaln(k + a, N - k + b) - special.betaln(a, b))
+
+
+def _betabinomial(link: Link, phi: float | None) -> Family:
+    """glmmTMB's ``betabinomial()``: k successes of N trials with a Beta(mu phi,
+    (1 - mu) phi) probability; ``var(k / N) = mu (1 - mu) (1 + (N - 1) / (phi + 1)) / N``.
+    Its functions are per unit of the prior weight ``wt = N`` (a ``cbind()`` response or
+    a proportion with ``weights = N``), as the binomial's, and take the trials ``n``."""
+    if phi is not None:
+        phi = _check_dispersion("betabinomial", "phi", phi)
+
+    def counts(y, n):
+        n = _f(n)
+        return np.round(_f(y) * n), n
+
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        wt = _f(wt)
+        N = wt if n is None else _f(n)
+        k, N = counts(y, N)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(N > 0, wt / N * _log_dbetabinom(k, N, mu, phi), 0.0)
+
+    def score(y, mu, n=1.0):
+        k, N = counts(y, n)
+        a = _f(mu) * phi
+        b = phi - a
+        return phi * (special.digamma(k + a) - special.digamma(N - k + b)
+                      - special.digamma(a) + special.digamma(b)) / N
+
+    def info(y, mu, n=1.0):
+        k, N = counts(y, n)
+        a = _f(mu) * phi
+        b = phi - a
+        return -phi * phi * (special.polygamma(1, k + a) + special.polygamma(1, N - k + b)
+                             - special.polygamma(1, a) - special.polygamma(1, b)) / N
+
+    def variance(mu, n=1.0):  # N var(k / N): the binomial's times the overdispersion
+        mu = _f(mu)
+        return mu * (1.0 - mu) * (1.0 + (_f(n) - 1.0) / (phi + 1.0))
+
+    def dev_resids(y, mu, wt, n=None):
+        # against the mean (k + 1/2) / (N + 1), inside (0, 1) for every k: a term free of
+        # mu, as for nbinom1 (module docstring)
+        wt = _f(wt)
+        N = wt if n is None else _f(n)
+        k, N = counts(y, N)
+        ref = (k + 0.5) / (N + 1.0)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(N > 0, 2.0 * wt / N * (_log_dbetabinom(k, N, ref, phi)
+                                                 - _log_dbetabinom(k, N, mu, phi)), 0.0)
+
+    if phi is None:
+        variance = dev_resids = loglik_obs = score = info = _missing("betabinomial", "phi",
+                                                                     "dispersion")
+    return Family("betabinomial", link, variance, dev_resids, loglik_obs, _unit_mean,
+                  _binomial_mustart, info, "logit", phi, score)
+
+
+def _binomial_mustart(y, wt):  # R's binomial initialize
+    return (_f(wt) * _f(y) + 0.5) / (_f(wt) + 1.0)
+
+
+def _start_betabinomial(y, m, w):
+    """phi from the overdispersion ``r = mean (y - mu)^2 N / (mu (1 - mu)) = 1 + (N - 1)
+    rho``, ``rho = 1 / (phi + 1)`` (w = N)."""
+    r = np.mean((y - m) ** 2 * w / (m * (1.0 - m)))
+    rho = (r - 1.0) / max(float(np.mean(w)) - 1.0, 1e-8)
+    return float(1.0 / rho - 1.0) if rho > 0 else 1e3
+
+
+def _draw_betabinomial(rng, mu, wt, phi):
+    trials = np.round(wt).astype(np.int64)
+    p = rng.beta(mu * phi, (1.0 - mu) * phi)
+    return rng.binomial(trials, p) / np.maximum(trials, 1)
 
 
 # ------------------------------------------------------------------ truncated counts
@@ -343,6 +432,222 @@ def _draw_genpois(rng, mu, wt, phi):
     return out
 
 
+# ------------------------------------------------------------------------- Student t
+
+T_DF_MAX = 1e4  # a t's df beyond this is the Gaussian limit (psi_boundary): its excess
+# kurtosis 6 / (df - 4) is below 1e-3, and the likelihood within O(n / df) of the limit
+
+
+def _t(link: Link, sigma: float | None, psi=()) -> Family:
+    """glmmTMB's ``t_family()``: ``log f = log dt((y - mu) / sigma, df) - log sigma``,
+    ``sigma = exp(betad)`` (its ``sigma()``), ``df = exp(psi)``."""
+    if sigma is not None:
+        sigma = _check_dispersion("t", "sigma", sigma)
+    df = float(np.exp(psi[0])) if len(psi) else None
+
+    def logf(y, mu):
+        e = _f(y) - _f(mu)
+        return (special.gammaln((df + 1.0) / 2.0) - special.gammaln(df / 2.0)
+                - 0.5 * np.log(df * np.pi) - np.log(sigma)
+                - (df + 1.0) / 2.0 * np.log1p(e * e / (df * sigma * sigma)))
+
+    def score(y, mu):
+        e = _f(y) - _f(mu)
+        return (df + 1.0) * e / (df * sigma * sigma + e * e)
+
+    def info(y, mu):  # negative beyond |e| = sqrt(df) sigma: the t is not log-concave
+        e = _f(y) - _f(mu)
+        s2 = df * sigma * sigma
+        return (df + 1.0) * (s2 - e * e) / (s2 + e * e) ** 2
+
+    def variance(mu):  # 1 / Fisher information: (df + 3) sigma^2 / (df + 1)
+        return np.full(np.shape(mu), 1.0) * (df + 3.0) * sigma * sigma / (df + 1.0)
+
+    def dev_resids(y, mu, wt):
+        e = _f(y) - _f(mu)
+        return _f(wt) * (df + 1.0) * np.log1p(e * e / (df * sigma * sigma))
+
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        return logf(y, mu) * _f(wt)
+
+    if sigma is None or df is None:
+        variance = dev_resids = loglik_obs = score = info = _missing("t", "sigma and df",
+                                                                     "dispersion")
+    return Family("t", link, variance, dev_resids, loglik_obs, _finite_mean, _t_mustart,
+                  info, "identity", sigma, score, tuple(psi))
+
+
+def _finite_mean(mu) -> bool:
+    return bool(np.all(np.isfinite(_f(mu))))
+
+
+def _t_mustart(y, wt):
+    return _f(y).copy()
+
+
+def _start_t_sigma(y, m, w):  # the sd of the residuals, shrunk for heavy tails
+    return float(np.sqrt(np.average((y - m) ** 2, weights=w)) * 0.8)
+
+
+def _start_t_df(y, m, w):
+    """``log df`` from the residuals' excess kurtosis, ``6 / (df - 4)`` for a t."""
+    r = y - m
+    v = np.average(r * r, weights=w)
+    kurt = np.average(r**4, weights=w) / v**2 - 3.0 if v > 0 else 0.0
+    df = 4.0 + 6.0 / kurt if kurt > 0.06 else 100.0
+    return np.array([np.log(np.clip(df, 2.5, 100.0))])
+
+
+def _boundary_t(psi) -> str | None:
+    if np.exp(psi[0]) > T_DF_MAX:
+        return ("df -> infinity: the residuals show no heavy tails given the random effects, "
+                "and the Gaussian model is the limit")
+    return None
+
+
+def _draw_t(rng, mu, wt, sigma, psi):
+    return mu + sigma * rng.standard_t(np.exp(psi[0]), size=np.shape(mu))
+
+
+def _support_finite(y):
+    return ~np.isfinite(y), "the real numbers", "real numbers"
+
+
+# --------------------------------------------------------------------------- Tweedie
+
+TWEEDIE_SERIES_DIGITS = 37.0  # series terms kept: within e^-37 (1e-16) of the largest
+
+
+def _log_tweedie_series(y: Array, phi: Array, p: float) -> Array:
+    """``log W(y, phi, p)`` of Dunn & Smyth (2005, Statistics and Computing 15:267) for
+    ``y > 0`` and ``1 < p < 2``: ``W = sum_j W_j`` with
+
+        log W_j = j (-alpha log y + alpha log(p - 1) - (1 - alpha) log phi - log(2 - p))
+                  - lgamma(j + 1) - lgamma(-alpha j),   alpha = (2 - p) / (1 - p),
+
+    summed (log-sum-exp) over the j around its largest term ``j_max = y^(2 - p) /
+    (phi (2 - p))`` whose terms are within ``TWEEDIE_SERIES_DIGITS`` of it: the
+    terms are log-concave in j, so the window grows from ``j_max`` until both ends
+    fall below that."""
+    y, phi = np.broadcast_arrays(_f(y), _f(phi))
+    alpha = (2.0 - p) / (1.0 - p)
+    c = (-alpha * np.log(y) + alpha * np.log(p - 1.0) - (1.0 - alpha) * np.log(phi)
+         - np.log(2.0 - p))
+
+    def log_term(j):
+        return j * c[..., None] - special.gammaln(j + 1.0) - special.gammaln(-alpha * j)
+
+    jmax = np.maximum(1.0, np.round(y ** (2.0 - p) / (phi * (2.0 - p))))
+    peak = log_term(jmax[..., None])[..., 0]
+    half = 8
+    while True:
+        j = jmax[..., None] + np.arange(-half, half + 1)
+        terms = np.where(j >= 1, log_term(np.maximum(j, 1.0)), -np.inf)
+        lo_edge = np.where(j[..., 0] > 1, terms[..., 0], -np.inf)
+        if (np.all(lo_edge < peak - TWEEDIE_SERIES_DIGITS)
+                and np.all(terms[..., -1] < peak - TWEEDIE_SERIES_DIGITS)) or half > 1e5:
+            break
+        half *= 2
+    top = np.max(terms, axis=-1)
+    return top + np.log(np.sum(np.exp(terms - top[..., None]), axis=-1))
+
+
+def _log_dtweedie(y, mu, phi, p):
+    """glmmTMB's ``dtweedie(y, mu, phi, p, log = TRUE)``, ``var = phi mu^p``: at 0
+    ``-mu^(2 - p) / (phi (2 - p))``; above, ``log W - log y + (y theta - kappa) / phi``
+    with ``theta = mu^(1 - p) / (1 - p)``, ``kappa = mu^(2 - p) / (2 - p)``."""
+    y, mu, phi = np.broadcast_arrays(_f(y), _f(mu), _f(phi))
+    kappa = mu ** (2.0 - p) / (2.0 - p)
+    out = -kappa / phi
+    pos = y > 0
+    if np.any(pos):
+        yp, mp, fp = y[pos], mu[pos], phi[pos]
+        theta = mp ** (1.0 - p) / (1.0 - p)
+        out = out.copy()
+        out[pos] = (_log_tweedie_series(yp, fp, p) - np.log(yp)
+                    + (yp * theta - kappa[pos]) / fp)
+    return np.where(y < 0, -np.inf, out)
+
+
+def _tweedie(link: Link, phi: float | None, psi=()) -> Family:
+    """glmmTMB's ``tweedie()``: mean ``mu``, ``var = phi mu^p``, ``phi = exp(betad)``, the
+    power ``p = 1 + invlogit(psi)`` in (1, 2): a compound Poisson-gamma with exact 0s."""
+    if phi is not None:
+        phi = _check_dispersion("tweedie", "phi", phi)
+    p = 1.0 + float(special.expit(psi[0])) if len(psi) else None
+
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        return _log_dtweedie(y, mu, phi, p) * _f(wt)
+
+    def score(y, mu):
+        mu = _f(mu)
+        return (_f(y) - mu) / (phi * mu**p)
+
+    def info(y, mu):
+        mu = _f(mu)
+        return (p * _f(y) * mu ** (-p - 1.0) + (1.0 - p) * mu ** (-p)) / phi
+
+    def variance(mu):
+        return phi * _f(mu) ** p
+
+    def dev_resids(y, mu, wt):  # the Tweedie deviance over phi: 2 (l(y; y) - l(y; mu))
+        y, mu = _f(y), _f(mu)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sat = np.where(y > 0, y ** (2.0 - p) / ((1.0 - p) * (2.0 - p)), 0.0)
+        d = 2.0 * (sat - y * mu ** (1.0 - p) / (1.0 - p) + mu ** (2.0 - p) / (2.0 - p))
+        return _f(wt) * d / phi
+
+    if phi is None or p is None:
+        variance = dev_resids = loglik_obs = score = info = _missing("tweedie", "phi and power",
+                                                                     "dispersion")
+    return Family("tweedie", link, variance, dev_resids, loglik_obs, _positive_mu,
+                  _genpois_mustart, info, "log", phi, score, tuple(psi))
+
+
+def _start_tweedie_phi(y, m, w):  # phi from E (y - mu)^2 = phi mu^p at p = 1.5
+    return float(np.sum(w * (y - m) ** 2) / np.sum(w * m**1.5))
+
+
+def _start_tweedie_p(y, m, w):
+    return np.array([0.0])  # p = 1.5
+
+
+TWEEDIE_EDGE = 1e-4  # a power within this of 1 or 2 is the limit (psi_boundary)
+
+
+def _boundary_tweedie(psi) -> str | None:
+    p = 1.0 + float(special.expit(psi[0]))
+    if p < 1.0 + TWEEDIE_EDGE:
+        return ("power -> 1: the data are (over-dispersed) Poisson-like counts, the limit "
+                "of the Tweedie family; consider a count family")
+    if p > 2.0 - TWEEDIE_EDGE:
+        return ("power -> 2: the data have (almost) no exact zeros and are Gamma-like, the "
+                "limit of the Tweedie family; consider the Gamma family")
+    return None
+
+
+def _draw_tweedie(rng, mu, wt, phi, psi):
+    """Compound Poisson-gamma: N ~ Poisson(mu^(2 - p) / (phi (2 - p))) gamma jumps of
+    shape (2 - p) / (p - 1) and scale phi (p - 1) mu^(p - 1)."""
+    p = 1.0 + float(special.expit(psi[0]))
+    lam = mu ** (2.0 - p) / (phi * (2.0 - p))
+    n = rng.poisson(lam)
+    shape, scale = (2.0 - p) / (p - 1.0), phi * (p - 1.0) * mu ** (p - 1.0)
+    y = rng.gamma(np.maximum(n * shape, 1e-300), scale)
+    return np.where(n > 0, y, 0.0)
+
+
+def _support_nonnegative(y):
+    return (y < 0) | ~np.isfinite(y), "the non-negative numbers", "non-negative values"
+
+
+def _check_nonnegative(y, name, w, family):
+    if np.any(y < 0):
+        raise DataError(f"{family} response {name!r} has {int(np.sum(y < 0))} negative "
+                        "values: the Tweedie family needs y >= 0")
+    return []
+
+
 # ---------------------------------------------------------------------- registry
 
 def _draw_from(name: str):
@@ -363,6 +668,11 @@ register(
               support=_support_open_unit, mean_range=_mean_unit,
               dispersion_start=_start_beta,
               dispersion_text="precision phi (var = mu (1 - mu) / (1 + phi))"),
+    FamilyDef("betabinomial", ("logit", "probit", "cloglog"), "logit", _betabinomial, "phi",
+              r_engines=("glmmTMB",), cbind=True, trials=True, check=_check_binomial,
+              draw=_draw_betabinomial, support=_support_unit, mean_range=_mean_unit,
+              dispersion_start=_start_betabinomial,
+              dispersion_text="precision phi (var = mu (1 - mu) (1 + (N - 1) / (phi + 1)) / N)"),
     FamilyDef("truncated_poisson", ("log",), "log", _truncated_poisson,
               r_engines=("glmmTMB",), check=_check_truncated,
               draw=_draw_truncated(_draw_from("poisson")), support=_support_positive_counts,
@@ -379,6 +689,20 @@ register(
               support=_support_positive_counts, mean_range=_mean_nonnegative,
               dispersion_start=_start_nb1,
               dispersion_text="phi of the untruncated NB1 (var = mu (1 + phi))"),
+    FamilyDef("t", ("identity", "log", "inverse"), "identity", _t, "sigma",
+              r_engines=("glmmTMB",), units=True, draw=_draw_t, support=_support_finite,
+              mean_range=_mean_finite, dispersion_start=_start_t_sigma,
+              dispersion_text="scale sigma (sd = sigma sqrt(df / (df - 2)))",
+              psi_names=("Student-t df",), psi_start=_start_t_df, psi_value=np.exp,
+              psi_bounds=((np.log(0.2), np.log(1e8)),), psi_boundary=_boundary_t),
+    FamilyDef("tweedie", ("log",), "log", _tweedie, "phi", r_engines=("glmmTMB",),
+              units=True, check=_check_nonnegative, draw=_draw_tweedie,
+              support=_support_nonnegative, mean_range=_mean_nonnegative,
+              dispersion_start=_start_tweedie_phi,
+              dispersion_text="phi (var = phi mu^power)",
+              psi_names=("Tweedie power",), psi_start=_start_tweedie_p,
+              psi_value=lambda psi: 1.0 + special.expit(psi),
+              psi_bounds=((-30.0, 30.0),), psi_boundary=_boundary_tweedie),
     FamilyDef("genpois", ("log",), "log", _genpois, "phi", r_engines=("glmmTMB",),
               check=_check_counts, draw=_draw_genpois, support=_support_counts,
               mean_range=_mean_nonnegative,

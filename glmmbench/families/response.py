@@ -135,14 +135,15 @@ class GLMResponse:
         mu, d = (link.linkinv_and_mu_eta(eta) if self.fast
                  else (link.linkinv(eta), link.mu_eta(eta)))
         fam = self.family
-        w = fam.working_weights(eta, mu, self.weights, mu_eta=d)
+        n = self.n_trials
+        w = fam.working_weights(eta, mu, self.weights, mu_eta=d, n=n)
         wres = ((self.y - mu) / d if self._consts is not None
-                else fam.working_residuals(self.y, mu, d))
+                else fam.working_residuals(self.y, mu, d, n=n))
         if self.newton:
             # Newton steps where the exact curvature is positive (quadratic convergence
             # near the mode; Fisher scoring is only linear for non-canonical links),
             # Fisher elsewhere; the residual keeps w * wres the exact gradient
-            w_obs = fam.observed_weights(self.y, eta, mu, self.weights, mu_eta=d)
+            w_obs = fam.observed_weights(self.y, eta, mu, self.weights, mu_eta=d, n=n)
             newton = w_obs > 0
             wres = np.where(newton, wres * w / np.where(newton, w_obs, 1.0), wres)
             w = np.where(newton, w_obs, w)
@@ -185,15 +186,17 @@ class GLMResponse:
         weights ``w`` (returned as they are where they are that curvature)."""
         if not self.fisher_in_L:
             return w
-        w_exact = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
+        w_exact = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights,
+                                               n=self.n_trials)
         return w_exact / self.scale if self._scaled else w_exact
 
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
         if self.observed:
-            w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights)
+            w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights,
+                                             n=self.n_trials)
         elif self.newton:  # Newton iterations, Fisher information in L
-            w = self.family.working_weights(wv.eta, wv.mu, self.weights)
+            w = self.family.working_weights(wv.eta, wv.mu, self.weights, n=self.n_trials)
         else:
             return wv.w
         return w / self.scale if self._scaled else w
@@ -213,12 +216,35 @@ class GLMResponse:
         return "sigma" if self.family.name == "gaussian" else self.family.dispersion_name
 
     @property
-    def nparams(self) -> int:
-        """Parameters of the response optimised with theta: ``log d`` if any, or with a
-        ``dispformula`` its coefficients (``disp_X``'s columns)."""
+    def ndisp(self) -> int:
+        """The dispersion's parameters: ``log d`` if any, or with a ``dispformula``
+        its coefficients (``disp_X``'s columns)."""
         if self.disp_X is not None:
             return self.disp_X.shape[1]
         return int(self.dispersion_name is not None)
+
+    @property
+    def npsi(self) -> int:
+        """The family's own parameters (``FamilyDef.psi_names``)."""
+        return len(FAMILIES[self.family.name].psi_names)
+
+    @property
+    def nparams(self) -> int:
+        """Parameters of the response optimised with theta: the dispersion's
+        (``ndisp``), then the family's own (``npsi``, on their internal scale)."""
+        return self.ndisp + self.npsi
+
+    def psi_limit(self, psi: np.ndarray) -> str | None:
+        """Why the family's own parameters ``psi`` (internal scale) are at a limit of the
+        model (``FamilyDef.psi_boundary``), None where they are not."""
+        check = FAMILIES[self.family.name].psi_boundary
+        return None if check is None else check(np.asarray(psi, dtype=float))
+
+    def psi_values(self, psi: np.ndarray) -> dict[str, float]:
+        """``psi`` by glmmTMB's names on its natural scale (``family_params()``)."""
+        fdef = FAMILIES[self.family.name]
+        values = fdef.psi_value(np.asarray(psi, dtype=float))
+        return {k: float(v) for k, v in zip(fdef.psi_names, values, strict=True)}
 
     @property
     def betad_power(self) -> float:
@@ -231,20 +257,26 @@ class GLMResponse:
         """The dispersion at the response's parameters: ``exp(params[0])``, or with a
         ``dispformula`` one per observation, ``exp(power disp_X params)``."""
         if self.disp_X is not None:
-            return np.exp(self.betad_power * (self.disp_X @ params))
+            return np.exp(self.betad_power * (self.disp_X @ params[:self.ndisp]))
         return float(np.exp(params[0]))
 
     def param_start(self, mu: np.ndarray | None = None) -> np.ndarray:
         """The log of a moment estimate of the dispersion about the mean ``mu``
         (``_dispersion_start``; the grand mean of y when ``mu`` is None); with a
         ``dispformula``, the coefficients of that constant on glmmTMB's scale."""
-        if not self.nparams:
-            return np.empty(0)
+        psi = np.empty(0)
+        if self.npsi:
+            fdef = FAMILIES[self.family.name]
+            y, w = self.y, self.average_weights
+            m = np.full(y.shape, float(np.average(y, weights=w))) if mu is None else mu
+            psi = np.asarray(fdef.psi_start(y, m, w), dtype=float)
+        if not self.ndisp:
+            return psi
         log_d = float(np.log(_dispersion_start(self, mu)))
         if self.disp_X is None:
-            return np.array([log_d])
+            return np.concatenate([[log_d], psi])
         target = np.full(self.disp_X.shape[0], log_d / self.betad_power)
-        return np.linalg.lstsq(self.disp_X, target, rcond=None)[0]
+        return np.concatenate([np.linalg.lstsq(self.disp_X, target, rcond=None)[0], psi])
 
     @property
     def average_weights(self) -> np.ndarray:
@@ -284,18 +316,29 @@ class GLMResponse:
         """``|log d| <= DISPERSION_BOUND``, except a Gaussian sigma (the response's units)."""
         bound = (np.inf if self.family.name == "gaussian" or self.disp_X is not None
                  else DISPERSION_BOUND)
-        return np.full(self.nparams, -bound), np.full(self.nparams, bound)
+        lower, upper = np.full(self.ndisp, -bound), np.full(self.ndisp, bound)
+        if self.npsi:
+            lo, hi = np.array(FAMILIES[self.family.name].psi_bounds, dtype=float).T
+            lower, upper = np.concatenate([lower, lo]), np.concatenate([upper, hi])
+        return lower, upper
 
     def with_params(self, params: np.ndarray) -> GLMResponse:
-        return self.with_dispersion(self.dispersion_at(params)) if self.nparams else self
+        if not self.nparams:
+            return self
+        if not self.npsi:
+            return self.with_dispersion(self.dispersion_at(params))
+        k = self.ndisp
+        d = self.dispersion_at(params[:k]) if k else None
+        family = self.family.with_parameters(d, params[k:])
+        return replace(self, family=family)
 
     def sigma(self, params: np.ndarray) -> float:
         """glmmTMB's ``sigma()``: the dispersion, 1 for families without one, NaN where a
         ``dispformula`` makes it vary (glmmTMB's NA)."""
-        if not self.nparams:
+        if not self.ndisp:
             return 1.0
         if self.disp_X is not None:
-            d = self.dispersion_at(params)
+            d = self.dispersion_at(params[:self.ndisp])
             return float(d[0]) if np.ptp(d) <= 1e-12 * d[0] else np.nan
         return float(np.exp(params[0]))
 
@@ -327,7 +370,15 @@ class GLMResponse:
         return np.ndim(self.scale) > 0 or self.scale != 1.0
 
     def dev_resids(self, mu: np.ndarray) -> np.ndarray:
+        if FAMILIES[self.family.name].trials:
+            return self.family.dev_resids(self.y, mu, self.weights, n=self.n_trials)
         return self.family.dev_resids(self.y, mu, self.weights)
+
+    @property
+    def n_trials(self) -> np.ndarray:
+        """Each observation's trials: ``cbind()``'s ``s + f``, else the prior weights (a
+        proportion with ``weights = trials``, as R's binomial)."""
+        return self.trials if self.trials is not None else self.weights
 
     def deviance(self, mu: np.ndarray) -> float:
         """``sum_i d(y_i, mu_i) / scale``: the part of ``-2 log f`` that depends on mu."""

@@ -305,6 +305,7 @@ _QUICK_SIM = (
     "poisson_smooth", "gamma_log",
     "nbinom1_crossed", "beta_intercept", "truncated_poisson_intercept",
     "truncated_nbinom2_intercept", "truncated_nbinom1_intercept", "genpois_intercept",
+    "betabinomial_intercept", "t_intercept", "tweedie_intercept", "negbin_dispformula",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
 
@@ -339,6 +340,10 @@ _VALIDITY = (
     ("gamma_log", ({"nagq": 1},)),
     ("ordinal_logit", ({"nagq": 1},)),
     ("multinomial_intercept", ({"nagq": 1},)),
+    # glmmTMB's families (issue 26): a family parameter, a dispersion model
+    ("beta_intercept", ({"nagq": 1},)),
+    ("negbin_dispformula", ({"nagq": 1},)),
+    ("tweedie_intercept", ({"nagq": 1},)),
 )
 
 

@@ -425,6 +425,7 @@ def _truth_rows(truth: dict) -> list[tuple[str, str, float]]:
     out += [("fixef_disp", k, v) for k, v in (truth.get("fixef_disp") or {}).items()]
     if truth.get("dispersion") is not None:  # glmmTMB's sigma(): NB2's size, beta's phi...
         out.append(("sigma", "sigma", truth["dispersion"]))
+    out += [("family_param", k, v) for k, v in (truth.get("family_params") or {}).items()]
     out += [("sdcor", vc_name(r.get("grp"), r.get("var1"), r.get("var2")), r["sdcor"])
             for r in truth.get("varcorr") or []]
     return out
@@ -480,6 +481,8 @@ _FAMILY_CLASS = {"binomial": "binomial GLMM", "poisson": "Poisson GLMM",
                  "truncated_nbinom2": "zero-truncated counts (glmmTMB)",
                  "truncated_nbinom1": "zero-truncated counts (glmmTMB)",
                  "genpois": "generalized Poisson (glmmTMB)",
+                 "betabinomial": "beta-binomial (glmmTMB)", "t": "Student t (glmmTMB)",
+                 "tweedie": "Tweedie (glmmTMB)",
                  "ordinal": "ordinal (clmm)", "multinomial": "multinomial"}
 
 

@@ -11,7 +11,9 @@ not apply to the model) and a plain-language message; in the spirit of glmmTMB's
 - ``hessian``: the Hessian of the deviance is positive definite and not nearly
   singular (eigenvalue ratio at most 1e6, lme4's);
 - ``pirls``: the penalised IRLS found the conditional modes at the optimum (GLMMs);
-- ``dispersion``: the dispersion parameter is not on the boundary of its space;
+- ``dispersion``: the dispersion parameter is not on the boundary of its space, nor
+  the family's own parameters at a limit of the model (a t's df -> infinity,
+  Tweedie's power -> 1 or 2);
 - ``separation``: no complete or quasi-complete separation in the fixed effects
   (binomial, ordinal and multinomial models; ``glmmbench.engine.separation``);
 - ``large_coefficients``: no fixed effect or standard error beyond ``LARGE_EFFECT`` on
@@ -143,12 +145,13 @@ def _pirls(res: GLMMResult, checks: dict) -> dict:
 
 
 def _dispersion(checks: dict) -> dict:
-    msg = checks.get("dispersion_boundary")
-    if msg is None:
+    msg, psi = checks.get("dispersion_boundary"), checks.get("family_param_boundary")
+    if msg is None and psi is None:
         return _row("dispersion", None, None, "the family has no dispersion parameter")
-    if msg:
-        return _row("dispersion", False, None, msg)
-    return _row("dispersion", True, None, "the dispersion is inside its parameter space")
+    if msg or psi:
+        return _row("dispersion", False, None, "; ".join(m for m in (msg, psi) if m))
+    return _row("dispersion", True, None, "the dispersion (and the family's own "
+                "parameters) inside the parameter space")
 
 
 def _separation(res: GLMMResult, checks: dict) -> dict:

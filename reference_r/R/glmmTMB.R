@@ -5,6 +5,9 @@ gb_tmb_family <- function(family, link) {
     negative_binomial = glmmTMB::nbinom2(link = link),
     nbinom1 = glmmTMB::nbinom1(link = link),
     beta = glmmTMB::beta_family(link = link),
+    betabinomial = glmmTMB::betabinomial(link = link),
+    t = glmmTMB::t_family(link = link),
+    tweedie = glmmTMB::tweedie(link = link),
     truncated_poisson = glmmTMB::truncated_poisson(link = link),
     truncated_nbinom2 = glmmTMB::truncated_nbinom2(link = link),
     truncated_nbinom1 = glmmTMB::truncated_nbinom1(link = link),
@@ -14,7 +17,8 @@ gb_tmb_family <- function(family, link) {
 
 ## Families whose sigma() is a free parameter of the fit (sigma-meaning).
 gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma", "beta",
-                           "truncated_nbinom2", "truncated_nbinom1", "genpois")
+                           "truncated_nbinom2", "truncated_nbinom1", "genpois", "t", "tweedie",
+                           "betabinomial")
 
 gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   f <- gb_formula(formula)
@@ -41,9 +45,11 @@ gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
     sigma = sigma, stats = gb_fit_stats(m),
     ngroups = vapply(m$modelInfo$reTrms$cond$flist, nlevels, integer(1)),
     converged = ok && pd, messages = msgs,
-    aux = if (is.null(options$dispformula)) list() else list(
-      fixef_disp = as.list(glmmTMB::fixef(m)$disp),
-      se_disp = as.list(stats::setNames(sqrt(diag(as.matrix(stats::vcov(m)$disp))),
-                                        names(glmmTMB::fixef(m)$disp))))
+    aux = c(
+      list(family_params = as.list(glmmTMB::family_params(m))),
+      if (is.null(options$dispformula)) list() else list(
+        fixef_disp = as.list(glmmTMB::fixef(m)$disp),
+        se_disp = as.list(stats::setNames(sqrt(diag(as.matrix(stats::vcov(m)$disp))),
+                                          names(glmmTMB::fixef(m)$disp)))))
   )
 }
