@@ -464,6 +464,10 @@ class GLMMResult:
             "se_disp": ({} if self.design.disp_X is None
                         else {k: float(v) for k, v in self.se_disp.items()}),
             "family_params": self.family_params,
+            # Wald standard errors of glmmTMB's sigma() and of the family's parameters
+            "sigma_se": _finite(self.optinfo.get("dispersion", {}).get("se")),
+            "family_params_se": {k: _finite(v) for k, v in
+                                 self.optinfo.get("family_params_se", {}).items()},
             "loglik": float(self.loglik),
             "loglik_saturated": self.loglik_saturated,
             "deviance": float(self.deviance),
@@ -494,6 +498,11 @@ class GLMMResult:
                              fit=pe["fit"].tolist(), se=pe["se"].tolist())
             out.append(entry)
         return out
+
+
+def _finite(value) -> float | None:
+    """A finite number as a float, else None (JSON has no NaN)."""
+    return float(value) if value is not None and np.isfinite(value) else None
 
 
 def _is_truth(value) -> bool:
@@ -581,6 +590,31 @@ def _dispersion_info(devfun: GLMMDevfun, value: float, hess: np.ndarray | None) 
             pass
     return {"name": devfun.response.dispersion_name, "value": value, "se": value * se_log,
             "se_log": se_log}
+
+
+def _family_param_se(devfun: GLMMDevfun, x: np.ndarray, hess: np.ndarray | None
+                     ) -> dict[str, float]:
+    """Wald standard errors of a family's own parameters on their natural scale (a t's
+    df, Tweedie's power): the delta method from their internal scale, ``Var = 2 H^{-1}``,
+    the derivative of the map by a central difference."""
+    resp = devfun.response
+    i = devfun.ntheta + resp.ndisp
+    psi = x[i:i + resp.npsi]
+    var = np.full(psi.size, np.nan)
+    if hess is not None:
+        try:
+            var = 2.0 * np.diag(np.linalg.inv(hess))[i:i + resp.npsi]
+        except np.linalg.LinAlgError:
+            pass
+    h = 1e-6
+    out = {}
+    for j, name in enumerate(resp.psi_values(psi)):
+        up, down = psi.copy(), psi.copy()
+        up[j] += h
+        down[j] -= h
+        slope = (resp.psi_values(up)[name] - resp.psi_values(down)[name]) / (2 * h)
+        out[name] = float(abs(slope) * np.sqrt(var[j])) if var[j] > 0 else float("nan")
+    return out
 
 
 def _dispersion_model(devfun: GLMMDevfun, x: np.ndarray, hess: np.ndarray | None
@@ -729,6 +763,8 @@ def make_result(design: Design, family: Family | OrdinalFamily, devfun: LMMDevfu
         if design.disp_X is None:
             optinfo["dispersion"] = _dispersion_info(devfun, sigma, hess)
         fixef_disp, se_disp = _dispersion_model(devfun, opt.final, hess)
+    if not lmm and getattr(devfun.response, "npsi", 0):
+        optinfo["family_params_se"] = _family_param_se(devfun, opt.final, hess)
     fixef = pd.Series(beta, index=names, name="fixef")
     return GLMMResult(
         formula=design.formula, family=family, design=design, fixef=fixef,

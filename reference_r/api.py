@@ -25,6 +25,7 @@ LINKS = {
     "t": {"identity", "log", "inverse"},
     "tweedie": {"log"},
     "betabinomial": {"logit", "probit", "cloglog"},
+    "ordbeta": {"logit"},
     "ordinal": {"logit", "probit", "cloglog", "loglog", "cauchit"},
     "multinomial": {"logit"},
 }

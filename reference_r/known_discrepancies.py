@@ -288,6 +288,27 @@ KNOWN_DISCREPANCIES: list[dict] = [
         "measured": {},
     },
     {
+        "id": "glmmTMB-ordbeta-start",
+        "engine": "glmmTMB",
+        "condition": "glmmTMB 1.1.5, family ordbeta()",
+        "quantity": [],
+        "gap": {},
+        "description": (
+            "How reference_r calls R, not a gap: ordbeta's default start has both cut "
+            "points at 0 (psi = (0, 0)), where every y in (0, 1) has probability "
+            "F(eta) - F(eta) = 0, so glmmTMB stops with 'negative log-likelihood is NaN "
+            "at starting parameter values'. reference_r starts it at psi = (-1, 1); from "
+            "there it reaches the native optimum (tests/test_glmmtmb_families.py)."
+        ),
+        "evidence": (
+            "glmmTMB(y ~ x + (1 | g), d, family = ordbeta()) on 600 simulated rows with "
+            "90 zeros and 81 ones: Error in fitTMB(TMBStruc): negative log-likelihood is "
+            "NaN at starting parameter values; with start = list(psi = c(-1, 1)): logLik "
+            "-314.8148, family_params 0.1220, 0.8804 (native: -314.8148, 0.1220, 0.8804)."
+        ),
+        "measured": {},
+    },
+    {
         "id": "glmmTMB-double-bar-one-group",
         "engine": "glmmTMB",
         "condition": "(x || g) terms",
@@ -814,6 +835,7 @@ RULES: dict[str, Callable[[str, dict], bool]] = {
         e == "mgcv" and m["family"] == "gaussian"),
     "gamm4-loglik-from-mer": lambda e, m: e == "gamm4",
     "glmmTMB-no-deviance": lambda e, m: e == "glmmTMB",
+    "glmmTMB-ordbeta-start": lambda e, m: e == "glmmTMB" and m["family"] == "ordbeta",
     "glmmTMB-double-bar-one-group": lambda e, m: (
         e == "glmmTMB" and "||" in (m.get("formula") or "")),
     "lme4-glmm-deviance-conditional": _glmer,

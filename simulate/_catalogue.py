@@ -107,6 +107,9 @@ SCENARIOS: dict[str, Scenario] = {
     "beta_slopes": Scenario(
         "beta", n_groups=40, group_size=20, beta_phi=8.0, intercept=-0.5, beta_x=0.6,
         var_intercept=0.3, var_slope=0.1, cor_slope=0.3),
+    "ordbeta_intercept": Scenario(
+        "ordbeta", n_groups=40, group_size=20, beta_phi=6.0, ob_cuts=(-2.0, 2.0),
+        intercept=-0.2, beta_x=0.6, var_intercept=0.25),
     "betabinomial_intercept": Scenario(
         "betabinomial", **_G, trials=12, beta_phi=5.0, intercept=-0.5, beta_x=0.5,
         var_intercept=0.3),

@@ -58,6 +58,7 @@ FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "Gamma": ("log",),
     "beta": ("logit",),
     "betabinomial": ("logit",),
+    "ordbeta": ("logit",),
     "truncated_poisson": ("log",),
     "truncated_nbinom2": ("log",),
     "truncated_nbinom1": ("log",),

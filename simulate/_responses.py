@@ -65,6 +65,16 @@ def _beta(rng, s: Scenario, eta, k=1.0):
     return {"y": np.clip(y, tiny, 1.0 - tiny)}
 
 
+def _ordbeta(rng, s: Scenario, eta, k=1.0):
+    # an ordered logistic draw between the two cut points decides 0, 1 or a beta value
+    latent = eta + rng.logistic(size=eta.size)
+    low, high = s.ob_cuts
+    mu = LINKS[s.resolved_link].linkinv(eta)
+    phi = s.beta_phi * k
+    y = np.clip(rng.beta(mu * phi, (1.0 - mu) * phi), 1e-12, 1 - 1e-12)
+    return {"y": np.where(latent < low, 0.0, np.where(latent > high, 1.0, y))}
+
+
 def _betabinomial(rng, s: Scenario, eta, k=1.0):
     # successes of `trials` with a Beta(mu phi, (1 - mu) phi) probability per observation
     mu = LINKS[s.resolved_link].linkinv(eta)
@@ -160,6 +170,7 @@ RESPONSES = {
     "Gamma": _gamma,
     "beta": _beta,
     "betabinomial": _betabinomial,
+    "ordbeta": _ordbeta,
     "truncated_poisson": _truncated_poisson,
     "truncated_nbinom2": _truncated_nbinom2,
     "truncated_nbinom1": _truncated_nbinom1,

@@ -99,6 +99,10 @@ class Scenario:
     gp_phi
         Generalized Poisson dispersion, glmmTMB's ``genpois`` phi: ``Var = phi mu``
         (above 1: overdispersion).
+    ob_cuts
+        Ordered beta's cut points (glmmTMB's ``ordbeta`` psi, logit scale): ``P(0) = 1 -
+        expit(eta - ob_cuts[0])``, ``P(1) = expit(eta - ob_cuts[1])``, else a beta
+        draw of precision ``beta_phi``.
     t_df
         Student t degrees of freedom (glmmTMB's ``t_family``; its scale is ``sigma``).
     tw_phi, tw_power
@@ -140,6 +144,7 @@ class Scenario:
     gamma_shape: float = 2.0
     beta_phi: float = 8.0
     gp_phi: float = 2.0
+    ob_cuts: tuple[float, float] = (-2.0, 2.0)
     t_df: float = 4.0
     tw_phi: float = 1.0
     tw_power: float = 1.5
@@ -300,6 +305,9 @@ def _check_response(s: Scenario) -> None:
         _fail("gamma_shape", "must be a finite shape > 0", s.gamma_shape)
     if not _is_real(s.beta_phi) or s.beta_phi <= 0:
         _fail("beta_phi", "must be a finite precision > 0", s.beta_phi)
+    if (len(s.ob_cuts) != 2 or not all(_is_real(c) for c in s.ob_cuts)
+            or not s.ob_cuts[0] < s.ob_cuts[1]):
+        _fail("ob_cuts", "must be two increasing finite cut points", s.ob_cuts)
     if not _is_real(s.t_df) or s.t_df <= 0:
         _fail("t_df", "must be finite degrees of freedom > 0", s.t_df)
     if not _is_real(s.tw_phi) or s.tw_phi <= 0:

@@ -167,6 +167,10 @@ def truth(s: Scenario, terms: list[Term]) -> dict:
         out["dispersion"] = float(s.nb_phi)
     elif s.family in ("beta", "betabinomial"):
         out["dispersion"] = float(s.beta_phi)
+    elif s.family == "ordbeta":
+        out["dispersion"] = float(s.beta_phi)
+        out["family_params"] = {"lower cutoff": float(1 / (1 + np.exp(-s.ob_cuts[0]))),
+                                "upper cutoff": float(1 / (1 + np.exp(-s.ob_cuts[1])))}
     elif s.family == "genpois":
         out["dispersion"] = float(s.gp_phi)
     elif s.family == "t":

@@ -440,7 +440,7 @@ def test_lme4_level_and_size_checks():
 
 def test_families_list():
     assert FAMILIES == ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1",
-                        "Gamma", "beta", "betabinomial", "truncated_poisson",
+                        "Gamma", "beta", "ordbeta", "betabinomial", "truncated_poisson",
                         "truncated_nbinom2", "truncated_nbinom1", "t", "tweedie", "genpois",
                         "ordinal", "multinomial")
     with pytest.raises(FamilyError):

@@ -20,7 +20,7 @@ from glmmbench import fit
 from glmmbench.errors import DataError
 from glmmbench.testing import assert_matches
 
-SCENARIOS = ("beta_intercept", "beta_slopes", "betabinomial_intercept",
+SCENARIOS = ("beta_intercept", "beta_slopes", "ordbeta_intercept", "betabinomial_intercept",
              "truncated_poisson_intercept",
              "truncated_nbinom2_intercept", "truncated_nbinom1_intercept",
              "genpois_intercept", "t_intercept", "tweedie_intercept", "tweedie_slopes")
@@ -137,6 +137,8 @@ def test_simulate_stays_in_the_support(name):
     y = sd.data["y"].to_numpy()
     if sd.family == "beta":
         assert np.all((draws > 0) & (draws < 1))
+    elif sd.family == "ordbeta":
+        assert np.all((draws >= 0) & (draws <= 1)) and np.any(draws == 0) and np.any(draws == 1)
     elif sd.family == "betabinomial":  # proportions of the trials
         k = draws * sd.data["n"].to_numpy()[:, None]
         assert np.all((draws >= 0) & (draws <= 1)) and np.allclose(k, np.round(k))
@@ -193,6 +195,13 @@ def test_family_log_densities_sum_to_one():
         assert zero + pos == pytest.approx(1.0, abs=1e-7), (power, phi, mu)
         mean = integrate.quad(lambda v, d=density: v * d(v), 0, np.inf, limit=200)[0]
         assert mean == pytest.approx(mu, rel=1e-6)
+    ob = get_family("ordbeta", dispersion=5.0, psi=[-1.5, 1.0])
+    for mu in (0.2, 0.6):
+        def dens(v, mu=mu):
+            return np.exp(ob.loglik_obs(np.array([v]), np.array([mu]), 1.0)[0])
+
+        inner = integrate.quad(dens, 0, 1, points=[1e-9, 1 - 1e-9])[0]
+        assert dens(0.0) + dens(1.0) + inner == pytest.approx(1.0, abs=1e-8)
     fam = get_family("beta", dispersion=6.0)
     for mu in (0.2, 0.5, 0.9):
         def density(t, mu=mu):
@@ -216,10 +225,14 @@ def test_score_and_information_are_the_log_density_derivatives():
                        ("genpois", 1.8, rng.integers(0, 9, 20).astype(float)),
                        ("t", 0.8, rng.standard_normal(20) * 3),
                        ("tweedie", 1.3, np.where(rng.uniform(size=20) < 0.3, 0.0,
-                                                 rng.gamma(2.0, 1.5, 20)))]:
-        psi = {"t": [np.log(4.0)], "tweedie": [0.3]}.get(name, ())
+                                                 rng.gamma(2.0, 1.5, 20))),
+                       ("ordbeta", 4.0, np.select([rng.uniform(size=20) < 0.2,
+                                                   rng.uniform(size=20) < 0.2],
+                                                  [0.0, 1.0], rng.uniform(0.05, 0.95, 20)))]:
+        psi = {"t": [np.log(4.0)], "tweedie": [0.3], "ordbeta": [-1.0, 1.5]}.get(name, ())
         fam = get_family(name, dispersion=d, psi=psi)
-        mu = rng.uniform(0.2, 0.8, 20) if name == "beta" else rng.uniform(0.5, 6.0, 20)
+        mu = (rng.uniform(0.2, 0.8, 20) if name in ("beta", "ordbeta")
+              else rng.uniform(0.5, 6.0, 20))
 
         def ll(m, fam=fam, y=y):
             return fam.loglik_obs(y, m, 1.0)
@@ -234,7 +247,7 @@ def test_score_and_information_are_the_log_density_derivatives():
 def test_dataframe_api_names_the_new_families():
     from glmmbench.families import NATIVE_FAMILIES
 
-    for name in ("beta", "betabinomial", "truncated_poisson", "truncated_nbinom2",
+    for name in ("beta", "ordbeta", "betabinomial", "truncated_poisson", "truncated_nbinom2",
                  "truncated_nbinom1", "genpois", "t", "tweedie"):
         assert name in NATIVE_FAMILIES
     with pytest.raises(Exception, match="valid links"):

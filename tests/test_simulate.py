@@ -128,9 +128,9 @@ def test_scenario_contract(name):
     assert ("smooth" in sim.truth) == (s.smooth is not None)
     assert ("dispersion" in sim.truth) == (s.family in (
         "negative_binomial", "nbinom1", "Gamma", "beta", "truncated_nbinom2",
-        "truncated_nbinom1", "genpois", "t", "tweedie", "betabinomial")
+        "truncated_nbinom1", "genpois", "t", "tweedie", "betabinomial", "ordbeta")
         and s.disp_slope is None)
-    assert ("family_params" in sim.truth) == (s.family in ("t", "tweedie"))
+    assert ("family_params" in sim.truth) == (s.family in ("t", "tweedie", "ordbeta"))
     assert ("fixef_disp" in sim.truth) == (s.disp_slope is not None)
     assert sim.dispformula == (None if s.disp_slope is None else "~ x")
 
@@ -647,6 +647,8 @@ def test_valid_knobs_give_valid_data(s, seed):
         assert y.dtype == np.float64 and ((y > 0) & (y < 1)).all()
     elif s.family == "t":
         assert y.dtype == np.float64 and np.isfinite(y).all()
+    elif s.family == "ordbeta":
+        assert y.dtype == np.float64 and ((y >= 0) & (y <= 1)).all()
     elif s.family == "betabinomial":
         assert np.issubdtype(y.dtype, np.integer) and ((y >= 0) & (y <= d["n"])).all()
     elif s.family == "tweedie":

@@ -87,6 +87,7 @@ PLANS = {
     "truncated_nbinom1_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "genpois_intercept": Plan("glmmTMB", dict(n_groups=300)),
     "betabinomial_intercept": Plan("glmmTMB", dict(n_groups=300)),
+    "ordbeta_intercept": Plan("glmmTMB", dict(n_groups=200)),
     "t_intercept": Plan("glmmTMB", dict(n_groups=200)),
     "tweedie_intercept": Plan("glmmTMB", dict(n_groups=150)),
     "tweedie_slopes": Plan("glmmTMB", dict(n_groups=150)),
@@ -126,6 +127,11 @@ def working_variance(sim) -> np.ndarray:
     elif s.family == "Gamma":  # log link: mu^2 / Var = shape
         info = np.full(eta.shape, s.gamma_shape)
     elif s.family == "beta":  # logit link: mu'(eta)^2 phi^2 (trigamma(a) + trigamma(b))
+        mu = special.expit(eta)
+        a, b = mu * s.beta_phi, (1 - mu) * s.beta_phi
+        info = (mu * (1 - mu) * s.beta_phi) ** 2 * (special.polygamma(1, a)
+                                                     + special.polygamma(1, b))
+    elif s.family == "ordbeta":  # the continuous part's, as beta (rough)
         mu = special.expit(eta)
         a, b = mu * s.beta_phi, (1 - mu) * s.beta_phi
         info = (mu * (1 - mu) * s.beta_phi) ** 2 * (special.polygamma(1, a)

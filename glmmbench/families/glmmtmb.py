@@ -58,6 +58,7 @@ from glmmbench.families.glm import (
     _support_counts,
     _support_unit,
     register,
+    trigamma,
 )
 
 __all__ = ["TRUNCATED"]
@@ -93,7 +94,7 @@ def _beta(link: Link, phi: float | None) -> Family:
 
     def info(y, mu):  # free of y: the expected information too
         a = _f(mu) * phi
-        return phi * phi * (special.polygamma(1, a) + special.polygamma(1, phi - a))
+        return phi * phi * (trigamma(a) + trigamma(phi - a))
 
     def variance(mu):  # 1 / Fisher information: PIRLS's Fisher steps are exact
         return 1.0 / info(None, mu)
@@ -148,6 +149,128 @@ def _support_open_unit(y):
     return (y <= 0) | (y >= 1), "(0, 1)", "proportions strictly between 0 and 1"
 
 
+# -------------------------------------------------------------------- ordered beta
+
+def _log_expit(x):
+    return -np.logaddexp(0.0, -x)
+
+
+def _ordbeta(link: Link, phi: float | None, psi=()) -> Family:
+    """glmmTMB's ``ordbeta()`` (Kubinec's ordered beta): proportions on [0, 1] with
+    exact 0s and 1s, cut points ``k1 = psi[0]``, ``k2 = psi[1]`` on the logit scale and
+    ``F = expit``, ``eta = logit(mu)``:
+
+        log f(0) = log(1 - F(eta - k1)),   log f(1) = log F(eta - k2),
+        log f(y) = log(F(eta - k1) - F(eta - k2)) + log dbeta(y, mu phi, (1 - mu) phi).
+
+    The score and information in mu come from those in eta (``_ordbeta_eta``) by
+    the chain rule, ``d eta / d mu = 1 / (mu (1 - mu))``."""
+    if phi is not None:
+        phi = _check_dispersion("ordbeta", "phi", phi)
+    k1, k2 = (float(psi[0]), float(psi[1])) if len(psi) else (None, None)
+
+    def parts(y, mu):
+        """``(ll, d ll / d eta, d2 ll / d eta2)`` per observation."""
+        y, mu = np.broadcast_arrays(_f(y), _f(mu))
+        eta = special.logit(mu)
+        F1, F2 = special.expit(eta - k1), special.expit(eta - k2)
+        f1, f2 = F1 * (1.0 - F1), F2 * (1.0 - F2)
+        zero, one = y == 0, y == 1
+        mid = ~(zero | one)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            # log(F1 - F2) = log F1 + log(1 - exp(log F2 - log F1))
+            lp1, lp2 = _log_expit(eta - k1), _log_expit(eta - k2)
+            gap = lp1 + _log1m_exp(np.minimum(lp2 - lp1, 0.0))
+            D = F1 - F2
+            g_mid = (f1 - f2) / D
+            h_mid = (f1 * (1 - 2 * F1) - f2 * (1 - 2 * F2)) / D - g_mid**2
+            a = mu * phi
+            ys = np.where(mid, y, 0.5)
+            beta_ll = (a - 1.0) * np.log(ys) + (phi - a - 1.0) * np.log1p(-ys) \
+                - special.betaln(a, phi - a)
+            dmu = mu * (1.0 - mu)  # d mu / d eta
+            s_mu = phi * (np.log(ys) - np.log1p(-ys) - special.digamma(a)
+                          + special.digamma(phi - a))
+            i_mu = phi * phi * (trigamma(a) + trigamma(phi - a))
+            beta_g = s_mu * dmu
+            beta_h = -i_mu * dmu * dmu + s_mu * dmu * (1.0 - 2.0 * mu)
+        ll = np.where(zero, _log_expit(-(eta - k1)), np.where(one, lp2, gap + beta_ll))
+        g = np.where(zero, -F1, np.where(one, 1.0 - F2, g_mid + beta_g))
+        h = np.where(zero, -f1, np.where(one, -f2, h_mid + beta_h))
+        return ll, g, h, mu
+
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        return parts(y, mu)[0] * _f(wt)
+
+    def score(y, mu):
+        _, g, _, mu = parts(y, mu)
+        return g / (mu * (1.0 - mu))
+
+    def info(y, mu):
+        _, g, h, mu = parts(y, mu)
+        e1 = 1.0 / (mu * (1.0 - mu))
+        e2 = (2.0 * mu - 1.0) * e1 * e1  # d2 eta / d mu2
+        return -(h * e1 * e1 + g * e2)
+
+    def variance(mu):  # the beta's: PIRLS's Fisher steps where the curvature is not positive
+        mu = _f(mu)
+        return mu * (1.0 - mu) / (1.0 + phi)
+
+    def dev_resids(y, mu, wt):  # against mu = 1/2: a term free of mu (module docstring)
+        return 2.0 * _f(wt) * (parts(y, np.full(np.shape(_f(mu)), 0.5))[0] - parts(y, mu)[0])
+
+    if phi is None or k1 is None:
+        variance = dev_resids = loglik_obs = score = info = _missing("ordbeta", "phi and cut "
+                                                                     "points", "dispersion")
+    return Family("ordbeta", link, variance, dev_resids, loglik_obs, _unit_mean,
+                  _ordbeta_mustart, info, "logit", phi, score, tuple(psi))
+
+
+def _ordbeta_mustart(y, wt):
+    y = _f(y)
+    inner = y[(y > 0) & (y < 1)]
+    centre = float(np.mean(inner)) if inner.size else 0.5
+    return np.clip(0.5 * (y + centre), 0.02, 0.98)
+
+
+def _start_ordbeta_phi(y, m, w):
+    inner = (y > 0) & (y < 1)
+    if inner.sum() < 2:
+        return 1.0
+    return _start_beta(y[inner], m[inner], w[inner])
+
+
+def _start_ordbeta_cuts(y, m, w):
+    """``k1 = eta - logit(1 - P(0))``, ``k2 = eta - logit(P(1))`` at the mean's
+    predictor, with a share of 1/(2n) where there are no 0s or no 1s."""
+    n = max(float(np.sum(w > 0)), 1.0)
+    p0 = max(float(np.mean(y == 0)), 0.5 / n)
+    p1 = max(float(np.mean(y == 1)), 0.5 / n)
+    eta = float(special.logit(np.clip(np.average(m, weights=w), 0.02, 0.98)))
+    return np.array([eta - special.logit(1.0 - p0), eta - special.logit(p1)])
+
+
+def _check_ordbeta(y, name, w, family):
+    out = (y < 0) | (y > 1)
+    if out.any():
+        raise DataError(f"ordbeta response {name!r} has {int(out.sum())} value(s) outside "
+                        f"[0, 1] (from {y.min():g} to {y.max():g})")
+    return []
+
+
+def _support_closed_unit(y):
+    return (y < 0) | (y > 1) | ~np.isfinite(y), "[0, 1]", "proportions in [0, 1]"
+
+
+def _draw_ordbeta(rng, mu, wt, phi, psi):
+    eta = special.logit(mu)
+    u = rng.uniform(size=np.shape(mu))
+    p0 = 1.0 - special.expit(eta - psi[0])
+    p1 = special.expit(eta - psi[1])
+    y = np.clip(rng.beta(mu * phi, (1.0 - mu) * phi), 1e-12, 1.0 - 1e-12)
+    return np.where(u < p0, 0.0, np.where(u > 1.0 - p1, 1.0, y))
+
+
 # ------------------------------------------------------------------- beta-binomial
 
 def _log_dbetabinom(k, N, mu, phi):
@@ -190,8 +313,8 @@ def _betabinomial(link: Link, phi: float | None) -> Family:
         k, N = counts(y, n)
         a = _f(mu) * phi
         b = phi - a
-        return -phi * phi * (special.polygamma(1, k + a) + special.polygamma(1, N - k + b)
-                             - special.polygamma(1, a) - special.polygamma(1, b)) / N
+        return -phi * phi * (trigamma(k + a) + trigamma(N - k + b)
+                             - trigamma(a) - trigamma(b)) / N
 
     def variance(mu, n=1.0):  # N var(k / N): the binomial's times the overdispersion
         mu = _f(mu)
@@ -522,34 +645,40 @@ def _log_tweedie_series(y: Array, phi: Array, p: float) -> Array:
     """``log W(y, phi, p)`` of Dunn & Smyth (2005, Statistics and Computing 15:267) for
     ``y > 0`` and ``1 < p < 2``: ``W = sum_j W_j`` with
 
-        log W_j = j (-alpha log y + alpha log(p - 1) - (1 - alpha) log phi - log(2 - p))
-                  - lgamma(j + 1) - lgamma(-alpha j),   alpha = (2 - p) / (1 - p),
+        log W_j = j c - lgamma(j + 1) - lgamma(-alpha j),   alpha = (2 - p) / (1 - p),
+        c = -alpha log y + alpha log(p - 1) - (1 - alpha) log phi - log(2 - p),
 
-    summed (log-sum-exp) over the j around its largest term ``j_max = y^(2 - p) /
-    (phi (2 - p))`` whose terms are within ``TWEEDIE_SERIES_DIGITS`` of it: the
-    terms are log-concave in j, so the window grows from ``j_max`` until both ends
-    fall below that."""
+    summed (log-sum-exp) over the j around the largest term ``j_max = y^(2 - p) /
+    (phi (2 - p))`` whose terms are within ``TWEEDIE_SERIES_DIGITS`` of it. The terms
+    are log-concave in j with curvature about ``(1 - alpha) / j``: the window starts at
+    the half-width where that drop is reached and doubles until both ends are below
+    it. The two lgamma's depend on j and p only: computed once per j, not per
+    observation."""
     y, phi = np.broadcast_arrays(_f(y), _f(phi))
+    shape = y.shape
+    y, phi = y.ravel(), phi.ravel()
     alpha = (2.0 - p) / (1.0 - p)
     c = (-alpha * np.log(y) + alpha * np.log(p - 1.0) - (1.0 - alpha) * np.log(phi)
          - np.log(2.0 - p))
-
-    def log_term(j):
-        return j * c[..., None] - special.gammaln(j + 1.0) - special.gammaln(-alpha * j)
-
     jmax = np.maximum(1.0, np.round(y ** (2.0 - p) / (phi * (2.0 - p))))
-    peak = log_term(jmax[..., None])[..., 0]
-    half = 8
+    reach = 2.0 * TWEEDIE_SERIES_DIGITS / (1.0 - alpha)
+    half = int(np.ceil(np.sqrt(reach * np.max(jmax, initial=1.0)))) + 4
     while True:
-        j = jmax[..., None] + np.arange(-half, half + 1)
-        terms = np.where(j >= 1, log_term(np.maximum(j, 1.0)), -np.inf)
-        lo_edge = np.where(j[..., 0] > 1, terms[..., 0], -np.inf)
+        J = jmax[:, None] + np.arange(-half, half + 1)
+        lo, hi = max(1, int(J.min())), int(J.max())
+        js = np.arange(lo, hi + 1, dtype=float)
+        G = special.gammaln(js + 1.0) + special.gammaln(-alpha * js)
+        inside = J >= 1
+        terms = np.where(inside, J * c[:, None] - G[np.clip(J, lo, hi).astype(np.intp) - lo],
+                         -np.inf)
+        peak = np.max(terms, axis=1)
+        lo_edge = np.where(J[:, 0] > 1, terms[:, 0], -np.inf)
         if (np.all(lo_edge < peak - TWEEDIE_SERIES_DIGITS)
-                and np.all(terms[..., -1] < peak - TWEEDIE_SERIES_DIGITS)) or half > 1e5:
+                and np.all(terms[:, -1] < peak - TWEEDIE_SERIES_DIGITS)) or half > 1e5:
             break
         half *= 2
-    top = np.max(terms, axis=-1)
-    return top + np.log(np.sum(np.exp(terms - top[..., None]), axis=-1))
+    out = peak + np.log(np.sum(np.exp(terms - peak[:, None]), axis=1))
+    return out.reshape(shape)
 
 
 def _log_dtweedie(y, mu, phi, p):
@@ -668,6 +797,12 @@ register(
               support=_support_open_unit, mean_range=_mean_unit,
               dispersion_start=_start_beta,
               dispersion_text="precision phi (var = mu (1 - mu) / (1 + phi))"),
+    FamilyDef("ordbeta", ("logit",), "logit", _ordbeta, "phi", r_engines=("glmmTMB",),
+              check=_check_ordbeta, draw=_draw_ordbeta, support=_support_closed_unit,
+              mean_range=_mean_unit, dispersion_start=_start_ordbeta_phi,
+              dispersion_text="precision phi of the continuous part",
+              psi_names=("lower cutoff", "upper cutoff"), psi_start=_start_ordbeta_cuts,
+              psi_value=special.expit, psi_bounds=((-30.0, 30.0), (-30.0, 30.0))),
     FamilyDef("betabinomial", ("logit", "probit", "cloglog"), "logit", _betabinomial, "phi",
               r_engines=("glmmTMB",), cbind=True, trials=True, check=_check_binomial,
               draw=_draw_betabinomial, support=_support_unit, mean_range=_mean_unit,

@@ -136,17 +136,23 @@ class GLMResponse:
                  else (link.linkinv(eta), link.mu_eta(eta)))
         fam = self.family
         n = self.n_trials
-        w = fam.working_weights(eta, mu, self.weights, mu_eta=d, n=n)
-        wres = ((self.y - mu) / d if self._consts is not None
-                else fam.working_residuals(self.y, mu, d, n=n))
         if self.newton:
             # Newton steps where the exact curvature is positive (quadratic convergence
             # near the mode; Fisher scoring is only linear for non-canonical links),
-            # Fisher elsewhere; the residual keeps w * wres the exact gradient
-            w_obs = fam.observed_weights(self.y, eta, mu, self.weights, mu_eta=d, n=n)
+            # Fisher elsewhere; w * wres is the exact gradient either way, and the Fisher
+            # weights are computed only where they are needed
+            grad, w_obs = fam.observed_parts(self.y, eta, mu, self.weights, mu_eta=d, n=n)
             newton = w_obs > 0
-            wres = np.where(newton, wres * w / np.where(newton, w_obs, 1.0), wres)
-            w = np.where(newton, w_obs, w)
+            w = w_obs
+            if not newton.all():
+                w = np.where(newton, w_obs, fam.working_weights(eta, mu, self.weights,
+                                                                mu_eta=d, n=n))
+            with np.errstate(invalid="ignore", divide="ignore"):
+                wres = grad / w
+        else:
+            w = fam.working_weights(eta, mu, self.weights, mu_eta=d, n=n)
+            wres = ((self.y - mu) / d if self._consts is not None
+                    else fam.working_residuals(self.y, mu, d, n=n))
         if self._scaled:
             w = w / self.scale
         return WorkingValues(eta, mu, w, wres)

@@ -51,6 +51,7 @@ class BenchModel:
     nagq: int = 1
     r_engines: tuple[str, ...] = ("lme4",)  # empty: no R engine fits the model
     reml: bool | None = None
+    dispformula: str | None = None
 
 
 def _dataset(name: str) -> Callable[[np.random.Generator], pd.DataFrame]:
@@ -201,6 +202,48 @@ BENCH_MODELS = (
 )
 
 
+def _scenario(name: str, n_groups: int = 500, group_size: int = 20
+              ) -> Callable[[np.random.Generator], pd.DataFrame]:
+    """A simulate scenario drawn at ``n_groups`` x ``group_size`` (n = 1e4 by default)."""
+    def make(rng: np.random.Generator) -> pd.DataFrame:
+        import dataclasses
+
+        import simulate
+
+        s = dataclasses.replace(simulate.SCENARIOS[name], n_groups=n_groups,
+                                group_size=group_size)
+        return simulate.generate(s, rng).data
+
+    return make
+
+
+def _family_model(scenario: str, dispformula: str | None = None) -> BenchModel:
+    import simulate
+
+    s = simulate.SCENARIOS[scenario]
+    sim = simulate.generate(s, np.random.default_rng(0))
+    label = s.family + (f", dispformula {dispformula}" if dispformula else "")
+    return BenchModel(f"families: {label} (1 | g) n=1e4", sim.formula, s.family,
+                      _scenario(scenario), r_engines=("glmmTMB",), dispformula=dispformula)
+
+
+# issue 26: one model per glmmTMB family at n = 1e4 with a random intercept, against
+# glmmTMB (``bench --match families``)
+FAMILY_MODELS = (
+    _family_model("beta_intercept"),
+    _family_model("ordbeta_intercept"),
+    _family_model("betabinomial_intercept"),
+    _family_model("truncated_poisson_intercept"),
+    _family_model("truncated_nbinom2_intercept"),
+    _family_model("truncated_nbinom1_intercept"),
+    _family_model("genpois_intercept"),
+    _family_model("t_intercept"),
+    _family_model("tweedie_intercept"),
+    _family_model("negbin_dispformula", "~ x"),
+)
+BENCH_MODELS = BENCH_MODELS + FAMILY_MODELS
+
+
 # The table of issue 13: each model against lme4 and glmmTMB, native / fastest.
 WIDE_MODELS = (
     BenchModel("VerbAgg crossed",
@@ -245,7 +288,8 @@ def _time_native(model: BenchModel, data: pd.DataFrame):
     from glmmbench.fit import fit
 
     t0 = time.perf_counter()
-    res = fit(model.formula, data, family=model.family, nagq=model.nagq, reml=model.reml)
+    res = fit(model.formula, data, family=model.family, nagq=model.nagq, reml=model.reml,
+              dispformula=model.dispformula)
     return time.perf_counter() - t0, res
 
 
@@ -429,8 +473,10 @@ def run_benchmark(repeat: int = 3, seed: int = 20261125,
             t, res = _time_native(model, data)
             t_nat.append(t)
             for engine in model.r_engines:
+                extra = {} if model.dispformula is None else {"dispformula": model.dispformula}
                 recs[engine] = fit_reference(engine, model.formula, data, family=model.family,
-                                             nagq=model.nagq, reml=model.reml, timeout=900)
+                                             nagq=model.nagq, reml=model.reml, timeout=900,
+                                             **extra)
                 t_r[engine].append(recs[engine]["time_s"])
         r_s = {e: min(v) for e, v in t_r.items()}
         row = {"model": model.name, "n": len(data), "native_s": min(t_nat), "r_s": r_s,

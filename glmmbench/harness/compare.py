@@ -142,8 +142,10 @@ def _record_rows(rec: dict) -> list[tuple[str, str, float, float]]:
             seen.add(name)
             out.append(("sdcor", name, row.get("sdcor"), np.nan))
     if _finite_or_none(rec.get("sigma")) is not None:
-        out.append(("sigma", "sigma", rec["sigma"], np.nan))
-    out += [("family_param", k, v, np.nan)
+        se = _finite_or_none(rec.get("sigma_se"))
+        out.append(("sigma", "sigma", rec["sigma"], np.nan if se is None else se))
+    family_se = rec.get("family_params_se") or {}
+    out += [("family_param", k, v, np.nan if family_se.get(k) is None else family_se[k])
             for k, v in (rec.get("family_params") or {}).items()]
     out += [("edf", sm["term"], sm.get("edf"), np.nan) for sm in rec.get("smooths") or []]
     return out
@@ -482,6 +484,7 @@ _FAMILY_CLASS = {"binomial": "binomial GLMM", "poisson": "Poisson GLMM",
                  "truncated_nbinom1": "zero-truncated counts (glmmTMB)",
                  "genpois": "generalized Poisson (glmmTMB)",
                  "betabinomial": "beta-binomial (glmmTMB)", "t": "Student t (glmmTMB)",
+                 "ordbeta": "ordered beta (glmmTMB)",
                  "tweedie": "Tweedie (glmmTMB)",
                  "ordinal": "ordinal (clmm)", "multinomial": "multinomial"}
 

@@ -202,7 +202,8 @@ def parity_figure(par: pd.DataFrame) -> bytes:
     comparable are left out."""
     plt = _pyplot()
     par = par[par["comparable"]]
-    quantities = [q for q in ("loglik", "fixef", "threshold", "se", "sdcor", "sigma")
+    quantities = [q for q in ("loglik", "fixef", "threshold", "se", "sdcor", "sigma",
+                              "fixef_disp", "se_disp", "family_param")
                   if (par["quantity"] == q).any()]
     fig, axes = plt.subplots(2, len(quantities), figsize=(3.6 * len(quantities), 6.6),
                              squeeze=False)
@@ -239,11 +240,13 @@ def parity_figure(par: pd.DataFrame) -> bytes:
 
 def recovery_figure(rec: pd.DataFrame) -> bytes:
     """Bias of every fixed effect, threshold and standard deviation of a random effect,
-    and the Wald coverage of the first two, by scenario, with bars of +- 2 Monte Carlo
-    standard errors."""
+    of a dispersion model's coefficients, glmmTMB's ``sigma()`` and a family's own
+    parameters, and the Wald coverage where there is a standard error, by scenario, with
+    bars of +- 2 Monte Carlo standard errors."""
     plt = _pyplot()
     sd = rec["quantity"].eq("sdcor") & rec["name"].str.startswith("sd(")
-    d = rec[rec["quantity"].isin(["fixef", "threshold"]) | sd].copy()
+    d = rec[rec["quantity"].isin(["fixef", "threshold", "fixef_disp", "sigma", "family_param"])
+            | sd].copy()
     d["label"] = d["problem"] + ": " + d["name"]
     labels = list(dict.fromkeys(d["label"]))
     pos = {lab: i for i, lab in enumerate(labels)}

@@ -6,6 +6,7 @@ gb_tmb_family <- function(family, link) {
     nbinom1 = glmmTMB::nbinom1(link = link),
     beta = glmmTMB::beta_family(link = link),
     betabinomial = glmmTMB::betabinomial(link = link),
+    ordbeta = glmmTMB::ordbeta(link = link),
     t = glmmTMB::t_family(link = link),
     tweedie = glmmTMB::tweedie(link = link),
     truncated_poisson = glmmTMB::truncated_poisson(link = link),
@@ -18,14 +19,17 @@ gb_tmb_family <- function(family, link) {
 ## Families whose sigma() is a free parameter of the fit (sigma-meaning).
 gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma", "beta",
                            "truncated_nbinom2", "truncated_nbinom1", "genpois", "t", "tweedie",
-                           "betabinomial")
+                           "betabinomial", "ordbeta")
 
 gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   f <- gb_formula(formula)
   fam <- gb_tmb_family(family, link)
   disp <- if (is.null(options$dispformula)) ~1 else stats::as.formula(options$dispformula)
+  ## ordbeta's default start, cut points psi = (0, 0), has log(F1 - F2) = log(0) for
+  ## every y in (0, 1): NaN at the start (known_discrepancies glmmTMB-ordbeta-start)
+  start <- if (family == "ordbeta") list(psi = c(-1, 1)) else NULL
   t <- system.time(m <- glmmTMB::glmmTMB(f, data = data, family = fam, REML = isTRUE(reml),
-                                         dispformula = disp))
+                                         dispformula = disp, start = start))
   beta <- glmmTMB::fixef(m)$cond
   se <- sqrt(diag(as.matrix(stats::vcov(m)$cond)))[names(beta)]
   gaussian <- family == "gaussian"
