@@ -26,6 +26,7 @@ LINKS = {
     "tweedie": {"log"},
     "betabinomial": {"logit", "probit", "cloglog"},
     "ordbeta": {"logit"},
+    "compois": {"log"},
     "ordinal": {"logit", "probit", "cloglog", "loglog", "cauchit"},
     "multinomial": {"logit"},
 }

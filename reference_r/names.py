@@ -38,7 +38,7 @@ ENGINE_FAMILIES: dict[str, frozenset[str]] = {
     "glmmTMB": frozenset(
         {"gaussian", "binomial", "poisson", "negative_binomial", "nbinom1", "Gamma", "beta",
          "truncated_poisson", "truncated_nbinom2", "truncated_nbinom1", "genpois", "t", "tweedie",
-         "betabinomial", "ordbeta"}
+         "betabinomial", "ordbeta", "compois"}
     ),
     "ordinal": frozenset({"ordinal"}),
     "mgcv": frozenset({"gaussian", "binomial", "poisson", "negative_binomial", "multinomial"}),
@@ -65,6 +65,7 @@ DEFAULT_LINK: dict[str, str] = {
     "tweedie": "log",
     "betabinomial": "logit",
     "ordbeta": "logit",
+    "compois": "log",
     "ordinal": "logit",
     "multinomial": "logit",
 }

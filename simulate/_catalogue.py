@@ -135,6 +135,8 @@ SCENARIOS: dict[str, Scenario] = {
     "tweedie_slopes": Scenario(
         "tweedie", n_groups=40, group_size=20, tw_phi=1.2, tw_power=1.6, intercept=0.5,
         beta_x=0.4, var_intercept=0.15, var_slope=0.05, cor_slope=0.2),
+    "compois_intercept": Scenario(
+        "compois", **_G, cp_phi=0.7, intercept=1.0, beta_x=0.4, var_intercept=0.2),
     "genpois_intercept": Scenario(
         "genpois", **_G, gp_phi=2.0, intercept=1.0, beta_x=0.4, var_intercept=0.2),
     # --- ordinal (clmm) ---

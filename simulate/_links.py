@@ -59,6 +59,7 @@ FAMILY_LINKS: dict[str, tuple[str, ...]] = {
     "beta": ("logit",),
     "betabinomial": ("logit",),
     "ordbeta": ("logit",),
+    "compois": ("log",),
     "truncated_poisson": ("log",),
     "truncated_nbinom2": ("log",),
     "truncated_nbinom1": ("log",),

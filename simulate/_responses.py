@@ -65,6 +65,28 @@ def _beta(rng, s: Scenario, eta, k=1.0):
     return {"y": np.clip(y, tiny, 1.0 - tiny)}
 
 
+def _compois(rng, s: Scenario, eta, k=1.0):
+    # P(j) ~ lambda^j / (j!)^nu on 0..K, lambda found by bisection on log(lambda) so that
+    # the mean is exp(eta) (the mean increases with lambda), then inversion
+    mu, nu = np.exp(eta), 1.0 / s.cp_phi
+    j = np.arange(int(np.max(mu) * 3 + 60 * np.sqrt(np.max(mu) + 1) + 60), dtype=float)
+    lgam = special.gammaln(j + 1.0)
+
+    def pmf(loglam):
+        logp = loglam[:, None] * j - nu * lgam
+        p = np.exp(logp - logp.max(axis=1, keepdims=True))
+        return p / p.sum(axis=1, keepdims=True)
+
+    lo, hi = np.full(mu.size, -50.0), np.full(mu.size, 50.0)
+    for _ in range(80):
+        mid = 0.5 * (lo + hi)
+        above = pmf(mid) @ j > mu
+        hi, lo = np.where(above, mid, hi), np.where(above, lo, mid)
+    cdf = np.cumsum(pmf(0.5 * (lo + hi)), axis=1)
+    u = rng.uniform(size=mu.size)
+    return {"y": (u[:, None] > cdf).sum(axis=1).astype(float)}
+
+
 def _ordbeta(rng, s: Scenario, eta, k=1.0):
     # an ordered logistic draw between the two cut points decides 0, 1 or a beta value
     latent = eta + rng.logistic(size=eta.size)
@@ -171,6 +193,7 @@ RESPONSES = {
     "beta": _beta,
     "betabinomial": _betabinomial,
     "ordbeta": _ordbeta,
+    "compois": _compois,
     "truncated_poisson": _truncated_poisson,
     "truncated_nbinom2": _truncated_nbinom2,
     "truncated_nbinom1": _truncated_nbinom1,

@@ -103,6 +103,9 @@ class Scenario:
         Ordered beta's cut points (glmmTMB's ``ordbeta`` psi, logit scale): ``P(0) = 1 -
         expit(eta - ob_cuts[0])``, ``P(1) = expit(eta - ob_cuts[1])``, else a beta
         draw of precision ``beta_phi``.
+    cp_phi
+        COM-Poisson dispersion, glmmTMB's ``compois`` phi = 1 / nu (below 1:
+        underdispersion; the variance is about phi mu).
     t_df
         Student t degrees of freedom (glmmTMB's ``t_family``; its scale is ``sigma``).
     tw_phi, tw_power
@@ -145,6 +148,7 @@ class Scenario:
     beta_phi: float = 8.0
     gp_phi: float = 2.0
     ob_cuts: tuple[float, float] = (-2.0, 2.0)
+    cp_phi: float = 0.7
     t_df: float = 4.0
     tw_phi: float = 1.0
     tw_power: float = 1.5
@@ -308,6 +312,8 @@ def _check_response(s: Scenario) -> None:
     if (len(s.ob_cuts) != 2 or not all(_is_real(c) for c in s.ob_cuts)
             or not s.ob_cuts[0] < s.ob_cuts[1]):
         _fail("ob_cuts", "must be two increasing finite cut points", s.ob_cuts)
+    if not _is_real(s.cp_phi) or s.cp_phi <= 0:
+        _fail("cp_phi", "must be a finite dispersion > 0", s.cp_phi)
     if not _is_real(s.t_df) or s.t_df <= 0:
         _fail("t_df", "must be finite degrees of freedom > 0", s.t_df)
     if not _is_real(s.tw_phi) or s.tw_phi <= 0:

@@ -173,6 +173,8 @@ def truth(s: Scenario, terms: list[Term]) -> dict:
                                 "upper cutoff": float(1 / (1 + np.exp(-s.ob_cuts[1])))}
     elif s.family == "genpois":
         out["dispersion"] = float(s.gp_phi)
+    elif s.family == "compois":
+        out["dispersion"] = float(s.cp_phi)
     elif s.family == "t":
         out["dispersion"] = float(s.sigma)
         out["family_params"] = {"Student-t df": float(s.t_df)}

@@ -441,7 +441,8 @@ def test_lme4_level_and_size_checks():
 def test_families_list():
     assert FAMILIES == ("gaussian", "binomial", "poisson", "negative_binomial", "nbinom1",
                         "Gamma", "beta", "ordbeta", "betabinomial", "truncated_poisson",
-                        "truncated_nbinom2", "truncated_nbinom1", "t", "tweedie", "genpois",
+                        "truncated_nbinom2", "truncated_nbinom1", "t", "tweedie", "compois",
+                        "genpois",
                         "ordinal", "multinomial")
     with pytest.raises(FamilyError):
         build_design("y ~ x + (1 | g)", SIM, family=None)

@@ -119,6 +119,7 @@ TRUTH = {
     ("t", "inverse"): (1.0, 0.2, 0.1),
     ("tweedie", "log"): (0.5, 0.4, 0.4),
     ("ordbeta", "logit"): (-0.2, 0.6, 0.4),
+    ("compois", "log"): (1.0, 0.5, 0.4),
 }
 NB_THETA, NB1_PHI, GAMMA_SHAPE, BETA_PHI, GP_PHI = 3.0, 1.0, 4.0, 10.0, 2.0
 
@@ -172,10 +173,11 @@ def simulate(rng: np.random.Generator, family: str, link: str, m: int, k: int,
         frame["y"] = rng.gamma(GAMMA_SHAPE, mu / GAMMA_SHAPE)
     elif family == "beta":
         frame["y"] = np.clip(rng.beta(mu * BETA_PHI, (1.0 - mu) * BETA_PHI), 1e-6, 1 - 1e-6)
-    elif family.startswith("truncated_") or family in ("genpois", "t", "tweedie", "ordbeta"):
+    elif family.startswith("truncated_") or family in ("genpois", "t", "tweedie", "ordbeta",
+                                                       "compois"):
         draw = {"truncated_poisson": None, "truncated_nbinom2": NB_THETA,
                 "truncated_nbinom1": NB1_PHI, "genpois": GP_PHI, "t": 0.3,
-                "tweedie": 1.0, "ordbeta": BETA_PHI}[family]
+                "tweedie": 1.0, "ordbeta": BETA_PHI, "compois": 0.7}[family]
         psi = {"t": [np.log(5.0)], "tweedie": [0.0], "ordbeta": [-1.5, 1.5]}.get(family, ())
         y = get_family(family, link, dispersion=draw, psi=psi).draw(rng, mu, np.ones(n), draw)
         if y.min() == y.max():

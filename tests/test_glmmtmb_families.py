@@ -23,7 +23,8 @@ from glmmbench.testing import assert_matches
 SCENARIOS = ("beta_intercept", "beta_slopes", "ordbeta_intercept", "betabinomial_intercept",
              "truncated_poisson_intercept",
              "truncated_nbinom2_intercept", "truncated_nbinom1_intercept",
-             "genpois_intercept", "t_intercept", "tweedie_intercept", "tweedie_slopes")
+             "genpois_intercept", "compois_intercept", "t_intercept", "tweedie_intercept",
+             "tweedie_slopes")
 
 
 def _sim(name: str, seed: int = 26) -> simulate.SimulatedData:
@@ -168,7 +169,8 @@ def test_family_log_densities_sum_to_one():
         p = np.exp(bb.loglik_obs(k / N, np.full(k.size, 0.3), N, n=N))
         assert p.sum() == pytest.approx(1.0, abs=1e-12)
         assert (k * p).sum() == pytest.approx(0.3 * N, rel=1e-10)
-    for name, d in [("truncated_poisson", None), ("truncated_nbinom2", 1.7),
+    for name, d in [("compois", 0.6), ("compois", 2.0), ("truncated_poisson", None),
+                    ("truncated_nbinom2", 1.7),
                     ("truncated_nbinom1", 0.8), ("genpois", 2.5), ("genpois", 1.0)]:
         fam = get_family(name, dispersion=d)
         y = np.arange(0.0, 400.0)
@@ -176,9 +178,13 @@ def test_family_log_densities_sum_to_one():
             p = np.exp(fam.loglik_obs(y, np.full(y.size, mu), 1.0))
             assert p.sum() == pytest.approx(1.0, abs=1e-9), (name, d, mu)
             mean = (y * p).sum()
-            if name == "genpois":
+            if name in ("genpois", "compois"):  # mean-parametrised
                 assert mean == pytest.approx(mu, rel=1e-8)
+            if name == "genpois":
                 assert ((y - mean) ** 2 * p).sum() == pytest.approx(d * mu, rel=1e-6)
+            if name == "compois":  # the variance the engine's Fisher steps use
+                assert ((y - mean) ** 2 * p).sum() == pytest.approx(
+                    float(fam.variance(np.array([mu]))[0]), rel=1e-8)
     t = get_family("t", "identity", dispersion=0.7, psi=[np.log(3.5)])
     total = integrate.quad(lambda v: np.exp(t.loglik_obs(np.array([v]), np.array([1.0]),
                                                           1.0)[0]), -np.inf, np.inf)[0]
@@ -223,6 +229,7 @@ def test_score_and_information_are_the_log_density_derivatives():
                        ("truncated_nbinom2", 1.3, rng.integers(1, 9, 20).astype(float)),
                        ("truncated_nbinom1", 0.7, rng.integers(1, 9, 20).astype(float)),
                        ("genpois", 1.8, rng.integers(0, 9, 20).astype(float)),
+                       ("compois", 0.7, rng.integers(0, 9, 20).astype(float)),
                        ("t", 0.8, rng.standard_normal(20) * 3),
                        ("tweedie", 1.3, np.where(rng.uniform(size=20) < 0.3, 0.0,
                                                  rng.gamma(2.0, 1.5, 20))),
@@ -248,7 +255,7 @@ def test_dataframe_api_names_the_new_families():
     from glmmbench.families import NATIVE_FAMILIES
 
     for name in ("beta", "ordbeta", "betabinomial", "truncated_poisson", "truncated_nbinom2",
-                 "truncated_nbinom1", "genpois", "t", "tweedie"):
+                 "truncated_nbinom1", "genpois", "compois", "t", "tweedie"):
         assert name in NATIVE_FAMILIES
     with pytest.raises(Exception, match="valid links"):
         fit("y ~ x + (1 | g)", pd.DataFrame({"y": [0.2, 0.4], "x": [1, 2], "g": ["a", "b"]}),

@@ -128,7 +128,8 @@ def test_scenario_contract(name):
     assert ("smooth" in sim.truth) == (s.smooth is not None)
     assert ("dispersion" in sim.truth) == (s.family in (
         "negative_binomial", "nbinom1", "Gamma", "beta", "truncated_nbinom2",
-        "truncated_nbinom1", "genpois", "t", "tweedie", "betabinomial", "ordbeta")
+        "truncated_nbinom1", "genpois", "t", "tweedie", "betabinomial", "ordbeta",
+        "compois")
         and s.disp_slope is None)
     assert ("family_params" in sim.truth) == (s.family in ("t", "tweedie", "ordbeta"))
     assert ("fixef_disp" in sim.truth) == (s.disp_slope is not None)
@@ -655,7 +656,7 @@ def test_valid_knobs_give_valid_data(s, seed):
         assert y.dtype == np.float64 and (y >= 0).all()
     elif s.family.startswith("truncated_"):
         assert (y == np.round(y)).all() and (y >= 1).all()
-    elif s.family == "genpois":
+    elif s.family in ("genpois", "compois"):
         assert (y == np.round(y)).all() and (y >= 0).all()
     elif s.family in ("binomial", "poisson", "negative_binomial", "nbinom1"):
         assert np.issubdtype(y.dtype, np.integer) and (y >= 0).all()

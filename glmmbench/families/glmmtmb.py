@@ -636,6 +636,136 @@ def _support_finite(y):
     return ~np.isfinite(y), "the real numbers", "real numbers"
 
 
+# ------------------------------------------------------------------ COM-Poisson
+
+COMPOIS_DIGITS = 37.0  # series terms kept: within e^-37 of the largest
+COMPOIS_NEWTON = 60  # Newton steps at most for log(lambda) given the mean
+COMPOIS_TOL = 1e-12  # |mean(lambda) - mu| relative to (1 + mu)
+
+
+def _compois_moments(loglam: Array, nu: Array) -> tuple[Array, Array, Array, Array]:
+    """``(log Z, mean, variance, third central moment)`` of the COM-Poisson
+    ``P(j) = lambda^j / (j!)^nu / Z`` (Shmueli et al. 2005), by summing the terms
+    ``j log(lambda) - nu lgamma(j + 1)`` around their largest, ``j* = lambda^(1 / nu)``,
+    within ``COMPOIS_DIGITS``: log-concave in j with curvature about ``nu / j``."""
+    loglam, nu = np.broadcast_arrays(_f(loglam), _f(nu))
+    shape = loglam.shape
+    loglam, nu = loglam.ravel(), nu.ravel()
+    jstar = np.floor(np.exp(np.minimum(loglam / nu, 700.0)))
+    half = int(np.ceil(np.sqrt(2.0 * COMPOIS_DIGITS * np.max((jstar + 1.0) / nu)))) + 6
+    while True:
+        J = jstar[:, None] + np.arange(-half, half + 1)
+        hi = int(J.max())
+        G = special.gammaln(np.arange(hi + 1, dtype=float) + 1.0)
+        inside = J >= 0
+        terms = np.where(inside, J * loglam[:, None]
+                         - nu[:, None] * G[np.clip(J, 0, hi).astype(np.intp)], -np.inf)
+        peak = np.max(terms, axis=1)
+        lo_edge = np.where(J[:, 0] > 0, terms[:, 0], -np.inf)
+        if (np.all(lo_edge < peak - COMPOIS_DIGITS)
+                and np.all(terms[:, -1] < peak - COMPOIS_DIGITS)) or half > 1e6:
+            break
+        half *= 2
+    p = np.exp(terms - peak[:, None])
+    total = p.sum(axis=1)
+    p /= total[:, None]
+    Jf = np.where(inside, J, 0.0)
+    mean = np.sum(p * Jf, axis=1)
+    dev = Jf - mean[:, None]
+    var = np.sum(p * dev * dev, axis=1)
+    k3 = np.sum(p * dev**3, axis=1)
+    logz = peak + np.log(total)
+    return tuple(a.reshape(shape) for a in (logz, mean, var, k3))
+
+
+def _compois_loglambda(mu: Array, nu: Array) -> tuple[Array, Array, Array, Array, Array]:
+    """``log(lambda)`` whose COM-Poisson mean is ``mu`` (glmmTMB's mean
+    parametrisation, its ``compois_calc_loglambda``), by Newton's method on
+    ``mean(log lambda) - mu`` (``d mean / d log lambda`` is the variance) from the
+    asymptotic ``lambda = (mu + (nu - 1) / (2 nu))^nu``; returns it with the moments
+    there."""
+    mu, nu = np.broadcast_arrays(_f(mu), _f(nu))
+    loglam = nu * np.log(np.maximum(mu + (nu - 1.0) / (2.0 * nu), 0.5 * mu))
+    for _ in range(COMPOIS_NEWTON):
+        logz, mean, var, k3 = _compois_moments(loglam, nu)
+        step = (mean - mu) / np.maximum(var, 1e-300)
+        loglam = loglam - np.clip(step, -5.0, 5.0)
+        if np.all(np.abs(mean - mu) <= COMPOIS_TOL * (1.0 + mu)):
+            break
+    logz, mean, var, k3 = _compois_moments(loglam, nu)
+    return loglam, logz, mean, var, k3
+
+
+def _compois(link: Link, phi: float | None) -> Family:
+    """glmmTMB's ``compois()``: the Conway-Maxwell-Poisson with mean ``mu`` and
+    ``nu = 1 / phi`` (``phi = exp(betad)``, its ``sigma()``; ``phi > 1``:
+    overdispersion), ``log f = y log(lambda) - nu log(y!) - log Z(lambda, nu)`` with
+    ``lambda`` solved from the mean. As an exponential family in ``log(lambda)`` its
+    score in mu is ``(y - mu) / V`` and its information ``1 / V + (y - mu) k3 / V^3``
+    with V the variance and k3 the third central moment at ``lambda``. The solution
+    for the last ``mu`` is kept: PIRLS asks for the score, the information and the
+    log-density at the same means."""
+    if phi is not None:
+        phi = _check_dispersion("compois", "phi", phi)
+    nu = None if phi is None else 1.0 / phi
+    cache: list = [None, None]  # (mu, its solution)
+
+    def solve(mu):
+        mu = _f(mu)
+        if cache[0] is not None and cache[0].shape == mu.shape and np.array_equal(cache[0], mu):
+            return cache[1]
+        out = _compois_loglambda(mu, nu)
+        cache[:] = [mu.copy(), out]
+        return out
+
+    def logf(y, mu):
+        loglam, logz, *_ = solve(mu)
+        y = _f(y)
+        return y * loglam - nu * special.gammaln(y + 1.0) - logz
+
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        return logf(y, mu) * _f(wt)
+
+    def variance(mu):
+        return solve(mu)[3]
+
+    def score(y, mu):
+        _, _, _, var, _ = solve(mu)
+        return (_f(y) - _f(mu)) / var
+
+    def info(y, mu):
+        _, _, _, var, k3 = solve(mu)
+        return 1.0 / var + (_f(y) - _f(mu)) * k3 / var**3
+
+    def dev_resids(y, mu, wt):  # against mu = y + 1/2 (> 0 also for y = 0): free of mu
+        y = _f(y)
+        ref = _compois_loglambda(y + 0.5, nu)
+        ll_ref = y * ref[0] - nu * special.gammaln(y + 1.0) - ref[1]
+        return 2.0 * _f(wt) * (ll_ref - logf(y, mu))
+
+    if phi is None:
+        variance = dev_resids = loglik_obs = score = info = _missing("compois", "phi",
+                                                                     "dispersion")
+    return Family("compois", link, variance, dev_resids, loglik_obs, _positive_mu,
+                  _genpois_mustart, info, "log", phi, score)
+
+
+def _draw_compois(rng, mu, wt, phi):
+    """By inversion of the probabilities on 0..K (``_compois_moments``' terms)."""
+    nu = 1.0 / np.broadcast_to(phi, np.shape(mu))
+    loglam, logz, *_ = _compois_loglambda(mu, nu)
+    top = int(np.max(mu + 30.0 * np.sqrt(np.maximum(mu, 1.0) * np.max(1.0 / nu)))) + 30
+    k = np.arange(top + 1, dtype=float)
+    logp = k * loglam[..., None] - nu[..., None] * special.gammaln(k + 1.0) - logz[..., None]
+    cdf = np.cumsum(np.exp(logp), axis=-1)
+    u = rng.uniform(size=np.shape(mu))
+    return (u[..., None] > cdf).sum(axis=-1).astype(float)
+
+
+def _start_compois(y, m, w):  # phi from E (y - mu)^2 = phi mu (its large-mean variance)
+    return float(np.sum(w * (y - m) ** 2) / np.sum(w * m))
+
+
 # --------------------------------------------------------------------------- Tweedie
 
 TWEEDIE_SERIES_DIGITS = 37.0  # series terms kept: within e^-37 (1e-16) of the largest
@@ -838,6 +968,10 @@ register(
               psi_names=("Tweedie power",), psi_start=_start_tweedie_p,
               psi_value=lambda psi: 1.0 + special.expit(psi),
               psi_bounds=((-30.0, 30.0),), psi_boundary=_boundary_tweedie),
+    FamilyDef("compois", ("log",), "log", _compois, "phi", r_engines=("glmmTMB",),
+              check=_check_counts, draw=_draw_compois, support=_support_counts,
+              mean_range=_mean_nonnegative, dispersion_start=_start_compois,
+              dispersion_text="phi = 1 / nu (var about phi mu)"),
     FamilyDef("genpois", ("log",), "log", _genpois, "phi", r_engines=("glmmTMB",),
               check=_check_counts, draw=_draw_genpois, support=_support_counts,
               mean_range=_mean_nonnegative,

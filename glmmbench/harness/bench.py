@@ -237,6 +237,7 @@ FAMILY_MODELS = (
     _family_model("truncated_nbinom2_intercept"),
     _family_model("truncated_nbinom1_intercept"),
     _family_model("genpois_intercept"),
+    _family_model("compois_intercept"),
     _family_model("t_intercept"),
     _family_model("tweedie_intercept"),
     _family_model("negbin_dispformula", "~ x"),

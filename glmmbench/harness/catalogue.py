@@ -306,7 +306,7 @@ _QUICK_SIM = (
     "nbinom1_crossed", "beta_intercept", "truncated_poisson_intercept",
     "truncated_nbinom2_intercept", "truncated_nbinom1_intercept", "genpois_intercept",
     "betabinomial_intercept", "t_intercept", "tweedie_intercept", "negbin_dispformula",
-    "ordbeta_intercept",
+    "ordbeta_intercept", "compois_intercept",
 )
 _LARGE = ("gaussian_slopes_large", "binomial_binary_large", "poisson_crossed_large")
 

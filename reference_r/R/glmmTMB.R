@@ -7,6 +7,7 @@ gb_tmb_family <- function(family, link) {
     beta = glmmTMB::beta_family(link = link),
     betabinomial = glmmTMB::betabinomial(link = link),
     ordbeta = glmmTMB::ordbeta(link = link),
+    compois = glmmTMB::compois(link = link),
     t = glmmTMB::t_family(link = link),
     tweedie = glmmTMB::tweedie(link = link),
     truncated_poisson = glmmTMB::truncated_poisson(link = link),
@@ -19,7 +20,7 @@ gb_tmb_family <- function(family, link) {
 ## Families whose sigma() is a free parameter of the fit (sigma-meaning).
 gb_tmb_sigma_families <- c("gaussian", "negative_binomial", "nbinom1", "Gamma", "beta",
                            "truncated_nbinom2", "truncated_nbinom1", "genpois", "t", "tweedie",
-                           "betabinomial", "ordbeta")
+                           "betabinomial", "ordbeta", "compois")
 
 gb_fit_glmmTMB <- function(formula, data, family, link, nagq, reml, options) {
   f <- gb_formula(formula)
