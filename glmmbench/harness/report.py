@@ -201,7 +201,9 @@ def parity_figure(par: pd.DataFrame) -> bytes:
     a comparison whose gap a known R-side discrepancy explains. Pairs that are not
     comparable are left out."""
     plt = _pyplot()
-    par = par[par["comparable"]]
+    # pairs with both values: a name only one side has is a failure counted in the
+    # tables, with nothing to draw
+    par = par[par["comparable"] & par["native"].notna() & par["reference"].notna()]
     quantities = [q for q in ("loglik", "fixef", "threshold", "se", "sdcor", "sigma",
                               "fixef_disp", "se_disp", "family_param")
                   if (par["quantity"] == q).any()]
@@ -521,9 +523,10 @@ def build(fits: pd.DataFrame, meta: dict | None = None,
     details += [Heading(2, "Parity: native minus R")]
     if len(par):
         tol = ", ".join(f"{q} {t.atol:g} + {t.rtol:g}|R|" for q, t in compare.PARITY_TOL.items())
-        figures += [Figure("parity.png", parity_figure(par),
-                           "Parity: native vs R estimates (x: a known R-side discrepancy "
-                           "applies)")]
+        if (par["comparable"] & par["native"].notna() & par["reference"].notna()).any():
+            figures += [Figure("parity.png", parity_figure(par),
+                               "Parity: native vs R estimates (x: a known R-side discrepancy "
+                               "applies)")]
         details += [
             Para("Each native fit against each R engine on the same replicate. A comparison "
                  f"is within tolerance when |native - R| <= atol + rtol |R| ({tol}). Known "
