@@ -501,3 +501,33 @@ def test_gaussian_inverse_link_converges_with_the_gradient(monkeypatch):
                         property(lambda s: False))
     without = fit("pos2 ~ x + (1 | g)", data, "gaussian", "inverse")
     assert res.loglik >= without.loglik - 1e-7
+
+
+# glmmTMB's families (issue 26): the gradient over theta, the dispersion (or a
+# dispformula's coefficients), the family's own parameters and beta, at the fitted
+# optimum moved a little (so that no derivative is 0 by construction)
+GLMMTMB_CASES = [("beta_slopes", None), ("ordbeta_intercept", None),
+                 ("betabinomial_intercept", None), ("truncated_nbinom1_intercept", None),
+                 ("genpois_intercept", None), ("compois_intercept", None),
+                 ("t_intercept", None), ("tweedie_intercept", None),
+                 ("negbin_dispformula", "~ x"), ("gamma_log", "~ x")]
+
+
+@pytest.mark.parametrize("scenario, dispformula", GLMMTMB_CASES)
+def test_gradient_of_glmmtmb_families_equals_differences(scenario, dispformula):
+    import simulate
+
+    from glmmbench.model.design import build_design as design_of
+
+    sd = simulate.generate(scenario, np.random.default_rng(11))
+    res = fit(sd.formula, sd.data, family=sd.family, link=sd.link, dispformula=dispformula)
+    design = design_of(sd.formula, sd.data, sd.family, dispformula=dispformula)
+    devfun = make_devfun(design, _response(design, res.family.with_parameters(
+        None if res.family.dispersion is None else 1.0,
+        res.family.psi or None)), 1)
+    devfun.tol = 1e-13
+    assert devfun.has_gradient
+    x = np.asarray(res.optinfo["stages"][-1]["final"], dtype=float)
+    x = x + 0.05 * np.random.default_rng(1).standard_normal(x.size)
+    x[0] = abs(x[0])
+    _assert_gradient_at(devfun, x, stage1=False)

@@ -92,9 +92,14 @@ def _beta(link: Link, phi: float | None) -> Family:
     def logf(y, mu):
         return _log_dbeta(_f(y), mu, phi)
 
+    last: list = [None, None]  # the information at the last mu (PIRLS asks twice)
+
     def info(y, mu):  # free of y: the expected information too
-        a = _f(mu) * phi
-        return phi * phi * (trigamma(a) + trigamma(phi - a))
+        mu = _f(mu)
+        if mu is not last[0]:
+            a = mu * phi
+            last[:] = [mu, phi * phi * (trigamma(a) + trigamma(phi - a))]
+        return last[1]
 
     def variance(mu):  # 1 / Fisher information: PIRLS's Fisher steps are exact
         return 1.0 / info(None, mu)
@@ -168,9 +173,18 @@ def _ordbeta(link: Link, phi: float | None, psi=()) -> Family:
     if phi is not None:
         phi = _check_dispersion("ordbeta", "phi", phi)
     k1, k2 = (float(psi[0]), float(psi[1])) if len(psi) else (None, None)
+    last: list = [None, None, None]  # (y, mu, parts) of the last call: PIRLS asks for the
+    # score and the information at the same arrays, which are never changed in place
 
     def parts(y, mu):
-        """``(ll, d ll / d eta, d2 ll / d eta2)`` per observation."""
+        """``(ll, d ll / d eta, d2 ll / d eta2, mu)`` per observation."""
+        if y is last[0] and mu is last[1]:
+            return last[2]
+        out = _parts(y, mu)
+        last[:] = [y, mu, out]
+        return out
+
+    def _parts(y, mu):
         y, mu = np.broadcast_arrays(_f(y), _f(mu))
         eta = special.logit(mu)
         F1, F2 = special.expit(eta - k1), special.expit(eta - k2)
@@ -780,10 +794,11 @@ def _log_tweedie_series(y: Array, phi: Array, p: float) -> Array:
 
     summed (log-sum-exp) over the j around the largest term ``j_max = y^(2 - p) /
     (phi (2 - p))`` whose terms are within ``TWEEDIE_SERIES_DIGITS`` of it. The terms
-    are log-concave in j with curvature about ``(1 - alpha) / j``: the window starts at
-    the half-width where that drop is reached and doubles until both ends are below
-    it. The two lgamma's depend on j and p only: computed once per j, not per
-    observation."""
+    are log-concave in j with curvature about ``(1 - alpha) / j``, so an observation
+    needs a half-width of about ``sqrt(2 digits j_max / (1 - alpha))``: observations
+    are summed in groups of similar width (powers of two), each window doubled until
+    both its ends are below that drop. The two lgamma's depend on j and p only:
+    computed once per j, not per observation."""
     y, phi = np.broadcast_arrays(_f(y), _f(phi))
     shape = y.shape
     y, phi = y.ravel(), phi.ravel()
@@ -792,39 +807,56 @@ def _log_tweedie_series(y: Array, phi: Array, p: float) -> Array:
          - np.log(2.0 - p))
     jmax = np.maximum(1.0, np.round(y ** (2.0 - p) / (phi * (2.0 - p))))
     reach = 2.0 * TWEEDIE_SERIES_DIGITS / (1.0 - alpha)
-    half = int(np.ceil(np.sqrt(reach * np.max(jmax, initial=1.0)))) + 4
+    width = np.ceil(np.sqrt(reach * jmax)) + 4.0
+    group = np.ceil(np.log2(width)).astype(int)
+    out = np.empty(y.size)
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        out[rows] = _tweedie_window(c[rows], jmax[rows], alpha, int(2**g))
+    return out.reshape(shape)
+
+
+def _tweedie_window(c: Array, jmax: Array, alpha: float, half: int) -> Array:
+    """``log sum_j W_j`` over ``j_max -+ half``, doubled until both ends are negligible."""
     while True:
         J = jmax[:, None] + np.arange(-half, half + 1)
         lo, hi = max(1, int(J.min())), int(J.max())
         js = np.arange(lo, hi + 1, dtype=float)
         G = special.gammaln(js + 1.0) + special.gammaln(-alpha * js)
-        inside = J >= 1
-        terms = np.where(inside, J * c[:, None] - G[np.clip(J, lo, hi).astype(np.intp) - lo],
-                         -np.inf)
+        Jc = np.maximum(J, lo).astype(np.intp) - lo
+        terms = J * c[:, None] - G[Jc]
+        terms[J < 1] = -np.inf
         peak = np.max(terms, axis=1)
         lo_edge = np.where(J[:, 0] > 1, terms[:, 0], -np.inf)
         if (np.all(lo_edge < peak - TWEEDIE_SERIES_DIGITS)
                 and np.all(terms[:, -1] < peak - TWEEDIE_SERIES_DIGITS)) or half > 1e5:
-            break
+            return peak + np.log(np.sum(np.exp(terms - peak[:, None]), axis=1))
         half *= 2
-    out = peak + np.log(np.sum(np.exp(terms - peak[:, None]), axis=1))
-    return out.reshape(shape)
 
 
-def _log_dtweedie(y, mu, phi, p):
-    """glmmTMB's ``dtweedie(y, mu, phi, p, log = TRUE)``, ``var = phi mu^p``: at 0
-    ``-mu^(2 - p) / (phi (2 - p))``; above, ``log W - log y + (y theta - kappa) / phi``
-    with ``theta = mu^(1 - p) / (1 - p)``, ``kappa = mu^(2 - p) / (2 - p)``."""
-    y, mu, phi = np.broadcast_arrays(_f(y), _f(mu), _f(phi))
-    kappa = mu ** (2.0 - p) / (2.0 - p)
-    out = -kappa / phi
+def _log_series_part(y, phi, p):
+    """``log W(y, phi, p) - log y`` where ``y > 0``, 0 elsewhere: the part of the
+    Tweedie log-density that does not depend on the mean."""
+    y, phi = np.broadcast_arrays(_f(y), _f(phi))
+    out = np.zeros(y.shape)
     pos = y > 0
     if np.any(pos):
-        yp, mp, fp = y[pos], mu[pos], phi[pos]
-        theta = mp ** (1.0 - p) / (1.0 - p)
-        out = out.copy()
-        out[pos] = (_log_tweedie_series(yp, fp, p) - np.log(yp)
-                    + (yp * theta - kappa[pos]) / fp)
+        out[pos] = _log_tweedie_series(y[pos], phi[pos], p) - np.log(y[pos])
+    return out
+
+
+def _log_dtweedie(y, mu, phi, p, series=None):
+    """glmmTMB's ``dtweedie(y, mu, phi, p, log = TRUE)``, ``var = phi mu^p``: at 0
+    ``-mu^(2 - p) / (phi (2 - p))``; above, ``log W - log y + (y theta - kappa) / phi``
+    with ``theta = mu^(1 - p) / (1 - p)``, ``kappa = mu^(2 - p) / (2 - p)``. ``series``
+    is ``_log_series_part(y, phi, p)`` where the caller has it (it is free of mu)."""
+    y = _f(y)
+    w = _log_series_part(y, phi, p) if series is None else series
+    y, mu, phi, w = np.broadcast_arrays(y, _f(mu), _f(phi), w)
+    kappa = mu ** (2.0 - p) / (2.0 - p)
+    with np.errstate(divide="ignore"):
+        theta = mu ** (1.0 - p) / (1.0 - p)
+    out = np.where(y > 0, w + (y * theta - kappa) / phi, -kappa / phi)
     return np.where(y < 0, -np.inf, out)
 
 
@@ -835,8 +867,14 @@ def _tweedie(link: Link, phi: float | None, psi=()) -> Family:
         phi = _check_dispersion("tweedie", "phi", phi)
     p = 1.0 + float(special.expit(psi[0])) if len(psi) else None
 
+    series: list = [None, None]  # (y, log W(y)): free of mu, so computed once per y
+
     def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
-        return _log_dtweedie(y, mu, phi, p) * _f(wt)
+        y = _f(y)
+        if y is not series[0] and not (series[0] is not None and series[0].shape == y.shape
+                                       and np.array_equal(series[0], y)):
+            series[:] = [y, _log_series_part(y, phi, p)]
+        return _log_dtweedie(y, mu, phi, p, series[1]) * _f(wt)
 
     def score(y, mu):
         mu = _f(mu)

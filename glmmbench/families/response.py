@@ -57,6 +57,13 @@ class WorkingValues:
 
 
 @dataclass(frozen=True)
+class ExactWorkingValues(WorkingValues):
+    """Working values whose weights are the exact curvature ``-d2 log f / d eta2``
+    everywhere (Newton's weights, all positive): ``curvature_weights`` of an
+    exact-Hessian response is then ``w`` itself, not computed again."""
+
+
+@dataclass(frozen=True)
 class GLMResponse:
     """Response of a GLMM with an exponential-family conditional distribution."""
 
@@ -144,11 +151,14 @@ class GLMResponse:
             grad, w_obs = fam.observed_parts(self.y, eta, mu, self.weights, mu_eta=d, n=n)
             newton = w_obs > 0
             w = w_obs
-            if not newton.all():
+            exact = bool(newton.all())
+            if not exact:
                 w = np.where(newton, w_obs, fam.working_weights(eta, mu, self.weights,
                                                                 mu_eta=d, n=n))
             with np.errstate(invalid="ignore", divide="ignore"):
                 wres = grad / w
+            if exact:
+                return ExactWorkingValues(eta, mu, w / self.scale if self._scaled else w, wres)
         else:
             w = fam.working_weights(eta, mu, self.weights, mu_eta=d, n=n)
             wres = ((self.y - mu) / d if self._consts is not None
@@ -199,6 +209,8 @@ class GLMResponse:
     def curvature_weights(self, wv: WorkingValues) -> np.ndarray:
         """The weights of the Laplace factor ``L`` at ``wv`` (see ``observed``)."""
         if self.observed:
+            if isinstance(wv, ExactWorkingValues):
+                return wv.w
             w = self.family.observed_weights(self.y, wv.eta, wv.mu, self.weights,
                                              n=self.n_trials)
         elif self.newton:  # Newton iterations, Fisher information in L
