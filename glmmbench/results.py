@@ -200,6 +200,37 @@ class GLMMResult:
         is a GLMM."""
         return self.family.lmm and self.design.disp_X is None
 
+    def vcov_all(self) -> pd.DataFrame:
+        """The Wald covariance of every parameter but the random effects' (glmmTMB's
+        ``vcov(m, full = TRUE)``): the fixed effects, the dispersion model's
+        coefficients (``disp~`` and its column names; glmmTMB's ``betad`` scale) and the
+        family's own parameters (``psi~`` and glmmTMB's names; the internal scale: a t's
+        log df, Tweedie's logit(power - 1), ordbeta's logit cut-offs), from the Hessian
+        of the deviance at the optimum (``Var = 2 H^{-1}``). A linear mixed model, a
+        family without those parts and an ordinal model give ``vcov``."""
+        hess = self.optinfo.get("derivs", {}).get("Hessian")
+        if self.is_lmm or hess is None or (self.fixef_disp is None and not self.family_params) \
+                or self.thresholds is not None or self.design.smooths:
+            return self.vcov
+        H = np.asarray(hess, dtype=float)
+        nt = self.theta.size
+        ndisp = 0 if self.fixef_disp is None else self.fixef_disp.size
+        npsi = len(self.family_params)
+        names = ([f"disp~{k}" for k in (self.fixef_disp.index if ndisp else [])]
+                 + [f"psi~{k}" for k in self.family_params] + list(self.fixef.index))
+        try:
+            V = 2.0 * np.linalg.inv(H)[nt:, nt:]
+        except np.linalg.LinAlgError:
+            V = np.full((len(names), len(names)), np.nan)
+        if ndisp and self.design.disp_X is None:  # log d -> glmmTMB's betad = log d / power
+            scale = np.ones(len(names))
+            scale[0] = 1.0 / self.family.betad_power
+            V = V * np.outer(scale, scale)
+        order = [*range(ndisp + npsi, len(names)), *range(ndisp + npsi)]
+        V = V[np.ix_(order, order)]
+        names = [names[i] for i in order]
+        return pd.DataFrame(0.5 * (V + V.T), index=names, columns=names)
+
     def disp_table(self) -> pd.DataFrame:
         """The dispersion model's coefficients (glmmTMB's ``fixef(m)$disp``) with Wald z
         tests, as ``coef_table``'s columns; empty for a family without a dispersion."""

@@ -288,3 +288,36 @@ def test_t_df_at_infinity_is_the_gaussian_fit_and_says_so():
     assert t.loglik == pytest.approx(ml.loglik, abs=1e-4)
     np.testing.assert_allclose(t.fixef, ml.fixef, atol=1e-3)
     assert t.sigma == pytest.approx(ml.sigma, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_every_method_works_and_agrees_with_itself(name):
+    """predict, Wald and profile intervals, anova, diagnostics, the record and the
+    full covariance for every family: Wald limits are estimate +- 1.96 SE, profile
+    limits bracket the estimate, the likelihood-ratio test of x is positive on its one
+    degree of freedom, and vcov_all's fixed-effect block is vcov. (COM-Poisson's fits
+    take seconds each: its profile and anova, the same code as every family's, are
+    left out.)"""
+    from glmmbench import anova
+
+    sd = _sim(name)
+    res = fit(sd.formula, sd.data, family=sd.family)
+    assert np.all(np.isfinite(np.asarray(res.predict(sd.data.iloc[:5], type="response"))))
+    wald = res.confint(method="Wald", parm=["x"]).loc["x"]
+    se = res.se["x"]
+    assert wald.iloc[0] == pytest.approx(res.fixef["x"] - 1.959963984540054 * se, rel=1e-6)
+    if sd.family != "compois":
+        prof = res.confint(method="profile", parm=["x"]).loc["x"]
+        assert prof.iloc[0] < res.fixef["x"] < prof.iloc[1]
+        null = fit(sd.formula.replace("x + ", "", 1), sd.data, family=sd.family)
+        table = anova(null, res)
+        assert table.iloc[-1]["Chisq"] > 0 and table.iloc[-1]["Df"] == 1
+    assert "dispersion" in res.diagnostics().index
+    rec = res.to_record()
+    assert rec["family_params"] == res.family_params
+    full = res.vcov_all()
+    np.testing.assert_allclose(full.loc[res.fixef.index, res.fixef.index], res.vcov,
+                               rtol=1e-8)
+    if res.fixef_disp is not None:  # the dispersion's SE on glmmTMB's scale
+        assert np.sqrt(full.loc["disp~(Intercept)", "disp~(Intercept)"]) == pytest.approx(
+            res.se_disp["(Intercept)"], rel=1e-6)
