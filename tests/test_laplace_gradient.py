@@ -516,7 +516,6 @@ GLMMTMB_CASES = [("beta_slopes", None), ("ordbeta_intercept", None),
 @pytest.mark.parametrize("scenario, dispformula", GLMMTMB_CASES)
 def test_gradient_of_glmmtmb_families_equals_differences(scenario, dispformula):
     import simulate
-
     from glmmbench.model.design import build_design as design_of
 
     sd = simulate.generate(scenario, np.random.default_rng(11))
