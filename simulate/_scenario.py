@@ -297,27 +297,24 @@ def _check_random(s: Scenario) -> None:
             _fail("design", "multinomial scenarios have one grouping factor", s.design)
 
 
+# the family knobs that are positive numbers, and what they are
+_POSITIVE_KNOBS = (("nb_theta", "a finite size"), ("nb_phi", "a finite dispersion"),
+                   ("gamma_shape", "a finite shape"), ("beta_phi", "a finite precision"),
+                   ("cp_phi", "a finite dispersion"), ("t_df", "finite degrees of freedom"),
+                   ("tw_phi", "a finite dispersion"))
+
+
 def _check_response(s: Scenario) -> None:
     if not _is_real(s.sigma) or s.sigma <= 0:
         _fail("sigma", "must be a finite standard deviation > 0", s.sigma)
     _int_at_least(s, "trials", 1)
-    if not _is_real(s.nb_theta) or s.nb_theta <= 0:
-        _fail("nb_theta", "must be a finite size > 0", s.nb_theta)
-    if not _is_real(s.nb_phi) or s.nb_phi <= 0:
-        _fail("nb_phi", "must be a finite dispersion > 0", s.nb_phi)
-    if not _is_real(s.gamma_shape) or s.gamma_shape <= 0:
-        _fail("gamma_shape", "must be a finite shape > 0", s.gamma_shape)
-    if not _is_real(s.beta_phi) or s.beta_phi <= 0:
-        _fail("beta_phi", "must be a finite precision > 0", s.beta_phi)
+    for knob, what in _POSITIVE_KNOBS:
+        v = getattr(s, knob)
+        if not _is_real(v) or v <= 0:
+            _fail(knob, f"must be {what} > 0", v)
     if (len(s.ob_cuts) != 2 or not all(_is_real(c) for c in s.ob_cuts)
             or not s.ob_cuts[0] < s.ob_cuts[1]):
         _fail("ob_cuts", "must be two increasing finite cut points", s.ob_cuts)
-    if not _is_real(s.cp_phi) or s.cp_phi <= 0:
-        _fail("cp_phi", "must be a finite dispersion > 0", s.cp_phi)
-    if not _is_real(s.t_df) or s.t_df <= 0:
-        _fail("t_df", "must be finite degrees of freedom > 0", s.t_df)
-    if not _is_real(s.tw_phi) or s.tw_phi <= 0:
-        _fail("tw_phi", "must be a finite dispersion > 0", s.tw_phi)
     if not _is_real(s.tw_power) or not 1 < s.tw_power < 2:
         _fail("tw_power", "must lie strictly between 1 and 2", s.tw_power)
     if not _is_real(s.gp_phi) or s.gp_phi < 1:

@@ -72,6 +72,23 @@ def _dev_from(logf):
     return dev_resids
 
 
+def _from_logf(name: str, link: Link, phi, logf, score, info, variance, validmu, mustart,
+               canonical: str, psi=(), missing: str = "phi") -> Family:
+    """A `Family` from its log-density per unit weight ``logf(y, mu)`` (``loglik_obs``
+    weights it, ``dev_resids`` is `_dev_from` it) and its score, information and
+    variance; where the dispersion (or ``psi``) is not set yet, the members that need
+    it raise instead."""
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        return logf(y, mu) * _f(wt)
+
+    dev_resids = _dev_from(logf)
+    if phi is None:
+        variance = dev_resids = loglik_obs = score = info = _missing(name, missing,
+                                                                     "dispersion")
+    return Family(name, link, variance, dev_resids, loglik_obs, validmu, mustart, info,
+                  canonical, phi, score, tuple(psi))
+
+
 def _unit_mean(mu) -> bool:
     mu = _f(mu)
     return bool(np.all((mu > 0) & (mu < 1)))
@@ -109,15 +126,8 @@ def _beta(link: Link, phi: float | None) -> Family:
         y = _f(y)
         return phi * (np.log(y) - np.log1p(-y) - special.digamma(a) + special.digamma(phi - a))
 
-    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
-        return logf(y, mu) * _f(wt)
-
-    dev_resids = _dev_from(logf)
-    if phi is None:
-        variance = dev_resids = loglik_obs = score = info = _missing("beta", "phi",
-                                                                     "dispersion")
-    return Family("beta", link, variance, dev_resids, loglik_obs, _unit_mean, _beta_mustart,
-                  info, "logit", phi, score)
+    return _from_logf("beta", link, phi, logf, score, info, variance, _unit_mean,
+                      _beta_mustart, "logit")
 
 
 def _beta_mustart(y, wt):
@@ -530,15 +540,8 @@ def _genpois(link: Link, phi: float | None) -> Family:
     def variance(mu):
         return phi * _f(mu)
 
-    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
-        return logf(y, mu) * _f(wt)
-
-    dev_resids = _dev_from(logf)
-    if phi is None:
-        variance = dev_resids = loglik_obs = score = info = _missing("genpois", "phi",
-                                                                     "dispersion")
-    return Family("genpois", link, variance, dev_resids, loglik_obs, _positive_mu,
-                  _genpois_mustart, info, "log", phi, score)
+    return _from_logf("genpois", link, phi, logf, score, info, variance, _positive_mu,
+                      _genpois_mustart, "log")
 
 
 def _genpois_mustart(y, wt):
