@@ -65,10 +65,17 @@ __all__ = ["TRUNCATED"]
 
 
 def _dev_from(logf):
-    """``dev_resids`` from a log-density per unit weight (module docstring)."""
+    """``dev_resids`` from a log-density per unit weight (module docstring). Its first
+    term, ``log f(y | mu = y)``, is free of mu: kept for the last y (PIRLS evaluates the
+    deviance at many means of the same response, whose arrays are never changed in
+    place)."""
+    saturated: list = [None, None]
+
     def dev_resids(y, mu, wt):
         y = _f(y)
-        return 2.0 * _f(wt) * (logf(y, y) - logf(y, mu))
+        if y is not saturated[0]:
+            saturated[:] = [y, logf(y, y)]
+        return 2.0 * _f(wt) * (saturated[1] - logf(y, mu))
     return dev_resids
 
 
@@ -664,19 +671,33 @@ def _compois_moments(loglam: Array, nu: Array) -> tuple[Array, Array, Array, Arr
     """``(log Z, mean, variance, third central moment)`` of the COM-Poisson
     ``P(j) = lambda^j / (j!)^nu / Z`` (Shmueli et al. 2005), by summing the terms
     ``j log(lambda) - nu lgamma(j + 1)`` around their largest, ``j* = lambda^(1 / nu)``,
-    within ``COMPOIS_DIGITS``: log-concave in j with curvature about ``nu / j``."""
+    within ``COMPOIS_DIGITS``. They are log-concave in j with curvature about ``nu / j``,
+    flattening to the right: the half-width h reaches that drop where ``h^2 = 2 digits
+    (j* + h) / nu``. Observations are summed in groups of similar width (powers of
+    two)."""
     loglam, nu = np.broadcast_arrays(_f(loglam), _f(nu))
     shape = loglam.shape
     loglam, nu = loglam.ravel(), nu.ravel()
     jstar = np.floor(np.exp(np.minimum(loglam / nu, 700.0)))
-    half = int(np.ceil(np.sqrt(2.0 * COMPOIS_DIGITS * np.max((jstar + 1.0) / nu)))) + 6
+    a = 2.0 * COMPOIS_DIGITS / nu
+    width = np.ceil(0.5 * (a + np.sqrt(a * a + 4.0 * a * jstar))) + 4.0
+    group = np.ceil(np.log2(width)).astype(int)
+    out = np.empty((4, loglam.size))
+    for g in np.unique(group):
+        rows = np.flatnonzero(group == g)
+        out[:, rows] = _compois_window(loglam[rows], nu[rows], jstar[rows], int(2**g))
+    return tuple(v.reshape(shape) for v in out)
+
+
+def _compois_window(loglam: Array, nu: Array, jstar: Array, half: int) -> Array:
+    """`_compois_moments` over ``j* -+ half``, doubled until both ends are negligible."""
     while True:
-        J = jstar[:, None] + np.arange(-half, half + 1)
+        J = np.maximum(jstar[:, None] + np.arange(-half, half + 1), -1.0)
         hi = int(J.max())
         G = special.gammaln(np.arange(hi + 1, dtype=float) + 1.0)
         inside = J >= 0
-        terms = np.where(inside, J * loglam[:, None]
-                         - nu[:, None] * G[np.clip(J, 0, hi).astype(np.intp)], -np.inf)
+        terms = J * loglam[:, None] - nu[:, None] * G[np.maximum(J, 0).astype(np.intp)]
+        terms[~inside] = -np.inf
         peak = np.max(terms, axis=1)
         lo_edge = np.where(J[:, 0] > 0, terms[:, 0], -np.inf)
         if (np.all(lo_edge < peak - COMPOIS_DIGITS)
@@ -689,20 +710,22 @@ def _compois_moments(loglam: Array, nu: Array) -> tuple[Array, Array, Array, Arr
     Jf = np.where(inside, J, 0.0)
     mean = np.sum(p * Jf, axis=1)
     dev = Jf - mean[:, None]
-    var = np.sum(p * dev * dev, axis=1)
-    k3 = np.sum(p * dev**3, axis=1)
-    logz = peak + np.log(total)
-    return tuple(a.reshape(shape) for a in (logz, mean, var, k3))
+    p_dev = p * dev
+    var = np.sum(p_dev * dev, axis=1)
+    k3 = np.sum(p_dev * dev * dev, axis=1)
+    return np.stack([peak + np.log(total), mean, var, k3])
 
 
-def _compois_loglambda(mu: Array, nu: Array) -> tuple[Array, Array, Array, Array, Array]:
+def _compois_loglambda(mu: Array, nu: Array, start: Array | None = None
+                       ) -> tuple[Array, Array, Array, Array, Array]:
     """``log(lambda)`` whose COM-Poisson mean is ``mu`` (glmmTMB's mean
     parametrisation, its ``compois_calc_loglambda``), by Newton's method on
-    ``mean(log lambda) - mu`` (``d mean / d log lambda`` is the variance) from the
-    asymptotic ``lambda = (mu + (nu - 1) / (2 nu))^nu``; returns it with the moments
-    there."""
+    ``mean(log lambda) - mu`` (``d mean / d log lambda`` is the variance) from
+    ``start`` or the asymptotic ``lambda = (mu + (nu - 1) / (2 nu))^nu``; returns it
+    with the moments there."""
     mu, nu = np.broadcast_arrays(_f(mu), _f(nu))
-    loglam = nu * np.log(np.maximum(mu + (nu - 1.0) / (2.0 * nu), 0.5 * mu))
+    loglam = (nu * np.log(np.maximum(mu + (nu - 1.0) / (2.0 * nu), 0.5 * mu))
+              if start is None else start)
     for _ in range(COMPOIS_NEWTON):
         logz, mean, var, k3 = _compois_moments(loglam, nu)
         step = (mean - mu) / np.maximum(var, 1e-300)
@@ -729,9 +752,16 @@ def _compois(link: Link, phi: float | None) -> Family:
 
     def solve(mu):
         mu = _f(mu)
-        if cache[0] is not None and cache[0].shape == mu.shape and np.array_equal(cache[0], mu):
-            return cache[1]
-        out = _compois_loglambda(mu, nu)
+        start = None
+        if cache[0] is not None and cache[0].shape == mu.shape:
+            if mu is cache[0] or np.array_equal(cache[0], mu):
+                return cache[1]
+            # near the last means (PIRLS's steps): log(lambda) moves about nu d log(mu)
+            with np.errstate(divide="ignore", invalid="ignore"):
+                start = cache[1][0] + nu * (np.log(mu) - np.log(cache[0]))
+            if not np.all(np.isfinite(start)):
+                start = None
+        out = _compois_loglambda(mu, nu, start)
         cache[:] = [mu.copy(), out]
         return out
 
