@@ -1175,7 +1175,11 @@ class FamilyDef:
         (``psi -> reason | None``). ``make`` then takes ``(link, dispersion, psi)``;
     trials : the family's functions (``variance``, ``score``, ``info``, ``dev_resids``)
         take each observation's trials ``n`` (the beta-binomial: its density is not
-        the binomial's scaled by the weights).
+        the binomial's scaled by the weights);
+    loglik_grad : ``(family, y, mu) -> (dl/dlog d, dl/dpsi)``, the derivatives of the
+        log-density per unit weight in the log dispersion ((n,)) and in ``psi``
+        ((n, npsi)) at the family's values, where they have a closed form (Tweedie: its
+        series' derivatives come with its terms); None: central differences.
     """
 
     name: str
@@ -1211,6 +1215,7 @@ class FamilyDef:
     psi_bounds: tuple[tuple[float, float], ...] = ()
     psi_boundary: Callable[[Array], str | None] | None = field(default=None, repr=False)
     trials: bool = False
+    loglik_grad: Callable | None = field(default=None, repr=False)
 
 
 # ------------------------------------------------------------- the families' data

@@ -818,7 +818,7 @@ def _start_compois(y, m, w):  # phi from E (y - mu)^2 = phi mu (its large-mean v
 TWEEDIE_SERIES_DIGITS = 37.0  # series terms kept: within e^-37 (1e-16) of the largest
 
 
-def _log_tweedie_series(y: Array, phi: Array, p: float) -> Array:
+def _log_tweedie_series(y: Array, phi: Array, p: float, moments: bool = False) -> Array:
     """``log W(y, phi, p)`` of Dunn & Smyth (2005, Statistics and Computing 15:267) for
     ``y > 0`` and ``1 < p < 2``: ``W = sum_j W_j`` with
 
@@ -842,15 +842,21 @@ def _log_tweedie_series(y: Array, phi: Array, p: float) -> Array:
     reach = 2.0 * TWEEDIE_SERIES_DIGITS / (1.0 - alpha)
     width = np.ceil(np.sqrt(reach * jmax)) + 4.0
     group = np.ceil(np.log2(width)).astype(int)
-    out = np.empty(y.size)
+    out = np.empty((3, y.size) if moments else y.size)
     for g in np.unique(group):
         rows = np.flatnonzero(group == g)
-        out[rows] = _tweedie_window(c[rows], jmax[rows], alpha, int(2**g))
-    return out.reshape(shape)
+        if moments:
+            out[:, rows] = _tweedie_window(c[rows], jmax[rows], alpha, int(2**g), True)
+        else:
+            out[rows] = _tweedie_window(c[rows], jmax[rows], alpha, int(2**g))
+    return out if moments else out.reshape(shape)
 
 
-def _tweedie_window(c: Array, jmax: Array, alpha: float, half: int) -> Array:
-    """``log sum_j W_j`` over ``j_max -+ half``, doubled until both ends are negligible."""
+def _tweedie_window(c: Array, jmax: Array, alpha: float, half: int,
+                    moments: bool = False) -> Array:
+    """``log sum_j W_j`` over ``j_max -+ half``, doubled until both ends are negligible;
+    with ``moments``, also the terms' weighted means of ``j`` and of ``j psi(-alpha j)``
+    (``(3, n)``: what the derivatives in phi and p need)."""
     while True:
         J = jmax[:, None] + np.arange(-half, half + 1)
         lo, hi = max(1, int(J.min())), int(J.max())
@@ -863,18 +869,32 @@ def _tweedie_window(c: Array, jmax: Array, alpha: float, half: int) -> Array:
         lo_edge = np.where(J[:, 0] > 1, terms[:, 0], -np.inf)
         if (np.all(lo_edge < peak - TWEEDIE_SERIES_DIGITS)
                 and np.all(terms[:, -1] < peak - TWEEDIE_SERIES_DIGITS)) or half > 1e5:
-            return peak + np.log(np.sum(np.exp(terms - peak[:, None]), axis=1))
+            weights = np.exp(terms - peak[:, None])
+            total = weights.sum(axis=1)
+            logw = peak + np.log(total)
+            if not moments:
+                return logw
+            weights /= total[:, None]
+            Jv = np.where(J >= 1, J, 0.0)
+            dg = special.digamma(-alpha * js)[Jc]
+            return np.stack([logw, np.sum(weights * Jv, axis=1),
+                             np.sum(weights * Jv * np.where(J >= 1, dg, 0.0), axis=1)])
         half *= 2
 
 
-def _log_series_part(y, phi, p):
+def _log_series_part(y, phi, p, moments: bool = False):
     """``log W(y, phi, p) - log y`` where ``y > 0``, 0 elsewhere: the part of the
-    Tweedie log-density that does not depend on the mean."""
+    Tweedie log-density that does not depend on the mean; with ``moments`` also the
+    series' ``E[j]`` and ``E[j psi(-alpha j)]`` per observation (0 where y = 0)."""
     y, phi = np.broadcast_arrays(_f(y), _f(phi))
-    out = np.zeros(y.shape)
+    out = np.zeros((3,) + y.shape if moments else y.shape)
     pos = y > 0
     if np.any(pos):
-        out[pos] = _log_tweedie_series(y[pos], phi[pos], p) - np.log(y[pos])
+        if moments:
+            out[:, pos] = _log_tweedie_series(y[pos], phi[pos], p, moments=True)
+            out[0, pos] -= np.log(y[pos])
+        else:
+            out[pos] = _log_tweedie_series(y[pos], phi[pos], p) - np.log(y[pos])
     return out
 
 
@@ -900,14 +920,21 @@ def _tweedie(link: Link, phi: float | None, psi=()) -> Family:
         phi = _check_dispersion("tweedie", "phi", phi)
     p = 1.0 + float(special.expit(psi[0])) if len(psi) else None
 
-    series: list = [None, None]  # (y, log W(y)): free of mu, so computed once per y
+    series: list = [None, None]  # (y, (log W(y) - log y, E[j], E[j psi(-alpha j)])): free
+    # of mu, so computed once per y, with what the derivatives in phi and p need
 
-    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+    def series_of(y):
         y = _f(y)
         if y is not series[0] and not (series[0] is not None and series[0].shape == y.shape
                                        and np.array_equal(series[0], y)):
-            series[:] = [y, _log_series_part(y, phi, p)]
-        return _log_dtweedie(y, mu, phi, p, series[1]) * _f(wt)
+            series[:] = [y, _log_series_part(y, phi, p, moments=y.ndim == 1)]
+        return series[1]
+
+    def loglik_obs(y, mu, wt, dispersion=1.0, *, n=None):
+        s = series_of(y)
+        return _log_dtweedie(y, mu, phi, p, s[0] if _f(y).ndim == 1 else s) * _f(wt)
+
+    loglik_obs.series_of = series_of  # for _tweedie_loglik_grad
 
     def score(y, mu):
         mu = _f(mu)
@@ -932,6 +959,38 @@ def _tweedie(link: Link, phi: float | None, psi=()) -> Family:
                                                                      "dispersion")
     return Family("tweedie", link, variance, dev_resids, loglik_obs, _positive_mu,
                   _genpois_mustart, info, "log", phi, score, tuple(psi))
+
+
+def _tweedie_loglik_grad(family: Family, y: Array, mu: Array) -> tuple[Array, Array]:
+    """``(dl/dlog phi, dl/dpsi)`` of the Tweedie log-density (``psi = logit(p - 1)``).
+    With ``E[j]`` and ``E[j psi(-alpha j)]`` the series terms' weighted means
+    (`_log_tweedie_series`), ``d log W/d log phi = -(1 - alpha) E[j]`` and
+    ``d log W/dp = E[j] dc/dp + E[j psi(-alpha j)] dalpha/dp``, ``dalpha/dp = 1 / (1 -
+    p)^2``; the rest, ``(y theta - kappa) / phi``, is differentiated directly."""
+    phi = np.broadcast_to(_f(family.dispersion), np.shape(y)).astype(float)
+    psi = family.psi[0]
+    p = 1.0 + float(special.expit(psi))
+    y, mu = _f(y), _f(mu)
+    alpha = (2.0 - p) / (1.0 - p)
+    dalpha = 1.0 / (1.0 - p) ** 2
+    with np.errstate(divide="ignore"):
+        theta = mu ** (1.0 - p) / (1.0 - p)
+        kappa = mu ** (2.0 - p) / (2.0 - p)
+        dtheta = mu ** (1.0 - p) * (-np.log(mu) / (1.0 - p) + 1.0 / (1.0 - p) ** 2)
+        dkappa = mu ** (2.0 - p) * (-np.log(mu) / (2.0 - p) + 1.0 / (2.0 - p) ** 2)
+    rest = y * theta - kappa
+    d_logphi = -rest / phi
+    d_p = (y * dtheta - dkappa) / phi
+    pos = y > 0
+    if np.any(pos):
+        _, ej_all, ejd_all = family.loglik_obs.series_of(y)  # the family's, kept per y
+        yp, fp, ej, ejd = y[pos], phi[pos], ej_all[pos], ejd_all[pos]
+        dc = (dalpha * (-np.log(yp) + np.log(p - 1.0) + np.log(fp)) + alpha / (p - 1.0)
+              + 1.0 / (2.0 - p))
+        d_logphi[pos] += -(1.0 - alpha) * ej
+        d_p[pos] += ej * dc + ejd * dalpha
+    dp_dpsi = (p - 1.0) * (2.0 - p)
+    return d_logphi, (d_p * dp_dpsi)[:, None]
 
 
 def _start_tweedie_phi(y, m, w):  # phi from E (y - mu)^2 = phi mu^p at p = 1.5
@@ -1038,7 +1097,8 @@ register(
               dispersion_text="phi (var = phi mu^power)",
               psi_names=("Tweedie power",), psi_start=_start_tweedie_p,
               psi_value=lambda psi: 1.0 + special.expit(psi),
-              psi_bounds=((-30.0, 30.0),), psi_boundary=_boundary_tweedie),
+              psi_bounds=((-30.0, 30.0),), psi_boundary=_boundary_tweedie,
+              loglik_grad=_tweedie_loglik_grad),
     FamilyDef("compois", ("log",), "log", _compois, "phi", r_engines=("glmmTMB",),
               check=_check_counts, draw=_draw_compois, support=_support_counts,
               mean_range=_mean_nonnegative, dispersion_start=_start_compois,

@@ -252,6 +252,33 @@ class GLMResponse:
         (``ndisp``), then the family's own (``npsi``, on their internal scale)."""
         return self.ndisp + self.npsi
 
+    def minus2loglik_param_gradient(self, params: np.ndarray, eta: np.ndarray
+                                    ) -> np.ndarray | None:
+        """``d(-2 sum wt log f)/dp`` at the fixed predictor ``eta`` for each response
+        parameter, where the family gives its log-density's derivatives in closed form
+        (``FamilyDef.loglik_grad``: per observation, in log d and in psi); None where
+        it does not (the caller takes central differences). The dispersion's part is
+        ``dl/dlog d`` for ``log d``, and ``power Xd' dl/dlog d`` for a dispformula's
+        coefficients."""
+        grad = FAMILIES[self.family.name].loglik_grad
+        if grad is None or not self.nparams:
+            return None
+        # the engine asks the response it evaluated at ``params`` (its family keeps
+        # what it computed there); a response not yet at them is moved there
+        fam = self.family if self.family.dispersion is not None else \
+            self.with_params(params).family
+        mu = fam.link.linkinv(eta)
+        d_logd, d_psi = grad(fam, self.y, mu)
+        w = self.weights
+        out = []
+        if self.ndisp:
+            g = w * d_logd
+            out.append(self.betad_power * (self.disp_X.T @ g) if self.disp_X is not None
+                       else np.array([g.sum()]))
+        if self.npsi:
+            out.append((w[:, None] * d_psi).sum(axis=0))
+        return -2.0 * np.concatenate(out)
+
     def psi_limit(self, psi: np.ndarray) -> str | None:
         """Why the family's own parameters ``psi`` (internal scale) are at a limit of the
         model (``FamilyDef.psi_boundary``), None where they are not."""
@@ -503,6 +530,12 @@ def param_gradient_by_differences(response, params: np.ndarray, eta: np.ndarray,
     with the leverages ``h`` and ``rho = Z Lambda A^{-1} Lambda' Z' (w' h)``; the
     three derivatives by central differences of the response's own functions
     (`param_differences`: O(n) each, two evaluations per parameter)."""
+    analytic = getattr(response, "minus2loglik_param_gradient", lambda p, e: None)(params, eta)
+    if analytic is not None:  # the log-density's part in closed form (`FamilyDef.loglik_grad`)
+        diffs = param_differences(response, params, eta, lambda r, wv: (
+            wv.w * wv.wres, r.curvature_weights(wv)))
+        return np.array([dm + h @ dw + rho @ ds
+                         for dm, (ds, dw) in zip(analytic, diffs, strict=True)])
     diffs = param_differences(response, params, eta, lambda r, wv: (
         r.minus2loglik(wv.mu), wv.w * wv.wres, r.curvature_weights(wv)))
     return np.array([dm + h @ dw + rho @ ds for dm, ds, dw in diffs])
