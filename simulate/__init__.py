@@ -14,6 +14,7 @@ from ._icc import icc_to_variance, latent_residual_variance, variance_to_icc
 from ._links import FAMILY_LINKS
 from ._scenario import DESIGNS, SIZE_DISTS, Scenario
 from ._smooths import SMOOTHS
+from ._truth import formula
 
 __all__ = [
     "DESIGNS",
@@ -23,6 +24,7 @@ __all__ = [
     "SMOOTHS",
     "Scenario",
     "SimulatedData",
+    "formula",
     "generate",
     "icc_to_variance",
     "latent_residual_variance",

@@ -98,6 +98,18 @@ def _with_and_without_gradient(monkeypatch, *args, **kwargs):
     return with_gradient, fit(*args, **kwargs)
 
 
+def _assert_same_optimum(with_gradient, without, fixef_tol=(1e-3, 1e-4), note=None) -> None:
+    """The gradient search at least as high as the derivative-free one and within 1e-5
+    of it in log-likelihood, with the same fixed effects (``fixef_tol``: rtol, atol;
+    None: not compared) and standard errors (rtol 1e-3)."""
+    assert with_gradient.loglik >= without.loglik - 1e-7, note
+    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
+    if fixef_tol is not None:
+        np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=fixef_tol[0],
+                                   atol=fixef_tol[1])
+    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
+
+
 @pytest.mark.parametrize("family, link, formula", CASES)
 @pytest.mark.parametrize("at_zero", [False, True])
 def test_gradient_equals_differences(family, link, formula, at_zero):
@@ -199,10 +211,7 @@ def test_gradient_search_reaches_the_derivative_free_optimum(family, link, formu
     data = _data(5)
     with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, family,
                                                         link)
-    assert with_gradient.loglik >= without.loglik - 1e-7
-    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
-    np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
+    _assert_same_optimum(with_gradient, without)
     assert with_gradient.converged and without.converged
 
 
@@ -282,12 +291,9 @@ def test_ordinal_gradient_search_reaches_the_derivative_free_optimum(
     with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, "ordinal",
                                                         link, threshold=threshold)
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    assert with_gradient.loglik >= without.loglik - 1e-7, y
-    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
-    np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
+    _assert_same_optimum(with_gradient, without, note=y)
     np.testing.assert_allclose(with_gradient.thresholds, without.thresholds, rtol=1e-3,
                                atol=1e-4)
-    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
     assert with_gradient.converged and without.converged
 
 
@@ -335,10 +341,8 @@ def test_ordinal_agq_search_reaches_the_derivative_free_optimum(monkeypatch):
     with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, "ordinal",
                                                         nagq=10)
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    assert with_gradient.loglik >= without.loglik - 1e-7
-    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
+    _assert_same_optimum(with_gradient, without, fixef_tol=None)
     np.testing.assert_allclose(with_gradient.thresholds, without.thresholds, rtol=1e-3)
-    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
 
 
 # ---------------------------------------------------------------- multinomial responses
@@ -380,10 +384,7 @@ def test_multinomial_gradient_search_reaches_the_derivative_free_optimum(monkeyp
     formula = "resp ~ Anger + Gender + (1 | id)"
     with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data, "multinomial")
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    assert with_gradient.loglik >= without.loglik - 1e-7
-    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
-    np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-3, atol=1e-4)
-    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
+    _assert_same_optimum(with_gradient, without)
     assert with_gradient.converged and without.converged
 
 
@@ -425,10 +426,7 @@ def test_agq_gradient_search_reaches_the_derivative_free_optimum(nagq, monkeypat
     with_gradient, without = _with_and_without_gradient(monkeypatch, formula, data,
                                                         "binomial", nagq=nagq)
     assert [s["optimizer"] for s in with_gradient.optinfo["stages"]] == ["L-BFGS-B"] * 2
-    assert with_gradient.loglik >= without.loglik - 1e-7
-    assert with_gradient.loglik == pytest.approx(without.loglik, abs=1e-5)
-    np.testing.assert_allclose(with_gradient.fixef, without.fixef, rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(with_gradient.se, without.se, rtol=1e-3)
+    _assert_same_optimum(with_gradient, without, fixef_tol=(1e-4, 1e-5))
     assert with_gradient.converged and without.converged
 
 

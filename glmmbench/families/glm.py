@@ -758,8 +758,7 @@ class Family(ResponseFamily):
         fdef = FAMILIES[self.name]
         if fdef.dispersion_name is None:
             raise FamilyError(f"the {self.name} family has no dispersion parameter")
-        return _make(fdef, self.link, _check_dispersion(self.name, fdef.dispersion_name,
-                                                        value), self.psi)
+        return self.with_parameters(_check_dispersion(self.name, fdef.dispersion_name, value))
 
     def with_parameters(self, dispersion: float | Array | None, psi: Array | None = None
                         ) -> Family:
@@ -901,6 +900,11 @@ def _y_over_mu2(y, mu):
     return _f(y) / (mu * mu)
 
 
+def _binomial_mustart(y, wt):  # R's binomial()$initialize
+    wt = _f(wt)
+    return (wt * _f(y) + 0.5) / (wt + 1.0)
+
+
 def _binomial(link: Link, dispersion: float | None) -> Family:
     def variance(mu):
         mu = _f(mu)
@@ -921,15 +925,12 @@ def _binomial(link: Link, dispersion: float | None) -> Family:
         mu = _f(mu)
         return bool(np.all(np.isfinite(mu)) and np.all((mu > 0) & (mu < 1)))
 
-    def mustart(y, wt):
-        wt = _f(wt)
-        return (wt * _f(y) + 0.5) / (wt + 1.0)
-
     def info(y, mu):
         y, mu = _f(y), _f(mu)
         return y / (mu * mu) + (1.0 - y) / ((1.0 - mu) * (1.0 - mu))
 
-    return Family("binomial", link, variance, dev_resids, loglik_obs, validmu, mustart, info,
+    return Family("binomial", link, variance, dev_resids, loglik_obs, validmu, _binomial_mustart,
+                  info,
                   "logit")
 
 

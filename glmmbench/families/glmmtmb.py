@@ -40,10 +40,12 @@ from scipy import special
 
 from glmmbench.errors import DataError
 from glmmbench.families.glm import (
+    FAMILIES,
     Array,
     Family,
     FamilyDef,
     Link,
+    _binomial_mustart,
     _check_binomial,
     _check_counts,
     _check_dispersion,
@@ -52,6 +54,7 @@ from glmmbench.families.glm import (
     _mean_nonnegative,
     _mean_unit,
     _missing,
+    _nb_mustart,
     _positive_mu,
     _start_nb1,
     _start_nb2,
@@ -64,17 +67,18 @@ from glmmbench.families.glm import (
 __all__ = ["TRUNCATED"]
 
 
-def _dev_from(logf):
-    """``dev_resids`` from a log-density per unit weight (module docstring). Its first
-    term, ``log f(y | mu = y)``, is free of mu: kept for the last y (PIRLS evaluates the
-    deviance at many means of the same response, whose arrays are never changed in
-    place)."""
+def _dev_from(logf, reference=None):
+    """``dev_resids`` from a log-density per unit weight (module docstring):
+    ``2 wt (log f(y | ref) - log f(y | mu))`` with the reference mean ``ref = y``, or
+    ``reference(y)`` where ``mu = y`` is outside the mean's range. Its first term is free
+    of mu: kept for the last y (PIRLS evaluates the deviance at many means of the same
+    response, whose arrays are never changed in place)."""
     saturated: list = [None, None]
 
     def dev_resids(y, mu, wt):
         y = _f(y)
         if y is not saturated[0]:
-            saturated[:] = [y, logf(y, y)]
+            saturated[:] = [y, logf(y, y if reference is None else reference(y))]
         return 2.0 * _f(wt) * (saturated[1] - logf(y, mu))
     return dev_resids
 
@@ -173,10 +177,6 @@ def _support_open_unit(y):
 
 # -------------------------------------------------------------------- ordered beta
 
-def _log_expit(x):
-    return -np.logaddexp(0.0, -x)
-
-
 def _ordbeta(link: Link, phi: float | None, psi=()) -> Family:
     """glmmTMB's ``ordbeta()`` (Kubinec's ordered beta): proportions on [0, 1] with
     exact 0s and 1s, cut points ``k1 = psi[0]``, ``k2 = psi[1]`` on the logit scale and
@@ -210,7 +210,7 @@ def _ordbeta(link: Link, phi: float | None, psi=()) -> Family:
         mid = ~(zero | one)
         with np.errstate(divide="ignore", invalid="ignore"):
             # log(F1 - F2) = log F1 + log(1 - exp(log F2 - log F1))
-            lp1, lp2 = _log_expit(eta - k1), _log_expit(eta - k2)
+            lp1, lp2 = special.log_expit(eta - k1), special.log_expit(eta - k2)
             gap = lp1 + _log1m_exp(np.minimum(lp2 - lp1, 0.0))
             D = F1 - F2
             g_mid = (f1 - f2) / D
@@ -225,7 +225,7 @@ def _ordbeta(link: Link, phi: float | None, psi=()) -> Family:
             i_mu = phi * phi * (trigamma(a) + trigamma(phi - a))
             beta_g = s_mu * dmu
             beta_h = -i_mu * dmu * dmu + s_mu * dmu * (1.0 - 2.0 * mu)
-        ll = np.where(zero, _log_expit(-(eta - k1)), np.where(one, lp2, gap + beta_ll))
+        ll = np.where(zero, special.log_expit(-(eta - k1)), np.where(one, lp2, gap + beta_ll))
         g = np.where(zero, -F1, np.where(one, 1.0 - F2, g_mid + beta_g))
         h = np.where(zero, -f1, np.where(one, -f2, h_mid + beta_h))
         return ll, g, h, mu
@@ -247,8 +247,8 @@ def _ordbeta(link: Link, phi: float | None, psi=()) -> Family:
         mu = _f(mu)
         return mu * (1.0 - mu) / (1.0 + phi)
 
-    def dev_resids(y, mu, wt):  # against mu = 1/2: a term free of mu (module docstring)
-        return 2.0 * _f(wt) * (parts(y, np.full(np.shape(_f(mu)), 0.5))[0] - parts(y, mu)[0])
+    # against mu = 1/2: a term free of mu (module docstring)
+    dev_resids = _dev_from(lambda y, mu: parts(y, mu)[0], lambda y: np.full(y.shape, 0.5))
 
     if phi is None or k1 is None:
         variance = dev_resids = loglik_obs = score = info = _missing("ordbeta", "phi and cut "
@@ -369,10 +369,6 @@ def _betabinomial(link: Link, phi: float | None) -> Family:
                   _binomial_mustart, info, "logit", phi, score)
 
 
-def _binomial_mustart(y, wt):  # R's binomial initialize
-    return (_f(wt) * _f(y) + 0.5) / (_f(wt) + 1.0)
-
-
 def _start_betabinomial(y, m, w):
     """phi from the overdispersion ``r = mean (y - mu)^2 N / (mu (1 - mu)) = 1 + (N - 1)
     rho``, ``rho = 1 / (phi + 1)`` (w = N)."""
@@ -434,10 +430,10 @@ def _truncated(parent: Family, name: str, log_p0, dlog_p0, d2log_p0) -> Family:
         return np.where(_f(y) >= 1, out, -np.inf) * _f(wt)
 
     return Family(name, parent.link, variance, _dev_from(logf), loglik_obs, _positive_mu,
-                  _truncated_mustart, info, "log", parent.dispersion, score)
+                  _y_mustart, info, "log", parent.dispersion, score)
 
 
-def _truncated_mustart(y, wt):
+def _y_mustart(y, wt):  # the response itself: inside the mean's range for these families
     return _f(y).copy()
 
 
@@ -467,15 +463,13 @@ def _truncated_nbinom1(link: Link, phi: float | None) -> Family:
 
 
 def _parent(name: str, link: Link, dispersion: float | None) -> Family:
-    from glmmbench.families.glm import FAMILIES
-
     return FAMILIES[name].make(link, dispersion)
 
 
 def _undispersed(name: str, link: Link, param: str) -> Family:
     """A family whose dispersion is not set yet: its members raise until it is."""
     fail = _missing(name, param, "dispersion")
-    return Family(name, link, fail, fail, fail, _positive_mu, _truncated_mustart, fail, "log",
+    return Family(name, link, fail, fail, fail, _positive_mu, _y_mustart, fail, "log",
                   None, fail)
 
 
@@ -548,35 +542,30 @@ def _genpois(link: Link, phi: float | None) -> Family:
         return phi * _f(mu)
 
     return _from_logf("genpois", link, phi, logf, score, info, variance, _positive_mu,
-                      _genpois_mustart, "log")
+                      _nb_mustart, "log")
 
 
-def _genpois_mustart(y, wt):
-    y = _f(y)
-    return y + (y == 0) / 6.0
-
-
-def _start_genpois(y, m, w):  # phi from E (y - mu)^2 = phi mu
+def _start_phi_mu(y, m, w):  # phi from E (y - mu)^2 = phi mu (genpois; COM-Poisson's
+    # variance at large means)
     return float(np.sum(w * (y - m) ** 2) / np.sum(w * m))
 
 
 def _draw_genpois(rng, mu, wt, phi):
-    """Consul's branching draw: y = 0, 1, ... by inversion of the cumulative
-    probabilities (``_log_dgenpois``), one observation at a time; for underdispersion
-    (``phi < 1``) the support ends where ``theta + lambda y`` reaches 0."""
-    out = np.empty(mu.shape)
+    """By inversion of the cumulative probabilities (``_log_dgenpois``) on 0..K, K
+    thirty standard deviations above the largest mean; for underdispersion (``phi <
+    1``) the support ends where ``theta + lambda y`` reaches 0 (no probability beyond),
+    and a draw stays at its last value."""
+    mu = np.ravel(mu)
+    phi = np.broadcast_to(phi, mu.shape)
+    top = int(np.max(mu + 30.0 * np.sqrt(phi * mu), initial=0.0)) + 30
+    k = np.arange(top + 1, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        p = np.exp(_log_dgenpois(k[None, :], mu[:, None], phi[:, None]))
+    p = np.where(np.isfinite(p), p, 0.0)
+    cdf = np.cumsum(p, axis=1)
     u = rng.uniform(size=mu.shape)
-    phis = np.broadcast_to(phi, mu.shape).ravel()
-    for i, (m, ui, ph) in enumerate(zip(mu.ravel(), u.ravel(), phis, strict=True)):
-        k, total = 0, 0.0
-        while True:
-            p = float(np.exp(_log_dgenpois(np.array([k]), np.array([m]), ph)[0]))
-            total += p if np.isfinite(p) else 0.0
-            if total >= ui or not np.isfinite(p) or (p == 0.0 and k > m) or k > 1e6:
-                break
-            k += 1
-        out.flat[i] = k
-    return out
+    last = np.max(np.where(p > 0, k, 0.0), axis=1)
+    return np.minimum((u[:, None] > cdf).sum(axis=1), last).astype(float)
 
 
 # ------------------------------------------------------------------------- Student t
@@ -620,16 +609,12 @@ def _t(link: Link, sigma: float | None, psi=()) -> Family:
     if sigma is None or df is None:
         variance = dev_resids = loglik_obs = score = info = _missing("t", "sigma and df",
                                                                      "dispersion")
-    return Family("t", link, variance, dev_resids, loglik_obs, _finite_mean, _t_mustart,
+    return Family("t", link, variance, dev_resids, loglik_obs, _finite_mean, _y_mustart,
                   info, "identity", sigma, score, tuple(psi))
 
 
 def _finite_mean(mu) -> bool:
     return bool(np.all(np.isfinite(_f(mu))))
-
-
-def _t_mustart(y, wt):
-    return _f(y).copy()
 
 
 def _start_t_sigma(y, m, w):  # the sd of the residuals, shrunk for heavy tails
@@ -784,17 +769,14 @@ def _compois(link: Link, phi: float | None) -> Family:
         _, _, _, var, k3 = solve(mu)
         return 1.0 / var + (_f(y) - _f(mu)) * k3 / var**3
 
-    def dev_resids(y, mu, wt):  # against mu = y + 1/2 (> 0 also for y = 0): free of mu
-        y = _f(y)
-        ref = _compois_loglambda(y + 0.5, nu)
-        ll_ref = y * ref[0] - nu * special.gammaln(y + 1.0) - ref[1]
-        return 2.0 * _f(wt) * (ll_ref - logf(y, mu))
+    # against mu = y + 1/2 (> 0 also for y = 0): a term free of mu
+    dev_resids = _dev_from(logf, lambda y: y + 0.5)
 
     if phi is None:
         variance = dev_resids = loglik_obs = score = info = _missing("compois", "phi",
                                                                      "dispersion")
     return Family("compois", link, variance, dev_resids, loglik_obs, _positive_mu,
-                  _genpois_mustart, info, "log", phi, score)
+                  _nb_mustart, info, "log", phi, score)
 
 
 def _draw_compois(rng, mu, wt, phi):
@@ -807,10 +789,6 @@ def _draw_compois(rng, mu, wt, phi):
     cdf = np.cumsum(np.exp(logp), axis=-1)
     u = rng.uniform(size=np.shape(mu))
     return (u[..., None] > cdf).sum(axis=-1).astype(float)
-
-
-def _start_compois(y, m, w):  # phi from E (y - mu)^2 = phi mu (its large-mean variance)
-    return float(np.sum(w * (y - m) ** 2) / np.sum(w * m))
 
 
 # --------------------------------------------------------------------------- Tweedie
@@ -958,7 +936,7 @@ def _tweedie(link: Link, phi: float | None, psi=()) -> Family:
         variance = dev_resids = loglik_obs = score = info = _missing("tweedie", "phi and power",
                                                                      "dispersion")
     return Family("tweedie", link, variance, dev_resids, loglik_obs, _positive_mu,
-                  _genpois_mustart, info, "log", phi, score, tuple(psi))
+                  _nb_mustart, info, "log", phi, score, tuple(psi))
 
 
 def _tweedie_loglik_grad(family: Family, y: Array, mu: Array) -> tuple[Array, Array]:
@@ -1041,8 +1019,6 @@ def _check_nonnegative(y, name, w, family):
 
 def _draw_from(name: str):
     def draw(rng, mu, wt, d):
-        from glmmbench.families.glm import FAMILIES
-
         return FAMILIES[name].draw(rng, mu, wt, d)
     return draw
 
@@ -1101,10 +1077,10 @@ register(
               loglik_grad=_tweedie_loglik_grad),
     FamilyDef("compois", ("log",), "log", _compois, "phi", r_engines=("glmmTMB",),
               check=_check_counts, draw=_draw_compois, support=_support_counts,
-              mean_range=_mean_nonnegative, dispersion_start=_start_compois,
+              mean_range=_mean_nonnegative, dispersion_start=_start_phi_mu,
               dispersion_text="phi = 1 / nu (var about phi mu)"),
     FamilyDef("genpois", ("log",), "log", _genpois, "phi", r_engines=("glmmTMB",),
               check=_check_counts, draw=_draw_genpois, support=_support_counts,
               mean_range=_mean_nonnegative,
-              dispersion_start=_start_genpois, dispersion_text="phi (var = phi mu)"),
+              dispersion_start=_start_phi_mu, dispersion_text="phi (var = phi mu)"),
 )

@@ -222,10 +222,9 @@ def _family_model(scenario: str, dispformula: str | None = None, n_groups: int =
     import simulate
 
     s = simulate.SCENARIOS[scenario]
-    sim = simulate.generate(s, np.random.default_rng(0))
     label = s.family + (f", dispformula {dispformula}" if dispformula else "")
     return BenchModel(f"families: {label} (1 | g) n={20 * n_groups:.0e}".replace("e+0", "e"),
-                      sim.formula, s.family, _scenario(scenario, n_groups=n_groups),
+                      simulate.formula(s), s.family, _scenario(scenario, n_groups=n_groups),
                       r_engines=("glmmTMB",), dispformula=dispformula)
 
 
