@@ -325,3 +325,22 @@ def test_every_method_works_and_agrees_with_itself(name):
     if res.fixef_disp is not None:  # the dispersion's SE on glmmTMB's scale
         assert np.sqrt(full.loc["disp~(Intercept)", "disp~(Intercept)"]) == pytest.approx(
             res.se_disp["(Intercept)"], rel=1e-6)
+
+
+@pytest.mark.r
+def test_glmmtmb_ordbeta_fails_at_its_default_start():
+    """known_discrepancies ``glmmTMB-ordbeta-start``, re-measured: glmmTMB 1.1.5's
+    ordbeta() stops at its default cut points (NaN log-likelihood there); from
+    psi = (-1, 1), the start reference_r gives it, it reaches the native optimum."""
+    from .rscript import run_r
+
+    sd = _sim("ordbeta_intercept")
+    out = run_r("""
+        suppressPackageStartupMessages(library(glmmTMB))
+        default <- tryCatch({glmmTMB(y ~ x + (1 | g), d, family = ordbeta()); "fitted"},
+                            error = function(e) conditionMessage(e))
+        m <- glmmTMB(y ~ x + (1 | g), d, family = ordbeta(), start = list(psi = c(-1, 1)))
+        list(default = default, loglik = as.numeric(logLik(m)))""", d=sd.data)
+    assert "NaN at starting parameter values" in out["default"]
+    native = fit(sd.formula, sd.data, family="ordbeta")
+    assert out["loglik"] == pytest.approx(native.loglik, abs=1e-6)
